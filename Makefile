@@ -1,0 +1,49 @@
+# Two commands for a fresh Debian/Ubuntu machine (root or sudo):
+#   make demo   set up everything and run the demo
+#   make test   set up everything and run the whole test suite
+# Re-running either is fast: the venv is rebuilt only when setup.cfg changes, and apt is
+# touched only when a package is missing.
+
+PYTHON ?= python3
+VENV ?= .venv
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# mosquitto: the embedded broker for the demo and the tests; openssl: test certificates;
+# systemd: systemd-analyze for the unit-file checks; python3-venv: the virtual environment.
+APT_PACKAGES := mosquitto openssl systemd python3-venv
+PYTEST_ARGS ?=
+
+.PHONY: setup system-packages demo test lint bench clean
+
+setup: system-packages $(STAMP)
+
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev,bench]'
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/loadwatch demo $(DEMO_ARGS)
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(VENV)/bin/python bench/detection.py
+	$(VENV)/bin/python bench/scorer.py
+	$(VENV)/bin/python bench/bus.py
+	$(VENV)/bin/python bench/delivery.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

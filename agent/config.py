@@ -1,0 +1,579 @@
+"""TOML configuration -> validated settings -> a fixed ``Plan``.
+
+After Telegraf's ``Init() -> check() -> process()``: everything that can be wrong with a
+config is found here, once, at start-up, and reported with the file and the key
+(``config error: meters[3].unit: 300 is not a Modbus unit id (1-247) in /etc/x.toml``).
+The pollers and the runtime only execute the Plan; they never look at the TOML again.
+
+Unknown keys are errors, not warnings: a misspelt ``pol_s`` silently falling back to a
+default is how a gateway ends up polling a bus every second for a year.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 only
+    import tomli as tomllib
+
+from agent.modbus.blocks import ReadRequest, plan_reads
+from agent.profiles import Profile, ProfileError, Quirks, load_profile
+
+# What the detector and the telemetry need from every meter; a profile that lacks one of
+# the optional ones simply does not have it (p_w is the only hard requirement).
+DEFAULT_QUANTITIES = ("p_w", "pf", "q_var", "v_v", "i_a", "f_hz", "e_import_kwh")
+BUS_KINDS = ("tcp", "rtu", "rtu-over-tcp", "bridge")
+PARITIES = ("N", "E", "O")
+DEFAULT_PREFIX = "loadwatch/v1/{site}/{gateway}"
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased for the technician: what, which key, which file."""
+
+    def __init__(self, key: str, message: str, source: str):
+        self.key = key
+        self.source = source
+        where = "%s: " % key if key else ""
+        super().__init__("config error: %s%s in %s" % (where, message, source))
+
+
+class BrokerSettings:
+    """Where and how to publish. ``password`` is a secret: it never appears in reprs."""
+
+    def __init__(self, **kw: Any):
+        self.host: str = kw["host"]
+        self.port: int = kw["port"]
+        self.client_id: str = kw["client_id"]
+        self.username: str = kw.get("username", "")
+        self.password: str = kw.get("password", "")
+        self.tls: bool = kw["tls"]
+        self.ca_file: str = kw.get("ca_file", "")
+        self.cert_file: str = kw.get("cert_file", "")
+        self.key_file: str = kw.get("key_file", "")
+        self.insecure_skip_verify: bool = kw.get("insecure_skip_verify", False)
+        self.prefix: str = kw["prefix"]
+        self.keepalive_s: int = kw.get("keepalive_s", 30)
+        self.telemetry_qos: int = kw.get("telemetry_qos", 0)
+        self.score_qos: int = kw.get("score_qos", 0)
+        self.protocol: str = kw.get("protocol", "auto")
+
+    def describe(self) -> dict:
+        """Settings safe to print: the password is reported only as set or not."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "client_id": self.client_id,
+            "username": self.username,
+            "password": "(set)" if self.password else "(none)",
+            "tls": self.tls,
+            "ca_file": self.ca_file,
+            "cert_file": self.cert_file,
+            "key_file": self.key_file,
+            "prefix": self.prefix,
+            "protocol": self.protocol,
+        }
+
+    def __repr__(self) -> str:
+        return "BrokerSettings(%r)" % (self.describe(),)
+
+
+class OutboxSettings:
+    def __init__(self, path: str, max_bytes: int):
+        self.path = path
+        self.max_bytes = max_bytes
+
+    def __repr__(self) -> str:
+        return "OutboxSettings(path=%r, max_bytes=%r)" % (self.path, self.max_bytes)
+
+
+class MeterPlan:
+    """One meter: what to read (``requests``), how often, and how to judge it."""
+
+    def __init__(self, id: str, bus: str, unit: int, profile: Profile, meter_class: str,
+                 poll_s: float, quirks: Quirks, requests: list[ReadRequest],
+                 quantities: tuple[str, ...]):
+        self.id = id
+        self.bus = bus
+        self.unit = unit
+        self.profile = profile
+        self.meter_class = meter_class
+        self.poll_s = poll_s
+        self.quirks = quirks
+        self.requests = requests
+        self.quantities = quantities
+
+    def __repr__(self) -> str:
+        return "MeterPlan(%r, unit=%r, profile=%r, requests=%d)" % (
+            self.id, self.unit, self.profile.name, len(self.requests))
+
+
+class BusPlan:
+    """One physical or logical bus and the meters on it, in poll order."""
+
+    def __init__(self, name: str, kind: str, host: str = "", port: Any = None,
+                 baud: int = 9600, parity: str = "N", stopbits: int = 1, bytesize: int = 8,
+                 timeout_s: float = 1.0, retries: int = 1, backoff_max_s: float = 300.0,
+                 per_host_limit: int = 4, meters: list[MeterPlan] | None = None):
+        self.name = name
+        self.kind = kind
+        self.host = host
+        self.port = port
+        self.baud = baud
+        self.parity = parity
+        self.stopbits = stopbits
+        self.bytesize = bytesize
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_max_s = backoff_max_s
+        self.per_host_limit = per_host_limit
+        self.meters = meters if meters is not None else []
+
+    def __repr__(self) -> str:
+        return "BusPlan(%r, %r, meters=%d)" % (self.name, self.kind, len(self.meters))
+
+
+class Plan:
+    """Everything the runtime needs, decided once."""
+
+    def __init__(self, source: str, site: str, gateway: str, tz_offset_s: float,
+                 state_dir: str, broker: BrokerSettings, outbox: OutboxSettings,
+                 detector: dict, policy: dict, classes: dict[str, dict],
+                 buses: list[BusPlan], telemetry_every_s: float, checkpoint_every_s: float):
+        self.source = source
+        self.site = site
+        self.gateway = gateway
+        self.tz_offset_s = tz_offset_s
+        self.state_dir = state_dir
+        self.broker = broker
+        self.outbox = outbox
+        self.detector = detector
+        self.policy = policy
+        self.classes = classes
+        self.buses = buses
+        self.telemetry_every_s = telemetry_every_s
+        self.checkpoint_every_s = checkpoint_every_s
+
+    @property
+    def meters(self) -> list[MeterPlan]:
+        return [m for b in self.buses for m in b.meters]
+
+    def detector_settings(self, meter_class: str) -> dict:
+        """Detector settings for a meter class: defaults < [detector] < [classes.X.detector]."""
+        out = dict(self.detector)
+        out.update(self.classes.get(meter_class, {}).get("detector", {}))
+        out["tz_offset_s"] = self.tz_offset_s
+        return out
+
+    def policy_settings(self, meter_class: str) -> dict:
+        out = dict(self.policy)
+        out.update(self.classes.get(meter_class, {}).get("policy", {}))
+        return out
+
+    def describe(self) -> str:
+        """The human summary printed by ``check-config``: requests per bus and meter."""
+        lines = ["site %s, gateway %s, broker %s:%s (tls %s), prefix %s" % (
+            self.site, self.gateway, self.broker.host, self.broker.port,
+            "on" if self.broker.tls else "off", self.broker.prefix)]
+        for bus in self.buses:
+            where = bus.port if bus.kind in ("rtu", "bridge") else "%s:%s" % (bus.host, bus.port)
+            n = sum(len(m.requests) for m in bus.meters)
+            lines.append("bus %s (%s %s): %d meters, %d requests per cycle" % (
+                bus.name, bus.kind, where, len(bus.meters), n))
+            for m in bus.meters:
+                reqs = ", ".join("fc%d@%d+%d" % (r.fc, r.address, r.count) for r in m.requests)
+                lines.append("  meter %s unit %d %s every %gs: %s" % (
+                    m.id, m.unit, m.profile.name, m.poll_s, reqs or "(bridge)"))
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class _Table:
+    """A TOML table being validated: typed getters that name the key on error, and a
+    check that every key was consumed."""
+
+    def __init__(self, data: dict, path: str, source: str):
+        if not isinstance(data, dict):
+            raise ConfigError(path, "must be a table", source)
+        self.data = data
+        self.path = path
+        self.source = source
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return "%s.%s" % (self.path, name) if self.path else name
+
+    def error(self, name: str, message: str) -> ConfigError:
+        return ConfigError(self.key(name), message, self.source)
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def get(self, name: str, kind: Any, default: Any = ..., *, choices: tuple = (),
+            lo: float | None = None, hi: float | None = None) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if default is ...:
+                raise self.error(name, "is required")
+            return default
+        value = self.data[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # TOML ints are fine where floats are wanted; bools are not numbers here.
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.error(name, "%r must be %s" % (value, _kind_name(kinds)))
+        if not isinstance(value, kinds):
+            raise self.error(name, "%r must be %s" % (value, _kind_name(kinds)))
+        if choices and value not in choices:
+            raise self.error(name, "%r is not one of %s" % (value, "|".join(map(str, choices))))
+        if lo is not None and value < lo:
+            raise self.error(name, "%r is below the minimum %r" % (value, lo))
+        if hi is not None and value > hi:
+            raise self.error(name, "%r is above the maximum %r" % (value, hi))
+        return value
+
+    def table(self, name: str) -> _Table:
+        self.used.add(name)
+        return _Table(self.data.get(name, {}), self.key(name), self.source)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise self.error(unknown[0], "unknown key (typo?); known keys here: %s"
+                             % ", ".join(sorted(self.used)))
+
+
+def _kind_name(kinds: tuple) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             list: "a list", dict: "a table"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _settings_table(t: _Table, name: str, defaults: dict | None) -> dict:
+    """A free-form settings table checked against the component's known defaults."""
+    sub = t.table(name)
+    out = {}
+    for key, value in sub.data.items():
+        sub.used.add(key)
+        if defaults is not None and key not in defaults:
+            raise sub.error(key, "unknown setting; known: %s" % ", ".join(sorted(defaults)))
+        if defaults is not None and isinstance(defaults[key], (int, float)) and not isinstance(
+                defaults[key], bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise sub.error(key, "%r must be a number" % (value,))
+        out[key] = value
+    return out
+
+
+def _detector_defaults() -> dict | None:
+    try:
+        from agent.signature import default_settings
+    except ImportError:  # the core is optional only while it is being built
+        return None
+    return default_settings()
+
+
+def _policy_defaults() -> dict | None:
+    try:
+        from agent.policy import default_policy_settings
+    except ImportError:
+        return None
+    return default_policy_settings()
+
+
+def _read_secret(t: _Table, name: str, base: Path) -> str:
+    path = t.get(name, str, "")
+    if not path:
+        return ""
+    p = Path(path)
+    if not p.is_absolute():
+        p = base / p
+    try:
+        return p.read_text().strip()
+    except OSError as e:
+        raise t.error(name, "cannot read %s: %s" % (p, e.strerror)) from None
+
+
+def _broker(root: _Table, site: str, gateway: str, base: Path) -> BrokerSettings:
+    t = root.table("broker")
+    host = t.get("host", str, "127.0.0.1")
+    tls_setting = t.get("tls", (bool, str), "auto")
+    if isinstance(tls_setting, str) and tls_setting != "auto":
+        raise t.error("tls", "%r must be true, false or \"auto\"" % tls_setting)
+    tls = (not _is_loopback(host)) if tls_setting == "auto" else tls_setting
+    port = t.get("port", int, 8883 if tls else 1883, lo=1, hi=65535)
+    password = t.get("password", str, "")
+    password_file = _read_secret(t, "password_file", base)
+    if password and password_file:
+        raise t.error("password_file", "set either password or password_file, not both")
+    files = {}
+    for name in ("ca_file", "cert_file", "key_file"):
+        value = t.get(name, str, "")
+        if value:
+            p = Path(value) if Path(value).is_absolute() else base / value
+            if not p.is_file():
+                raise t.error(name, "%s does not exist or is not a file" % p)
+            value = str(p)
+        files[name] = value
+    if bool(files["cert_file"]) != bool(files["key_file"]):
+        raise t.error("key_file" if files["cert_file"] else "cert_file",
+                      "a client certificate needs both cert_file and key_file")
+    if files["cert_file"] and not tls:
+        raise t.error("cert_file", "client certificates need tls = true")
+    prefix_template = t.get("prefix", str, DEFAULT_PREFIX)
+    try:
+        prefix = prefix_template.format(site=site, gateway=gateway)
+    except (KeyError, IndexError, ValueError):
+        raise t.error("prefix", "%r may only use {site} and {gateway}" % prefix_template) from None
+    if any(c in prefix for c in "#+\0") or prefix.endswith("/") or not prefix:
+        raise t.error("prefix", "%r is not a valid MQTT topic prefix" % prefix)
+    settings = BrokerSettings(
+        host=host,
+        port=port,
+        client_id=t.get("client_id", str, "loadwatch-%s-%s" % (site, gateway)),
+        username=t.get("username", str, ""),
+        password=password or password_file,
+        tls=tls,
+        insecure_skip_verify=t.get("insecure_skip_verify", bool, False),
+        prefix=prefix,
+        keepalive_s=t.get("keepalive_s", int, 30, lo=5, hi=3600),
+        telemetry_qos=t.get("telemetry_qos", int, 0, choices=(0, 1)),
+        score_qos=t.get("score_qos", int, 0, choices=(0, 1)),
+        protocol=t.get("protocol", str, "auto", choices=("auto", "5", "3.1.1")),
+        **files,
+    )
+    t.finish()
+    return settings
+
+
+def _bus(t: _Table) -> BusPlan:
+    name = t.get("name", str)
+    if not ID_RE.match(name):
+        raise t.error("name", "%r must be letters, digits, '_', '.', '-' (max 64)" % name)
+    kind = t.get("kind", str, choices=BUS_KINDS)
+    bus = BusPlan(name=name, kind=kind)
+    if kind in ("tcp", "rtu-over-tcp"):
+        bus.host = t.get("host", str)
+        bus.port = t.get("port", int, 502, lo=1, hi=65535)
+        bus.per_host_limit = t.get("per_host_limit", int, 4, lo=1, hi=64)
+    else:
+        bus.port = t.get("port", str)
+        bus.baud = t.get("baud", int, 9600, choices=(1200, 2400, 4800, 9600, 19200, 38400,
+                                                     57600, 115200))
+        bus.parity = t.get("parity", str, "N", choices=PARITIES)
+        bus.stopbits = t.get("stopbits", int, 1, choices=(1, 2))
+        bus.bytesize = t.get("bytesize", int, 8, choices=(7, 8))
+    bus.timeout_s = t.get("timeout_ms", int, 1000, lo=10, hi=60000) / 1000.0
+    bus.retries = t.get("retries", int, 1, lo=0, hi=10)
+    bus.backoff_max_s = t.get("backoff_max_s", float, 300.0, lo=1.0, hi=86400.0)
+    t.finish()
+    return bus
+
+
+_QUIRK_KEYS = {"max_registers": (int, 1, 125), "max_gap": (int, 0, 125),
+               "pause_ms": (int, 0, 10000), "timeout_ms": (int, 10, 60000)}
+
+
+def _quirk_overrides(t: _Table) -> dict:
+    q = t.table("quirks")
+    out: dict[str, Any] = {}
+    for key in list(q.data):
+        if key == "word_order":
+            out[key] = q.get(key, str, choices=("ABCD", "CDAB"))
+        elif key in _QUIRK_KEYS:
+            kind, lo, hi = _QUIRK_KEYS[key]
+            out[key] = q.get(key, kind, lo=lo, hi=hi)
+    q.finish()
+    return out
+
+
+def _meter(t: _Table, buses: dict[str, BusPlan], base: Path, classes: dict,
+           default_poll_s: float) -> MeterPlan:
+    mid = t.get("id", str)
+    if not ID_RE.match(mid):
+        raise t.error("id", "%r must be letters, digits, '_', '.', '-' (max 64): it becomes an "
+                      "MQTT topic level" % mid)
+    bus_name = t.get("bus", str)
+    if bus_name not in buses:
+        raise t.error("bus", "%r is not a bus defined in [[buses]] (known: %s)"
+                      % (bus_name, ", ".join(sorted(buses)) or "none"))
+    bus = buses[bus_name]
+    unit = t.get("unit", int, 1)
+    if not 1 <= unit <= 247:
+        raise t.error("unit", "%r is not a Modbus unit id (1-247)" % unit)
+    meter_class = t.get("class", str, "residential")
+    if meter_class not in classes and meter_class != "residential":
+        raise t.error("class", "%r is not defined in [classes] (known: residential%s)"
+                      % (meter_class, "".join(", " + c for c in sorted(classes))))
+    poll_s = t.get("poll_s", float, default_poll_s, lo=0.1, hi=3600.0)
+    profile_ref = t.get("profile", str, "generic" if bus.kind == "bridge" else ...)
+    try:
+        profile = load_profile(profile_ref, base)
+    except ProfileError as e:
+        raise t.error("profile", str(e)) from None
+    except (OSError, ValueError) as e:
+        raise t.error("profile", "%r: %s" % (profile_ref, e)) from None
+    overrides = _quirk_overrides(t)
+    quirks = profile.quirks.merged(overrides) if overrides else profile.quirks
+    wanted = t.get("quantities", (list, str), list(DEFAULT_QUANTITIES))
+    if wanted == "all":
+        names = tuple(profile.quantities)
+    elif isinstance(wanted, str):
+        raise t.error("quantities", "%r must be a list of quantity names or \"all\"" % wanted)
+    else:
+        names = tuple(n for n in wanted if n in profile.quantities)
+        unknown_required = [n for n in wanted if not isinstance(n, str)]
+        if unknown_required:
+            raise t.error("quantities", "entries must be strings")
+        if wanted != list(DEFAULT_QUANTITIES):
+            missing = [n for n in wanted if n not in profile.quantities]
+            if missing:
+                raise t.error("quantities", "%s not in profile %s (it has: %s)" % (
+                    ", ".join(missing), profile.name, ", ".join(profile.quantities)))
+    if "p_w" not in names:
+        raise t.error("profile", "profile %s has no p_w (total active power), which the "
+                      "detector needs" % profile.name)
+    t.finish()
+    requests: list[ReadRequest] = []
+    if bus.kind != "bridge":
+        fields = [profile.quantities[n] for n in names]
+        requests = plan_reads(fields, quirks.max_gap, quirks.max_registers)
+    return MeterPlan(id=mid, bus=bus_name, unit=unit, profile=profile,
+                     meter_class=meter_class, poll_s=poll_s, quirks=quirks,
+                     requests=requests, quantities=names)
+
+
+def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
+    """Build a Plan from TOML text; ``source`` names it in errors."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("", "not valid TOML: %s" % e, source) from None
+    base = base_dir if base_dir is not None else Path.cwd()
+    root = _Table(data, "", source)
+    site = root.get("site", str)
+    gateway = root.get("gateway", str)
+    for name, value in (("site", site), ("gateway", gateway)):
+        if not ID_RE.match(value):
+            raise root.error(name, "%r must be letters, digits, '_', '.', '-' (max 64): it "
+                             "becomes an MQTT topic level" % value)
+    tz_hours = root.get("tz_offset_hours", float, 0.0, lo=-14.0, hi=14.0)
+    state_dir = root.get("state_dir", str, "/var/lib/loadwatch")
+    if not Path(state_dir).is_absolute():
+        state_dir = str((base / state_dir).resolve())
+    default_poll_s = root.get("poll_s", float, 10.0, lo=0.1, hi=3600.0)
+    telemetry_every_s = root.get("telemetry_every_s", float, 900.0, lo=1.0, hi=86400.0)
+    checkpoint_every_s = root.get("checkpoint_every_s", float, 300.0, lo=1.0, hi=86400.0)
+    broker = _broker(root, site, gateway, base)
+
+    ot = root.table("outbox")
+    outbox_path = ot.get("path", str, os.path.join(state_dir, "outbox.sqlite"))
+    if not Path(outbox_path).is_absolute():
+        outbox_path = str((base / outbox_path).resolve())
+    outbox = OutboxSettings(outbox_path, int(ot.get("max_mb", float, 64.0, lo=0.1, hi=10240.0)
+                                              * 1024 * 1024))
+    ot.finish()
+
+    det_defaults = _detector_defaults()
+    pol_defaults = _policy_defaults()
+    detector = _settings_table(root, "detector", det_defaults)
+    policy = _settings_table(root, "policy", pol_defaults)
+    classes: dict[str, dict] = {}
+    ct = root.table("classes")
+    for cname in list(ct.data):
+        one = ct.table(cname)
+        classes[cname] = {"detector": _settings_table(one, "detector", det_defaults),
+                          "policy": _settings_table(one, "policy", pol_defaults)}
+        one.finish()
+    ct.finish()
+
+    root.used.add("buses")
+    raw_buses = data.get("buses", [])
+    if not isinstance(raw_buses, list):
+        raise root.error("buses", "must be an array of tables ([[buses]])")
+    buses: dict[str, BusPlan] = {}
+    for i, raw in enumerate(raw_buses):
+        bus = _bus(_Table(raw, "buses[%d]" % i, source))
+        if bus.name in buses:
+            raise ConfigError("buses[%d].name" % i, "%r is defined twice" % bus.name, source)
+        buses[bus.name] = bus
+
+    root.used.add("meters")
+    raw_meters = data.get("meters", [])
+    if not isinstance(raw_meters, list):
+        raise root.error("meters", "must be an array of tables ([[meters]])")
+    if not raw_meters:
+        raise root.error("meters", "no meters configured: add at least one [[meters]]")
+    seen_ids: set[str] = set()
+    seen_units: set[tuple[str, int]] = set()
+    for i, raw in enumerate(raw_meters):
+        t = _Table(raw, "meters[%d]" % i, source)
+        m = _meter(t, buses, base, classes, default_poll_s)
+        if m.id in seen_ids:
+            raise ConfigError("meters[%d].id" % i, "%r is used by another meter" % m.id, source)
+        if (m.bus, m.unit) in seen_units and buses[m.bus].kind != "bridge":
+            raise ConfigError("meters[%d].unit" % i, "unit %d is already used on bus %s"
+                              % (m.unit, m.bus), source)
+        seen_ids.add(m.id)
+        seen_units.add((m.bus, m.unit))
+        buses[m.bus].meters.append(m)
+    root.finish()
+    return Plan(source=source, site=site, gateway=gateway, tz_offset_s=tz_hours * 3600.0,
+                state_dir=state_dir, broker=broker, outbox=outbox, detector=detector,
+                policy=policy, classes=classes,
+                buses=[b for b in buses.values() if b.meters],
+                telemetry_every_s=telemetry_every_s, checkpoint_every_s=checkpoint_every_s)
+
+
+def load(path: str | os.PathLike) -> Plan:
+    """Read and validate a config file; relative paths in it are relative to its folder."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("", "file not found", str(p)) from None
+    except OSError as e:
+        raise ConfigError("", "cannot read: %s" % e.strerror, str(p)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("", "not UTF-8 text", str(p)) from None
+    return load_text(text, str(p.resolve()), p.resolve().parent)
+
+
+def load_detector_settings(path: str | os.PathLike) -> tuple[dict, dict]:
+    """Only the [detector] and [policy] tables of a config (for ``loadwatch replay``).
+
+    A replay config needs no buses or meters, so this reads the two tables alone, with
+    the same validation as a full config.
+    """
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError("", "cannot read: %s" % e.strerror, str(p)) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("", "not valid TOML: %s" % e, str(p)) from None
+    root = _Table(data, "", str(p))
+    detector = _settings_table(root, "detector", _detector_defaults())
+    policy = _settings_table(root, "policy", _policy_defaults())
+    tz = root.get("tz_offset_hours", float, 0.0, lo=-14.0, hi=14.0)
+    detector.setdefault("tz_offset_s", tz * 3600.0)
+    return detector, policy

@@ -1,0 +1,359 @@
+"""Wiring only: clock, tasks, checkpoints, shutdown.
+
+This is the one module that knows every stage. Data flows one way:
+
+    poller --RawPoll--> decode --Reading--> signature --Score--> policy --Event-->
+    codec --Message--> outbox (SQLite) --> publisher --> broker
+
+Every event is written to the outbox before anything is sent, so the publisher, the
+broker or this process can die at any point without losing an alert. Learned detector
+state is checkpointed to ``state_dir`` periodically, on stop, and at once whenever an
+alert changes state, so a restart never re-raises an alert under a new id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from agent.aggregate import SlotAggregate
+from agent.clock import Clock
+from agent.config import MeterPlan, Plan
+from agent.decode import Decoder
+from agent.model import Event, Health, RawPoll, Reading, quality_names
+from agent.policy import Policy
+from agent.publish.codec import Codec
+from agent.publish.mqtt import Publisher
+from agent.publish.outbox import Outbox
+from agent.signature import Detector
+
+log = logging.getLogger("loadwatch.runtime")
+
+STATE_FILE = "state.json"
+STATE_VERSION = 1
+# Health is re-published at least this often (clock seconds) even when nothing changed,
+# so a subscriber can tell a quiet meter from a dead gateway.
+HEALTH_REFRESH_S = 3600.0
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("loadwatch")
+    except Exception:  # not installed as a distribution (e.g. run from a source tree)
+        return "0+unknown"
+
+
+class MeterPipeline:
+    """decode -> signature -> policy for one meter, plus its telemetry slot."""
+
+    def __init__(self, plan: MeterPlan, detector: Detector, policy: Policy,
+                 telemetry_s: float):
+        self.plan = plan
+        self.decoder = Decoder(plan)
+        self.detector = detector
+        self.policy = policy
+        self.aggregate = SlotAggregate(telemetry_s)
+        self.last_reading: Reading | None = None
+        self.samples = 0
+        self.bad = 0
+        self.seq = 0
+
+    def next_id(self, kind: str, t: float) -> str:
+        self.seq += 1
+        return "%s:%s:%d:%d" % (self.plan.id, kind, int(t), self.seq)
+
+    def process(self, raw: RawPoll) -> list[Event]:
+        reading = self.decoder.decode(raw)
+        return self.process_reading(reading)
+
+    def process_reading(self, reading: Reading) -> list[Event]:
+        events: list[Event] = []
+        self.last_reading = reading
+        meter = self.plan.id
+        closed = self.aggregate.add(reading)
+        if closed is not None:
+            closed["score"] = round(self.detector.score, 2)
+            closed["detector_state"] = "ready" if self.detector.ready else "warming"
+            events.append(Event("telemetry", meter, reading.t,
+                                self.next_id("telemetry", reading.t), data=closed))
+            events.append(Event("score", meter, reading.t, self.next_id("score", reading.t),
+                                score=self.detector.score,
+                                evidence=self.detector.evidence(),
+                                data={"contributions": self.detector.contributions(),
+                                      "state": "ready" if self.detector.ready else "warming"}))
+        if not reading.scorable or "p_w" not in reading.values:
+            self.bad += 1
+            return events
+        self.samples += 1
+        score = self.detector.update(reading.t, reading.values["p_w"], reading.values.get("pf"))
+        events.extend(self.policy.update(reading.t, score, self.detector.ready,
+                                         self.detector.contributions(),
+                                         self.detector.evidence()))
+        return events
+
+    def snapshot(self) -> dict:
+        r = self.last_reading
+        return {
+            "meter": self.plan.id,
+            "profile": self.plan.profile.name,
+            "t": r.t if r else None,
+            "p_w": r.values.get("p_w") if r else None,
+            "quality": quality_names(r.quality) if r else [],
+            "score": self.detector.score,
+            "state": "ready" if self.detector.ready else "warming",
+            "alert": self.policy.alert_id if self.policy.active else "",
+            "samples": self.samples,
+            "bad_samples": self.bad,
+        }
+
+
+class Agent:
+    """The gateway agent: runs every bus of a Plan until ``request_stop()``."""
+
+    def __init__(self, plan: Plan, clock: Clock | None = None):
+        self.plan = plan
+        self.clock = clock if clock is not None else Clock()
+        self.state_path = Path(plan.state_dir) / STATE_FILE
+        self.codec = Codec(plan.broker.prefix, plan.site, plan.gateway)
+        self.outbox: Outbox | None = None
+        self.publisher: Publisher | None = None
+        self.pipelines: dict[str, MeterPipeline] = {}
+        self.health: dict[str, Health] = {}
+        self._health_sent: dict[str, tuple[str, float]] = {}
+        self._listeners: list[Callable[[Event], None]] = []
+        self._pollers: dict[str, object] = {}
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()  # guards pipelines against the command thread
+        self.started_at = time.time()
+        self._build_pipelines(self._read_checkpoint())
+
+    # ----------------------------------------------------------------- state on disk
+
+    def _read_checkpoint(self) -> dict:
+        try:
+            data = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            # A torn or corrupt checkpoint must not stop the gateway: move it aside and
+            # start learning afresh, loudly.
+            aside = self.state_path.with_suffix(".corrupt-%d" % int(time.time()))
+            log.error("detector state %s is unreadable (%s); moved to %s, starting fresh",
+                      self.state_path, e, aside)
+            try:
+                os.replace(self.state_path, aside)
+            except OSError:
+                pass
+            return {}
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            log.error("detector state %s has an unknown format; starting fresh",
+                      self.state_path)
+            return {}
+        return data.get("meters", {})
+
+    def _build_pipelines(self, saved: dict) -> None:
+        for m in self.plan.meters:
+            dset = self.plan.detector_settings(m.meter_class)
+            pset = self.plan.policy_settings(m.meter_class)
+            one = saved.get(m.id, {})
+            detector = policy = None
+            try:
+                if "detector" in one:
+                    detector = Detector.from_state(dset, one["detector"])
+                if "policy" in one:
+                    policy = Policy.from_state(m.id, pset, one["policy"])
+            except (KeyError, TypeError, ValueError) as e:
+                log.error("saved state of meter %s does not fit its settings (%s); "
+                          "starting it fresh", m.id, e)
+                detector = policy = None
+            self.pipelines[m.id] = MeterPipeline(
+                m, detector or Detector(dset), policy or Policy(m.id, pset),
+                self.plan.telemetry_every_s)
+            self.health[m.id] = Health(m.id)
+
+    def checkpoint(self) -> None:
+        """Write all learned state atomically (tmp file, fsync, rename)."""
+        with self._lock:
+            meters = {mid: {"detector": p.detector.state(), "policy": p.policy.state()}
+                      for mid, p in self.pipelines.items()}
+        data = {"version": STATE_VERSION, "t": self.clock.now(), "meters": meters}
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(data, f, separators=(",", ":"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_path)
+        try:
+            dfd = os.open(str(self.state_path.parent), os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+
+    # ----------------------------------------------------------------- event flow
+
+    def add_listener(self, fn: Callable[[Event], None]) -> None:
+        """Live views (the demo table, tests) see every event as it is queued."""
+        self._listeners.append(fn)
+
+    def _emit(self, events: list[Event]) -> None:
+        if not events:
+            return
+        alert_changed = False
+        for ev in events:
+            if self.outbox is not None:
+                self.outbox.put(self.codec.event(ev))
+            alert_changed = alert_changed or ev.is_alert
+            for fn in self._listeners:
+                try:
+                    fn(ev)
+                except Exception:
+                    log.exception("listener failed")
+        if alert_changed:
+            # The policy's alert state must be on disk before a crash could make a restart
+            # raise the same alert again under a new onset.
+            self.checkpoint()
+        if self.publisher is not None:
+            self.publisher.wake()
+
+    def on_poll(self, raw: RawPoll) -> None:
+        pipeline = self.pipelines.get(raw.meter)
+        if pipeline is None:
+            return
+        with self._lock:
+            events = pipeline.process(raw)
+        self._emit(events)
+
+    def on_reading(self, reading: Reading) -> None:
+        """A reading decoded elsewhere (the serial bridge) enters the same pipeline."""
+        pipeline = self.pipelines.get(reading.meter)
+        if pipeline is None:
+            return
+        with self._lock:
+            events = pipeline.process_reading(reading)
+        self._emit(events)
+
+    def on_event(self, event: Event) -> None:
+        """An event decided elsewhere (an MCU behind the bridge) is published as is."""
+        self._emit([event])
+
+    def on_health(self, health: Health) -> None:
+        self.health[health.meter] = health
+        last = self._health_sent.get(health.meter)
+        now = self.clock.now()
+        if last is not None and last[0] == health.state and now - last[1] < HEALTH_REFRESH_S:
+            return
+        self._health_sent[health.meter] = (health.state, now)
+        self._emit([Event("health", health.meter, now,
+                          "%s:health:%d:%d" % (health.meter, int(now), health.polls),
+                          data=health.as_dict())])
+
+    # ----------------------------------------------------------------- commands
+
+    def on_command(self, name: str, args: dict) -> dict:
+        """Read-only commands from the utility (called on the publisher's thread)."""
+        if name == "ping":
+            return {"pong": True, "version": _version(), "uptime_s": time.time()
+                    - self.started_at}
+        if name == "state":
+            return {"meters": self.snapshot()}
+        if name == "read":
+            meter = args.get("meter")
+            if meter not in self.pipelines:
+                raise ValueError("unknown meter %r" % (meter,))
+            poller = self._pollers.get(self.pipelines[meter].plan.bus)
+            if poller is None or self._loop is None or not hasattr(poller, "poll_now"):
+                raise ValueError("meter %r cannot be read on demand" % (meter,))
+            fut = asyncio.run_coroutine_threadsafe(poller.poll_now(meter), self._loop)
+            raw = fut.result(timeout=10.0)
+            reading = Decoder(self.pipelines[meter].plan).decode(raw)
+            return {"meter": meter, "values": reading.values,
+                    "quality": quality_names(reading.quality), "error": raw.error}
+        raise ValueError("unknown command %r" % (name,))
+
+    def snapshot(self) -> list[dict]:
+        with self._lock:
+            out = [p.snapshot() for p in self.pipelines.values()]
+        for row in out:
+            h = self.health.get(row["meter"])
+            row["health"] = h.state if h else "unknown"
+        return out
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def request_stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    def _status_extra(self) -> dict:
+        return {"version": _version(), "meters": len(self.pipelines)}
+
+    def _make_sources(self) -> list:
+        from agent.modbus.poller import BusPoller
+
+        sources = []
+        for bus in self.plan.buses:
+            if bus.kind == "bridge":
+                from agent.bridge.source import BridgeSource
+
+                src = BridgeSource(bus, self.clock, self.on_reading, self.on_event,
+                                   self.on_health)
+            else:
+                src = BusPoller(bus, self.clock, self.on_poll, self.on_health)
+            self._pollers[bus.name] = src
+            sources.append(src)
+        return sources
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        Path(self.plan.state_dir).mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(self.plan.outbox.path, self.plan.outbox.max_bytes)
+        self.publisher = Publisher(self.plan.broker, self.outbox, self.codec,
+                                   on_command=self.on_command,
+                                   status_extra=self._status_extra)
+        self.publisher.start()
+        tasks = [asyncio.create_task(src.run(), name="source-%s" % name)
+                 for name, src in zip([b.name for b in self.plan.buses],
+                                      self._make_sources())]
+        tasks.append(asyncio.create_task(self._checkpoint_loop(), name="checkpoint"))
+        stop_wait = asyncio.create_task(self._stop.wait(), name="stop-wait")
+        try:
+            done, _ = await asyncio.wait(tasks + [stop_wait],
+                                         return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is not stop_wait and t.exception() is not None:
+                    raise t.exception()
+        finally:
+            for t in [*tasks, stop_wait]:
+                t.cancel()
+            await asyncio.gather(*tasks, stop_wait, return_exceptions=True)
+            await self._shutdown()
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await self.clock.sleep(self.plan.checkpoint_every_s)
+            await asyncio.get_running_loop().run_in_executor(None, self.checkpoint)
+
+    async def _shutdown(self) -> None:
+        """Flush what can be flushed; what cannot stays in the outbox for next time."""
+        try:
+            self.checkpoint()
+        except OSError as e:
+            log.error("could not save detector state: %s", e)
+        if self.publisher is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.publisher.stop, 5.0)
+        if self.outbox is not None:
+            self.outbox.close()

@@ -1,0 +1,92 @@
+"""Config -> Plan: golden error cases (tests/golden/config/<case>/) and the happy paths."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.config import ConfigError, load, load_text
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).parent / "golden" / "config"
+CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden_config_error(case: str, tmp_path: Path) -> None:
+    src = GOLDEN / case / "config.toml"
+    cfg = tmp_path / "loadwatch.toml"
+    cfg.write_text(src.read_text())
+    expected = (GOLDEN / case / "error.txt").read_text().strip()
+    expected = expected.replace("{file}", str(cfg.resolve())).replace("{dir}", str(tmp_path))
+    with pytest.raises(ConfigError) as err:
+        load(cfg)
+    message = str(err.value)
+    if expected.endswith("..."):
+        assert message.startswith(expected[:-3]), message
+    else:
+        assert message == expected
+    # Every error names the file.
+    assert str(cfg.resolve()) in message
+
+
+def test_example_config_is_accepted_and_planned() -> None:
+    plan = load(ROOT / "deploy" / "loadwatch.example.toml")
+    assert plan.site == "north-depot" and plan.gateway == "gw-0001"
+    assert plan.broker.prefix == "loadwatch/v1/north-depot/gw-0001"
+    assert plan.broker.tls is False  # loopback host: auto means off
+    assert [b.name for b in plan.buses] == ["rs485-1", "plant-lan"]
+    rtu = plan.buses[0]
+    assert rtu.kind == "rtu" and rtu.port == "/dev/ttyUSB0" and rtu.timeout_s == 0.5
+    m = rtu.meters[0]
+    assert m.profile.name == "sdm630"
+    # Requests cover every quantity planned, and no request exceeds the profile's limit.
+    covered = {f for r in m.requests for f in r.fields}
+    assert covered == set(m.quantities) and "p_w" in covered
+    assert all(r.count <= m.quirks.max_registers for r in m.requests)
+    assert rtu.meters[1].poll_s == 30.0
+
+
+def test_tls_is_automatic_for_remote_brokers() -> None:
+    base = 'site = "s"\ngateway = "g"\n[broker]\nhost = "%s"\n' \
+           '[[buses]]\nname = "b"\nkind = "tcp"\nhost = "127.0.0.1"\n' \
+           '[[meters]]\nid = "m"\nbus = "b"\nprofile = "sdm630"\n'
+    remote = load_text(base % "broker.example.net", "x.toml")
+    assert remote.broker.tls is True and remote.broker.port == 8883
+    local = load_text(base % "::1", "x.toml")
+    assert local.broker.tls is False and local.broker.port == 1883
+
+
+def test_password_never_printed(tmp_path: Path) -> None:
+    secret = "s3cr3t-Pa55"
+    (tmp_path / "pw").write_text(secret + "\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('site = "s"\ngateway = "g"\n[broker]\nhost = "127.0.0.1"\nusername = "u"\n'
+                   'password_file = "pw"\n[[buses]]\nname = "b"\nkind = "tcp"\n'
+                   'host = "127.0.0.1"\n[[meters]]\nid = "m"\nbus = "b"\nprofile = "sdm630"\n')
+    plan = load(cfg)
+    assert plan.broker.password == secret
+    assert secret not in repr(plan.broker) and secret not in plan.describe()
+    out = subprocess.run([sys.executable, "-m", "agent.cli", "check-config", str(cfg)],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok\n")
+    assert secret not in out.stdout + out.stderr
+
+
+def test_check_config_exit_code_and_message(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('site = "s"\ngateway = "g"\npoll_s = -1\n')
+    out = subprocess.run([sys.executable, "-m", "agent.cli", "check-config", str(cfg)],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "config error: poll_s: -1.0 is below the minimum 0.1 in %s" % cfg.resolve())
+    missing = subprocess.run([sys.executable, "-m", "agent.cli", "check-config",
+                              str(tmp_path / "nope.toml")],
+                             capture_output=True, text=True, check=False)
+    assert missing.returncode == 2
+    assert "file not found" in missing.stderr and "nope.toml" in missing.stderr
