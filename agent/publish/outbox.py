@@ -1,0 +1,379 @@
+"""The durable outbox: every message is on disk before anyone tries to send it.
+
+paho-mqtt keeps unacknowledged QoS-1 messages only in memory, so a ``kill -9`` or a power
+cut would lose whatever the broker had not acknowledged yet. The outbox is the agent's
+buffer instead (after Telegraf's ``models/buffer.go``: the framework owns the buffer,
+the output only accepts or rejects): the publisher takes a batch with ``begin()``, and
+each message leaves the database only by ``ack()`` (the broker's PUBACK for QoS 1, the
+socket write for QoS 0); ``nack()`` puts it back, in its place.
+
+Durability. SQLite in WAL mode, one row per message, in one global sequence, so delivery
+is in order per meter (and overall). A ``put()`` of an alert, health, status or reply
+commits with ``synchronous=FULL`` (the WAL is fsync'ed before ``put()`` returns).
+Telemetry and score commit with ``synchronous=NORMAL``: that is still safe against a
+``kill -9`` of the agent (the WAL is in the OS page cache), and on a power cut it can only
+lose a *trailing* run of telemetry, because the next FULL commit fsyncs the whole WAL
+including every earlier frame. So an alert is never lost and never overtaken, and the
+telemetry that a power cut may cost is what the bound would drop first anyway, for a
+fsync per slot aggregate saved (the SD cards of gateways wear out on fsyncs).
+
+Bound. ``max_bytes`` counts topic + payload + a fixed per-row overhead. When a new
+message does not fit, the oldest telemetry and score rows not in flight are dropped
+(oldest first) until it does; a telemetry or score message that still does not fit is
+itself dropped. Alerts, health, status and replies are never dropped: they are stored
+even past the bound (logged, counted as ``over_bound``). Every drop is counted by kind
+in the database (so counts survive restarts) and reported in ``stats()``, which the
+publisher puts in the retained ``status`` message.
+
+Corruption. A database that SQLite cannot open or that fails ``quick_check`` is moved
+aside (``<path>.corrupt-<unix time>``, with its ``-wal``/``-shm``), an error is logged
+loudly, and a fresh outbox is started: the gateway keeps working rather than crash-looping.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from agent.publish.codec import CRITICAL_KINDS, DROPPABLE_KINDS, Message
+
+log = logging.getLogger("loadwatch.outbox")
+
+ROW_OVERHEAD = 64  # bytes counted per row on top of topic and payload (ids, indexes)
+COUNTERS = ("dropped_telemetry", "dropped_score", "rejected", "over_bound", "acked", "put")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind    TEXT NOT NULL,
+    meter   TEXT NOT NULL,
+    topic   TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos     INTEGER NOT NULL,
+    retain  INTEGER NOT NULL,
+    msg_id  TEXT NOT NULL,
+    size    INTEGER NOT NULL,
+    parked  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS outbox_droppable ON outbox (kind, seq);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+class OutboxError(RuntimeError):
+    pass
+
+
+class Entry:
+    """A message taken out by ``begin()``; ``seq`` is its place in the queue."""
+
+    __slots__ = ("message", "seq")
+
+    def __init__(self, seq: int, message: Message):
+        self.seq = seq
+        self.message = message
+
+    def __repr__(self) -> str:
+        return "Entry(%d, %r)" % (self.seq, self.message)
+
+
+def _size(msg: Message) -> int:
+    return len(msg.topic.encode("utf-8")) + len(msg.payload) + ROW_OVERHEAD
+
+
+class Outbox:
+    """A bounded, durable, ordered queue of messages in one SQLite file.
+
+    Thread-safe: the runtime ``put()``s from its event loop while the publisher thread
+    runs ``begin()``/``ack()``/``nack()``.
+    """
+
+    def __init__(self, path: str | os.PathLike, max_bytes: int = 64 * 1024 * 1024):
+        if max_bytes <= 0:
+            raise ValueError("outbox max_bytes must be > 0")
+        self.path = Path(path)
+        self.max_bytes = int(max_bytes)
+        self._lock = threading.RLock()
+        self._inflight: set[int] = set()
+        self._sync = ""
+        self.recovered: list[str] = []  # where corrupt databases were moved this run
+        self._listeners: list = []
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = self._open()
+
+    # ----------------------------------------------------------------- opening
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False,
+                             timeout=30.0)
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.DatabaseError("cannot switch to WAL mode (got %s)" % mode)
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError("quick_check: %s" % check)
+            db.executescript(_SCHEMA)
+            # A message parked after a broker rejection gets another chance every run:
+            # the ACL may have been fixed meanwhile.
+            db.execute("UPDATE outbox SET parked = 0 WHERE parked != 0")
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            db = self._connect()
+        except sqlite3.DatabaseError as e:
+            aside = self._move_aside(e)
+            try:
+                db = self._connect()
+            except sqlite3.DatabaseError as e2:
+                raise OutboxError("cannot create a fresh outbox at %s after moving the old "
+                                  "one to %s: %s" % (self.path, aside, e2)) from e2
+        self._set_sync("FULL", db)
+        row = db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM outbox").fetchone()
+        self._bytes, self._count = int(row[0]), int(row[1])
+        self._counters = {name: 0 for name in COUNTERS}
+        for name, value in db.execute("SELECT name, value FROM counters"):
+            if name in self._counters:
+                self._counters[name] = int(value)
+        return db
+
+    def _move_aside(self, err: Exception) -> str:
+        aside = "%s.corrupt-%d" % (self.path, int(time.time()))
+        log.error("OUTBOX DATABASE %s IS CORRUPT OR UNREADABLE (%s): moved to %s and "
+                  "starting a fresh, empty outbox; messages in the old file were NOT sent",
+                  self.path, err, aside)
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(self.path) + suffix)
+            if src.exists():
+                try:
+                    os.replace(src, aside + suffix)
+                except OSError as e:
+                    log.error("could not move %s aside: %s; deleting it", src, e)
+                    src.unlink(missing_ok=True)
+        self.recovered.append(aside)
+        return aside
+
+    def _set_sync(self, level: str, db: sqlite3.Connection | None = None) -> None:
+        if level != self._sync:
+            (db or self._db).execute("PRAGMA synchronous=%s" % level)
+            self._sync = level
+
+    def _bump(self, name: str, n: int = 1) -> None:
+        self._counters[name] += n
+        self._db.execute("INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) "
+                         "DO UPDATE SET value = value + excluded.value", (name, n))
+
+    # ----------------------------------------------------------------- producer side
+
+    def put(self, msg: Message) -> bool:
+        """Store ``msg`` durably; False when it was a droppable message that did not fit."""
+        size = _size(msg)
+        critical = msg.kind not in DROPPABLE_KINDS
+        with self._lock:
+            try:
+                stored = self._put_locked(msg, size, critical)
+            except sqlite3.DatabaseError as e:
+                if isinstance(e, sqlite3.OperationalError) and "malformed" not in str(e):
+                    raise OutboxError("outbox %s cannot store a message: %s"
+                                      % (self.path, e)) from e
+                # The file went bad under us: start afresh rather than fail every put.
+                self._recover(e)
+                stored = self._put_locked(msg, size, critical)
+        return stored
+
+    def _put_locked(self, msg: Message, size: int, critical: bool) -> bool:
+        db = self._db
+        self._set_sync("FULL" if msg.kind in CRITICAL_KINDS else "NORMAL")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            freed = self._make_room(size)
+            if self._bytes - freed + size > self.max_bytes:
+                if not critical:
+                    self._bump("dropped_" + msg.kind)
+                    db.execute("COMMIT")
+                    self._bytes -= freed
+                    return False
+                self._bump("over_bound")
+                log.warning("outbox over its bound (%d > %d bytes) keeping %s %s: alerts and "
+                            "health are never dropped", self._bytes - freed + size,
+                            self.max_bytes, msg.kind, msg.id)
+            db.execute("INSERT INTO outbox (kind, meter, topic, payload, qos, retain, msg_id, "
+                       "size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (msg.kind, msg.meter, msg.topic, msg.payload, msg.qos,
+                        1 if msg.retain else 0, msg.id, size))
+            self._bump("put")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self._reload_totals()
+            raise
+        self._bytes += size - freed
+        self._count += 1
+        return True
+
+    def _make_room(self, size: int) -> int:
+        """Delete the oldest droppable rows not in flight until ``size`` fits; return the
+        bytes freed (the caller is inside the transaction)."""
+        need = self._bytes + size - self.max_bytes
+        if need <= 0:
+            return 0
+        freed = 0
+        rows = self._db.execute(
+            "SELECT seq, kind, size FROM outbox WHERE kind IN (%s) ORDER BY seq"
+            % ",".join("?" * len(DROPPABLE_KINDS)), DROPPABLE_KINDS)
+        victims = []
+        for seq, kind, rsize in rows:
+            if seq in self._inflight:
+                continue
+            victims.append((seq, kind))
+            freed += rsize
+            if freed >= need:
+                break
+        for seq, kind in victims:
+            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            self._bump("dropped_" + kind)
+        self._count -= len(victims)
+        if victims:
+            log.warning("outbox full (%d bytes max): dropped %d oldest telemetry/score "
+                        "messages", self.max_bytes, len(victims))
+        return freed
+
+    def _reload_totals(self) -> None:
+        row = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM outbox").fetchone()
+        self._bytes, self._count = int(row[0]), int(row[1])
+
+    def _recover(self, err: Exception) -> None:
+        try:
+            self._db.close()
+        except sqlite3.Error:
+            pass
+        self._inflight.clear()
+        self._sync = ""
+        self._move_aside(err)
+        self._db = self._open()
+
+    # ----------------------------------------------------------------- consumer side
+
+    def begin(self, limit: int = 100) -> list[Entry]:
+        """The oldest ``limit`` messages not yet in flight, marked in flight."""
+        with self._lock:
+            if limit <= 0:
+                return []
+            rows = self._db.execute(
+                "SELECT seq, topic, payload, qos, retain, kind, meter, msg_id FROM outbox "
+                "WHERE parked = 0 ORDER BY seq LIMIT ?", (limit + len(self._inflight),))
+            rows = [r for r in rows if r[0] not in self._inflight][:limit]
+            out = [Entry(seq, Message(topic, bytes(payload), qos, bool(retain), kind, meter,
+                                      mid))
+                   for seq, topic, payload, qos, retain, kind, meter, mid in rows]
+            self._inflight.update(e.seq for e in out)
+            return out
+
+    def ack(self, seqs: list[int]) -> None:
+        """Delivered: delete. A lost ack (crash before this commits) only means a resend,
+        which subscribers drop by ``id``, so this commit need not be fsync'ed."""
+        if not seqs:
+            return
+        with self._lock:
+            self._set_sync("NORMAL")
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                freed = 0
+                n = 0
+                for seq in seqs:
+                    # (no DELETE ... RETURNING: SQLite < 3.35 on older gateways)
+                    row = db.execute("SELECT size FROM outbox WHERE seq = ?",
+                                     (seq,)).fetchone()
+                    if row is not None:
+                        db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                        freed += row[0]
+                        n += 1
+                self._bump("acked", n)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            self._bytes -= freed
+            self._count -= n
+            self._inflight.difference_update(seqs)
+
+    def nack(self, seqs: list[int] | None = None) -> None:
+        """Not delivered: back in the queue at their original place (None: all in flight)."""
+        with self._lock:
+            if seqs is None:
+                self._inflight.clear()
+            else:
+                self._inflight.difference_update(seqs)
+
+    def reject(self, seq: int, reason: str) -> None:
+        """The broker refused this message (e.g. MQTT 5 PUBACK 0x87, not authorised).
+
+        Retrying would block everything behind it forever. A droppable message is deleted;
+        an alert, health or status is parked (kept on disk, not retried until the next
+        start) so that fixing the ACL and restarting delivers it. Either way it is counted.
+        """
+        with self._lock:
+            row = self._db.execute("SELECT kind, size FROM outbox WHERE seq = ?",
+                                   (seq,)).fetchone()
+            self._inflight.discard(seq)
+            if row is None:
+                return
+            self._set_sync("FULL")
+            self._db.execute("BEGIN IMMEDIATE")
+            if row[0] in DROPPABLE_KINDS:
+                self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                self._bytes -= row[1]
+                self._count -= 1
+            else:
+                self._db.execute("UPDATE outbox SET parked = 1 WHERE seq = ?", (seq,))
+            self._bump("rejected")
+            self._db.execute("COMMIT")
+            log.error("broker rejected %s message #%d (%s)", row[0], seq, reason)
+
+    # ----------------------------------------------------------------- reporting
+
+    def pending(self) -> int:
+        """Messages on disk (in flight included)."""
+        with self._lock:
+            return self._count
+
+    def stats(self) -> dict:
+        with self._lock:
+            c = self._counters
+            return {
+                "pending": self._count,
+                "inflight": len(self._inflight),
+                "bytes": self._bytes,
+                "max_bytes": self.max_bytes,
+                "dropped": {"telemetry": c["dropped_telemetry"], "score": c["dropped_score"]},
+                "rejected": c["rejected"],
+                "over_bound": c["over_bound"],
+                "corrupt_recovered": len(self.recovered),
+            }
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                try:
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error:
+                    pass
+                self._db.close()
+                self._db = None  # type: ignore[assignment]
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
