@@ -2,3 +2,19 @@
 mqtt (the publisher, the only paho import in agent/), watch (the ``loadwatch watch``
 subscriber). The MQTT contract is DESIGN.md section 6; the payload schemas are in
 ``schemas/``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SCHEMA_DIR = Path(__file__).with_name("schemas")
+# Payload kind -> schema file (alert kinds share one).
+SCHEMA_OF_KIND = {"raised": "alert", "updated": "alert", "cleared": "alert",
+                  "telemetry": "telemetry", "score": "score", "health": "health",
+                  "status": "status", "reply": "reply"}
+
+
+def load_schema(name: str) -> dict:
+    """One of the JSON Schemas shipped in ``schemas/`` (``alert``, ``status``, ...)."""
+    return json.loads((SCHEMA_DIR / ("%s.json" % name)).read_text())

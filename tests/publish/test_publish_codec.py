@@ -1,0 +1,78 @@
+"""The topic and payload contract (DESIGN.md 6): every kind validates against its schema."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import schema_errors
+from publish_helpers import PREFIX, alert, codec, health, score, telemetry
+
+from agent.model import Event
+from agent.publish.codec import iso_utc
+
+
+def decode(msg):
+    return json.loads(msg.payload)
+
+
+@pytest.mark.parametrize("make, leaf, qos, retain", [
+    (lambda: alert("m1", 1, "raised"), "alert", 1, True),
+    (lambda: alert("m1", 2, "updated"), "alert", 1, True),
+    (lambda: alert("m1", 3, "cleared"), "alert", 1, True),
+    (lambda: telemetry("m1", 1), "telemetry", 0, False),
+    (lambda: score("m1", 1), "score", 0, False),
+    (lambda: health("m1", 1), "health", 1, True),
+])
+def test_every_event_kind_has_its_topic_qos_retain_and_valid_payload(make, leaf, qos, retain):
+    ev = make()
+    msg = codec().event(ev)
+    assert msg.topic == "%s/meter/m1/%s" % (PREFIX, leaf)
+    assert (msg.qos, msg.retain, msg.id, msg.meter) == (qos, retain, ev.id, "m1")
+    body = decode(msg)
+    assert body["schema"] == 1 and body["id"] == ev.id and body["kind"] == ev.kind
+    assert body["time"].endswith("Z") and body["t"] == ev.t
+    assert schema_errors(msg.topic, body) == []
+
+
+def test_alert_carries_alert_id_evidence_contributions_and_state():
+    body = decode(codec().event(alert("m1", 1, "raised")))
+    assert body["alert_id"] == "m1:onset:1" and body["state"] == "active"
+    assert body["contributions"] == {"floor": 40.0, "flatness": 25.0, "jitter": 22.5}
+    assert body["evidence"]["summary"].startswith("floor")
+    # JSON has no NaN: a non-finite figure is published as null, never as invalid JSON.
+    assert body["evidence"]["night_evening_ratio"] is None
+    cleared = decode(codec().event(alert("m1", 1, "cleared")))
+    assert cleared["state"] == "cleared"
+
+
+def test_status_will_and_reply():
+    c = codec()
+    birth = c.status("online", 0.0, "s-1", {"outbox": {"pending": 0, "bytes": 0,
+                                                        "max_bytes": 1, "rejected": 0,
+                                                        "dropped": {"telemetry": 0,
+                                                                    "score": 0}}})
+    assert (birth.topic, birth.qos, birth.retain) == (PREFIX + "/status", 1, True)
+    assert decode(birth)["time"] == "1970-01-01T00:00:00.000Z"
+    will = c.will(1.5, "w-1")
+    assert decode(will)["state"] == "offline" and will.retain
+    for m in (birth, will, c.reply("ping", 2.0, "r-1", "q1", True, {"pong": True}),
+              c.reply("read", 2.0, "r-2", None, False, error="unknown meter")):
+        assert schema_errors(m.topic, decode(m)) == []
+    assert c.command_name(PREFIX + "/cmd/ping") == "ping"
+    assert c.command_name(PREFIX + "/cmd/ping/reply") is None
+    assert c.command_filter == PREFIX + "/cmd/+"
+
+
+def test_bad_meter_ids_and_kinds_are_refused():
+    with pytest.raises(ValueError):
+        codec().event(alert("a/b", 1))
+    with pytest.raises(ValueError):
+        codec().event(Event("nonsense", "m1", 0.0, "x"))
+    with pytest.raises(ValueError):
+        type(codec())("bad/#", "s", "g")
+
+
+def test_iso_utc():
+    assert iso_utc(1772413200.25) == "2026-03-02T01:00:00.250Z"
+    assert iso_utc(None) is None
