@@ -1,0 +1,644 @@
+"""Runs a scenario: meters, loads, faults, timeline, broker, agent, subscriber -> a report.
+
+``run_local()`` is ``loadwatch hil run X.toml --agent local``: an embedded Mosquitto, the
+simulated meters (pymodbus TCP servers, or RTU servers behind the RS-485 link emulator on
+a pty pair), the real ``agent.runtime.Agent`` on a fast simulated clock, and a
+``hil.subscriber.Recorder`` standing in for the utility. The verdict is taken from the
+outside wherever possible: alerts and health are what the subscriber received; "lost" is
+every alert or health event the agent emitted (seen through ``Agent.add_listener``) that
+never reached the subscriber. Quality flags and poll errors are counted by wrapping the
+agent's ``on_poll`` (the only in-process view the report uses), because telemetry merges a
+slot's flags and cannot tell a scored reading from an unscored one.
+
+``serve()`` is ``--agent none``: the same meters and faults in real time for an external
+gateway under test, until Ctrl-C.
+
+Why the clock is fast but not virtual: the agent's contract is ``Clock(speed, t0)`` and real
+protocol timeouts, so a run at x50,000 really does poll a TCP server every few ms and an
+RS-485 bus at its real baud rate. When the rig cannot keep up, simulated time still flows
+and polls simply land further apart; the report prints the effective poll interval so a
+too-ambitious ``--speed`` is visible rather than silently changing the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from agent.clock import Clock
+from agent.model import ALERT_KINDS, Event, RawPoll, quality_names
+from hil.scenario import DAY, FaultSpec, MeterSpec, Scenario
+
+DRAIN_S = 30.0  # real seconds to wait for the outbox to reach the subscriber at the end
+TICK_S = 0.05  # real seconds between timeline checks (fault schedule, end of run)
+
+
+# --------------------------------------------------------------------------- loads
+
+
+def build_load(sc: Scenario, m: MeterSpec, data_dir: Path | None, start: float):
+    """The meter's Load: household + appliances + miner, each switched by its days."""
+    from hil.loads.base import Sum, Window
+
+    parts = []
+    household = _household(sc, m, data_dir)
+    if household is not None:
+        parts.append(household)
+    for i, spec in enumerate(m.appliances):
+        parts.append(_windowed(Window, _appliance(sc, m, spec, i), spec, start))
+    if m.miner is not None:
+        parts.append(_windowed(Window, _miner(sc, m, m.miner), m.miner, start))
+    if not parts:
+        from hil.loads.base import Constant
+
+        return Constant(0.0, 1.0, "empty")
+    return parts[0] if len(parts) == 1 else Sum(*parts)
+
+
+def _windowed(window_cls, load, spec, start: float):
+    if spec.from_day <= 0.0 and spec.to_day is None:
+        return load
+    end = None if spec.to_day is None else start + spec.to_day * DAY
+    return window_cls(load, start + spec.from_day * DAY, end)
+
+
+def _seed(sc: Scenario, m: MeterSpec, salt: int) -> int:
+    return sc.seed * 1000003 + m.index * 101 + salt
+
+
+def _household(sc: Scenario, m: MeterSpec, data_dir: Path | None):
+    kind = m.household
+    if kind == "none":
+        return None
+    if kind == "auto":
+        kind = "sgsc:%d" % m.index if data_dir is not None else "synthetic"
+    if kind.startswith("sgsc:") or kind == "uci":
+        if data_dir is None:
+            raise ValueError("%s: household %r needs real traces: pass --data DIR (or use "
+                             "household = \"auto\")" % (m.key, m.household))
+        from hil.loads.traces import Trace, read_sgsc, read_uci
+
+        if kind == "uci":
+            return Trace(read_uci(data_dir).house)
+        series = read_sgsc(data_dir)
+        ids = sorted(series)
+        return Trace(series[ids[int(kind.split(":")[1]) % len(ids)]])
+    return _synthetic_household(sc, m)
+
+
+def _synthetic_household(sc: Scenario, m: MeterSpec):
+    from hil.loads import synthetic
+
+    return synthetic.SyntheticHousehold(seed=_seed(sc, m, 1), tz_hours=sc.tz_hours)
+
+
+def _appliance(sc: Scenario, m: MeterSpec, spec, i: int):
+    from hil.loads.appliances import APPLIANCES
+
+    cls = APPLIANCES[spec.kind]
+    params = dict(spec.params)
+    params.setdefault("seed", _seed(sc, m, 10 + i))
+    params.setdefault("tz_hours", sc.tz_hours)
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as e:
+        raise ValueError("%s: %s" % (spec.key, e)) from None
+
+
+def _miner(sc: Scenario, m: MeterSpec, spec):
+    from hil.loads import miners
+
+    params = dict(spec.params)
+    params.setdefault("seed", _seed(sc, m, 5))
+    try:
+        return miners.make_miner(spec.kind, tz_hours=sc.tz_hours, **params)
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError("%s: %s" % (spec.key, e)) from None
+
+
+# --------------------------------------------------------------------------- the report
+
+
+class Check:
+    def __init__(self, what: str, ok: bool, detail: str = ""):
+        self.what = what
+        self.ok = ok
+        self.detail = detail
+
+
+class Report:
+    """Everything the run observed, the checks against the scenario, and the printout."""
+
+    def __init__(self, sc: Scenario):
+        self.sc = sc
+        self.lines: list[str] = []
+        self.checks: list[Check] = []
+        self.real_s = 0.0
+        self.sim_days = 0.0
+        self.speed = sc.speed
+        self.raised: dict[str, list[dict]] = {}
+        self.false_alarms: list[str] = []
+        self.lost: dict[str, int] = {}
+        self.polls = 0
+        self.poll_errors: dict[str, int] = {}
+        self.flag_counts: dict[str, dict[str, int]] = {}
+        self.scored_bad = 0
+        self.health_seen: dict[str, list[tuple[float, str]]] = {}
+        self.utilisation: dict[str, str] = {}
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _day(sc: Scenario, t: float) -> float:
+    return (t - sc.start) / DAY
+
+
+class _Observer:
+    """What the agent did, from inside (emitted events, polls) - used only for the
+    lost-message count, poll errors and quality flags."""
+
+    def __init__(self, sc: Scenario):
+        self.sc = sc
+        self.emitted: dict[str, Event] = {}  # id -> critical event (alerts, health)
+        self.poll_times: dict[str, list[float]] = {}
+        self.errors: dict[str, int] = {}
+        self.flags: dict[str, dict[str, int]] = {}
+        self.scored_bad = 0
+        self.polls = 0
+
+    def on_event(self, ev: Event) -> None:
+        if ev.kind in ALERT_KINDS or ev.kind == "health":
+            self.emitted[ev.id] = ev
+
+    def wrap_on_poll(self, agent) -> None:
+        original = agent.on_poll
+
+        def on_poll(raw: RawPoll) -> None:
+            pipeline = agent.pipelines.get(raw.meter)
+            before = pipeline.samples if pipeline is not None else 0
+            original(raw)
+            self.polls += 1
+            self.poll_times.setdefault(raw.meter, []).append(raw.t)
+            if raw.error_kind:
+                self.errors[raw.error_kind] = self.errors.get(raw.error_kind, 0) + 1
+            if pipeline is None or pipeline.last_reading is None:
+                return
+            reading = pipeline.last_reading
+            names = quality_names(reading.quality)
+            per = self.flags.setdefault(raw.meter, {})
+            for n in names:
+                per[n] = per.get(n, 0) + 1
+            if pipeline.samples > before and not reading.scorable:
+                self.scored_bad += 1
+
+        agent.on_poll = on_poll
+
+    def effective_poll_s(self) -> float | None:
+        gaps = []
+        for ts in self.poll_times.values():
+            gaps.extend(b - a for a, b in zip(ts, ts[1:]))
+        return statistics.median(gaps) if gaps else None
+
+
+def judge(sc: Scenario, rep: Report, received: list[dict], obs: _Observer,
+          t_end: float) -> None:
+    """Compare what the subscriber received with the scenario's expectations."""
+    alerts = [m["payload"] for m in received if m["topic"].endswith("/alert")
+              and isinstance(m["payload"], dict)]
+    raised: dict[str, list[dict]] = {}
+    for p in alerts:
+        if p.get("kind") == "raised":
+            raised.setdefault(p.get("meter", "?"), []).append(p)
+    rep.raised = raised
+    for p in received:
+        pl = p["payload"]
+        if p["topic"].endswith("/health") and isinstance(pl, dict):
+            rep.health_seen.setdefault(pl.get("meter", "?"), []).append(
+                (float(pl.get("t", 0.0)), str(pl.get("state", "?"))))
+
+    out = rep.lines
+    expected = {a.meter: a for a in sc.alerts}
+    out.append("alerts (expected vs received by the subscriber):")
+    out.append("  %-10s %-24s %-34s %s" % ("meter", "expected", "received", "verdict"))
+    for a in sc.alerts:
+        got = sorted(raised.get(a.meter, []), key=lambda p: p["t"])
+        lo, hi = sc.start + a.from_day * DAY, sc.start + a.to_day * DAY
+        onset = _onset(sc, a.meter)
+        if a.detected:
+            exp = "raised day %g-%g" % (a.from_day, a.to_day)
+            inside = [p for p in got if lo <= p["t"] <= hi]
+            if inside:
+                p = inside[0]
+                delay = "" if onset is None else ", %.1f h after onset" % (
+                    (p["t"] - onset) / 3600.0)
+                recv = "raised day %.2f%s" % (_day(sc, p["t"]), delay)
+                ok, verdict = True, "ok"
+            elif got:
+                recv = "raised day %.2f" % _day(sc, got[0]["t"])
+                ok, verdict = False, "OUTSIDE WINDOW"
+            else:
+                recv, ok, verdict = "nothing", False, "MISSED"
+        else:
+            exp = "no alert (documented miss)" if _onset(sc, a.meter) is not None \
+                else "no alert"
+            if got:
+                recv = "raised day %.2f" % _day(sc, got[0]["t"])
+                ok, verdict = False, "UNEXPECTED ALERT"
+            else:
+                recv, ok, verdict = "nothing", True, "ok"
+        out.append("  %-10s %-24s %-34s %s" % (a.meter, exp, recv, verdict))
+        if a.note:
+            out.append("  %-10s note: %s" % ("", a.note))
+        rep.checks.append(Check("alert %s" % a.meter, ok, verdict))
+    false = []
+    for meter, ps in sorted(raised.items()):
+        if meter in expected:
+            a = expected[meter]
+            if a.detected:
+                # A raise before the expected window on a meter that later has a miner is
+                # a false alarm too (it fired on the household, not on the miner).
+                early = [p for p in ps if p["t"] < sc.start + a.from_day * DAY]
+                false.extend("%s day %.2f" % (meter, _day(sc, p["t"])) for p in early)
+            continue
+        false.extend("%s day %.2f" % (meter, _day(sc, p["t"])) for p in ps)
+    rep.false_alarms = false
+    out.append("false alarms: %d (allowed %d)%s" % (
+        len(false), sc.false_alarms, ": " + ", ".join(false) if false else ""))
+    rep.checks.append(Check("false alarms", len(false) <= sc.false_alarms,
+                            "%d > %d" % (len(false), sc.false_alarms)))
+
+    # Lost messages: critical events the agent emitted up to the end of the timeline that
+    # the subscriber never received (de-duplicated by payload id).
+    got_ids = {m["payload"].get("id") for m in received if isinstance(m["payload"], dict)}
+    emitted = [ev for ev in obs.emitted.values() if ev.t <= t_end]
+    lost_alerts = [ev for ev in emitted if ev.is_alert and ev.id not in got_ids]
+    lost_health = [ev for ev in emitted if ev.kind == "health" and ev.id not in got_ids]
+    n_alert = sum(1 for ev in emitted if ev.is_alert)
+    rep.lost = {"alert": len(lost_alerts), "health": len(lost_health)}
+    out.append("messages: %d alert events emitted, %d received, %d lost; %d health events "
+               "emitted, %d lost" % (n_alert, n_alert - len(lost_alerts), len(lost_alerts),
+                                     len(emitted) - n_alert, len(lost_health)))
+    rep.checks.append(Check("no alert lost", not lost_alerts,
+                            ", ".join(ev.id for ev in lost_alerts[:5])))
+    rep.checks.append(Check("no health event lost", not lost_health,
+                            ", ".join(ev.id for ev in lost_health[:5])))
+
+    rep.polls = obs.polls
+    rep.poll_errors = dict(obs.errors)
+    n_err = sum(obs.errors.values())
+    out.append("poll errors: %d of %d polls%s" % (
+        n_err, obs.polls, " (%s)" % ", ".join("%s %d" % kv for kv in sorted(obs.errors.items()))
+        if n_err else ""))
+    for h in sc.health:
+        seen = rep.health_seen.get(h.meter, [])
+        by = sc.start + h.by_day * DAY
+        hit = [t for t, s in seen if s == h.state and t <= by]
+        states = sorted({s for _, s in seen})
+        ok = bool(hit)
+        out.append("health %s: expected %s by day %g, %s" % (
+            h.meter, h.state, h.by_day,
+            "seen day %.2f" % _day(sc, hit[0]) if ok else "not seen (saw: %s)"
+            % (", ".join(states) or "nothing")))
+        rep.checks.append(Check("health %s %s" % (h.meter, h.state), ok))
+    rep.flag_counts = obs.flags
+    rep.scored_bad = obs.scored_bad
+    for q in sc.quality:
+        meters = [q.meter] if q.meter else [m.id for m in sc.meters_on(q.bus)]
+        n = sum(obs.flags.get(mid, {}).get(q.flag, 0) for mid in meters)
+        ok = n >= q.min_readings and obs.scored_bad == 0
+        out.append("quality %s on %s: %d readings flagged (need >= %d), bad readings scored: %d"
+                   % (q.flag, q.meter or "bus " + q.bus, n, q.min_readings, obs.scored_bad))
+        rep.checks.append(Check("quality %s %s" % (q.flag, q.meter or q.bus), ok))
+
+
+def _onset(sc: Scenario, meter: str) -> float | None:
+    for m in sc.meters:
+        if m.id == meter and m.miner is not None:
+            return sc.start + m.miner.from_day * DAY
+    return None
+
+
+# --------------------------------------------------------------------------- the rig
+
+
+class Rig:
+    """Meters of every bus, served per the scenario, with fault switches.
+
+    TCP buses are pymodbus TCP servers on 127.0.0.1 (or ``host``); RTU buses are RTU servers
+    on one end of the RS-485 link emulator (two ptys) whose other end is what a master
+    opens, or directly on a real serial port from ``serial``.
+    """
+
+    def __init__(self, sc: Scenario, clock: Clock, loads: dict, host: str = "127.0.0.1",
+                 serial: list[str] | None = None, tcp_port: int = 0):
+        self.sc = sc
+        self.clock = clock
+        self.loads = loads
+        self.host = host
+        self.serial = list(serial or [])
+        self.tcp_port = tcp_port
+        self.units: dict[str, object] = {}
+        self.servers: dict[str, object] = {}
+        self.links: dict[str, object] = {}
+        self.endpoints: dict[str, dict] = {}  # bus -> where a master connects
+        self._active: set[int] = set()
+
+    async def start(self) -> None:
+        from agent.profiles import load_profile
+        from hil.meters import SimMeterServer, SimUnit
+
+        serial = list(self.serial)
+        for i, bus in enumerate(self.sc.buses):
+            units = []
+            for m in self.sc.meters_on(bus.name):
+                u = SimUnit(m.unit, load_profile(m.profile), self.loads[m.id], self.clock,
+                            name=m.id)
+                self.units[m.id] = u
+                units.append(u)
+            if bus.kind == "tcp":
+                port = self.tcp_port + i if self.tcp_port else 0
+                server = SimMeterServer(units, tcp=(self.host, port))
+                await server.start()
+                self.endpoints[bus.name] = {"kind": "tcp", "host": self.host,
+                                            "port": server.port}
+            elif serial:
+                path = serial.pop(0)
+                server = SimMeterServer(units, rtu=path, **_serial_kw(bus))
+                await server.start()
+                self.endpoints[bus.name] = {"kind": "rtu", "port": path}
+            else:
+                from hil.rs485 import LinkEmulator
+
+                link = LinkEmulator(**_link_kw(bus))
+                await link.start()
+                self.links[bus.name] = link
+                server = SimMeterServer(units, rtu=link.device_port, **_serial_kw(bus))
+                await server.start()
+                self.endpoints[bus.name] = {"kind": "rtu", "port": link.master_port}
+            self.servers[bus.name] = server
+
+    async def stop(self) -> None:
+        for server in self.servers.values():
+            try:
+                await server.stop()
+            except Exception:  # keep stopping the rest
+                pass
+        for link in self.links.values():
+            await link.stop()
+        self.servers.clear()
+        self.links.clear()
+
+    # ------------------------------------------------------------- faults
+
+    def apply_faults(self, t: float, broker_switch: Callable[[bool], None] | None) -> None:
+        """Switch every fault on or off for simulated time ``t`` (edge-triggered)."""
+        for i, f in enumerate(self.sc.faults):
+            on = self.sc.start + f.from_day * DAY <= t < self.sc.start + f.to_day * DAY
+            if on == (i in self._active):
+                continue
+            if on:
+                self._active.add(i)
+            else:
+                self._active.discard(i)
+            self._switch(f, on, broker_switch)
+
+    def _switch(self, f: FaultSpec, on: bool,
+                broker_switch: Callable[[bool], None] | None) -> None:
+        if f.kind == "broker_down":
+            if broker_switch is not None:
+                broker_switch(not on)
+            return
+        if f.kind == "crc":
+            link = self.links.get(f.bus)
+            if link is not None:
+                link.set_fault("crc", rate=f.rate if on else 0.0)
+            return
+        if f.kind == "bus_gone":
+            link = self.links.get(f.bus)
+            if link is not None:
+                link.set_fault("gone", on=on)
+            return
+        unit = self.units[f.meter]
+        if f.kind == "dead":
+            unit.set_fault("silent", on=on)
+        elif f.kind == "exception":
+            unit.set_fault("exception", rate=f.rate if on else 0.0, code=f.code)
+        elif f.kind == "slow":
+            unit.set_fault("slow", delay_ms=f.delay_ms if on else 0)
+
+    def utilisation(self) -> dict[str, str]:
+        out = {}
+        for bus in self.sc.buses:
+            link = self.links.get(bus.name)
+            if link is not None:
+                st = link.stats()
+                out[bus.name] = "%s: %.1f%% busy, %d frames, %d bytes" % (
+                    bus.describe(), 100.0 * st["utilisation"], st["frames"], st["bytes"])
+            elif bus.kind == "tcp":
+                out[bus.name] = "tcp: n/a (no shared medium)"
+            else:
+                out[bus.name] = "%s on %s: not measured (real port)" % (
+                    bus.describe(), self.endpoints[bus.name]["port"])
+        return out
+
+
+def _serial_kw(bus) -> dict:
+    return {"baudrate": bus.baud, "parity": bus.parity, "stopbits": bus.stopbits}
+
+
+def _link_kw(bus) -> dict:
+    return {"baud": bus.baud, "parity": bus.parity, "stopbits": bus.stopbits}
+
+
+def agent_config(sc: Scenario, rig: Rig, broker_port: int, state_dir: str) -> str:
+    """The agent's TOML for this rig: one [[buses]] per scenario bus, meters in order."""
+    lines = [
+        'site = "hil"', 'gateway = "%s"' % sc.name, "tz_offset_hours = %r" % sc.tz_hours,
+        "state_dir = %s" % json.dumps(state_dir), "poll_s = %r" % sc.poll_s,
+        "telemetry_every_s = %r" % sc.telemetry_every_s,
+        "checkpoint_every_s = %r" % max(3600.0, sc.telemetry_every_s),
+        "[broker]", 'host = "127.0.0.1"', "port = %d" % broker_port, "tls = false",
+    ]
+    for bus in sc.buses:
+        ep = rig.endpoints[bus.name]
+        lines += ["[[buses]]", 'name = "%s"' % bus.name, 'kind = "%s"' % ep["kind"]]
+        if ep["kind"] == "tcp":
+            lines += ['host = "%s"' % ep["host"], "port = %d" % ep["port"]]
+        else:
+            lines += ["port = %s" % json.dumps(ep["port"]), "baud = %d" % bus.baud,
+                      'parity = "%s"' % bus.parity, "stopbits = %d" % bus.stopbits]
+        lines += ["timeout_ms = %d" % bus.timeout_ms, "retries = %d" % bus.retries,
+                  "backoff_max_s = %r" % max(1.0, min(86400.0, 4 * sc.poll_s))]
+    for m in sc.meters:
+        lines += ["[[meters]]", 'id = "%s"' % m.id, 'bus = "%s"' % m.bus,
+                  "unit = %d" % m.unit, "profile = %s" % json.dumps(m.profile)]
+    return "\n".join(lines) + "\n"
+
+
+async def run_local(sc: Scenario, data_dir: Path | None = None,
+                    log: Callable[[str], None] | None = None) -> Report:
+    """Run the scenario against the embedded agent and return the judged report."""
+    from agent.config import load_text
+    from agent.runtime import Agent
+    from hil.broker import MosquittoBroker
+    from hil.subscriber import Recorder
+
+    say = log or (lambda s: None)
+    rep = Report(sc)
+    workdir = tempfile.mkdtemp(prefix="loadwatch-hil-")
+    broker = MosquittoBroker()
+    recorder = None
+    rig = None
+    agent_task = None
+    loop = asyncio.get_running_loop()
+    broker_events: list[str] = []
+    try:
+        await loop.run_in_executor(None, broker.start)
+        # A persistent session: messages the agent sends while the recorder is still
+        # reconnecting after a broker restart are queued for it, not lost to the report.
+        recorder = Recorder("127.0.0.1", broker.port, "loadwatch/v1/hil/%s/#" % sc.name,
+                            client_id="loadwatch-hil-recorder", clean_start=False)
+        recorder.client.reconnect_delay_set(1, 2)
+        await loop.run_in_executor(None, recorder.start)
+        loads = {m.id: build_load(sc, m, data_dir, sc.start) for m in sc.meters}
+        # The clock starts only now, so broker start-up does not eat simulated days.
+        clock = Clock(speed=sc.speed, t0=sc.start)
+        rig = Rig(sc, clock, loads)
+        await rig.start()
+        plan = load_text(agent_config(sc, rig, broker.port, os.path.join(workdir, "state")),
+                         "hil scenario %s" % sc.name)
+        agent = Agent(plan, clock)
+        obs = _Observer(sc)
+        agent.add_listener(obs.on_event)
+        obs.wrap_on_poll(agent)
+        real0 = time.monotonic()
+        agent_task = asyncio.create_task(agent.run(), name="hil-agent")
+        pending: list[asyncio.Future] = []
+
+        def broker_switch(up: bool) -> None:
+            broker_events.append("%s at day %.2f" % ("broker up" if up else "broker down",
+                                                     _day(sc, clock.now())))
+            say(broker_events[-1])
+            pending.append(loop.run_in_executor(None, broker.start if up else broker.stop))
+
+        last_day = -1
+        while clock.now() < sc.end:
+            if agent_task.done():
+                agent_task.result()  # raises the agent's error
+                raise RuntimeError("the agent stopped before the end of the timeline")
+            rig.apply_faults(clock.now(), broker_switch)
+            day = int(_day(sc, clock.now()))
+            if day != last_day:
+                last_day = day
+                say("day %d" % day)
+            await asyncio.sleep(TICK_S)
+        t_end = sc.end
+        for fut in pending:
+            await fut
+        if not broker.running:
+            await loop.run_in_executor(None, broker.start)
+        # Drain: every alert/health event emitted by the end must reach the subscriber.
+        deadline = time.monotonic() + DRAIN_S
+        while time.monotonic() < deadline:
+            got = {m["payload"].get("id") for m in recorder.messages
+                   if isinstance(m["payload"], dict)}
+            if all(ev.id in got for ev in list(obs.emitted.values()) if ev.t <= t_end):
+                break
+            await asyncio.sleep(0.1)
+        rep.real_s = time.monotonic() - real0
+        rep.sim_days = _day(sc, clock.now())
+        agent.request_stop()
+        await agent_task
+        agent_task = None
+        rep.utilisation = rig.utilisation()
+        _header(sc, rep, obs, data_dir, broker_events)
+        judge(sc, rep, list(recorder.messages), obs, t_end)
+        _footer(rep)
+        return rep
+    finally:
+        if agent_task is not None and not agent_task.done():
+            agent_task.cancel()
+            await asyncio.gather(agent_task, return_exceptions=True)
+        if recorder is not None:
+            recorder.stop()
+        if rig is not None:
+            await rig.stop()
+        await loop.run_in_executor(None, broker.close)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _header(sc: Scenario, rep: Report, obs: _Observer, data_dir: Path | None,
+            broker_events: list[str]) -> None:
+    out = rep.lines
+    out.append("scenario %s: %s" % (sc.name, sc.description))
+    households = "real traces from %s" % data_dir if data_dir else "synthetic households"
+    out.append("rig: %d meters on %d bus(es), %s; agent local, embedded Mosquitto"
+               % (len(sc.meters), len(sc.buses), households))
+    eff = obs.effective_poll_s()
+    out.append("timeline: %.1f simulated days in %.1f s real (x%.0f); poll every %gs, "
+               "effective %s" % (sc.days, rep.real_s, sc.speed, sc.poll_s,
+                                 "%.0fs (median)" % eff if eff is not None else "n/a"))
+    if sc.faults:
+        out.append("faults: " + "; ".join(f.describe() for f in sc.faults))
+    if broker_events:
+        out.append("broker: " + ", ".join(broker_events))
+    for name, text in rep.utilisation.items():
+        out.append("bus %s %s" % (name, text))
+
+
+def _footer(rep: Report) -> None:
+    failed = [c for c in rep.checks if not c.ok]
+    rep.lines.append("result: %s (%d of %d checks hold%s)" % (
+        "PASS" if not failed else "FAIL", len(rep.checks) - len(failed), len(rep.checks),
+        "; failed: " + ", ".join(c.what for c in failed) if failed else ""))
+
+
+# --------------------------------------------------------------------------- serve only
+
+
+async def serve(sc: Scenario, data_dir: Path | None, serial: list[str], host: str,
+                tcp_port: int, speed: float, stop: asyncio.Event,
+                say: Callable[[str], None]) -> None:
+    """Serve the scenario's meters in (scaled) real time until ``stop`` is set.
+
+    Day 0 is now: miners switch on ``from_day`` days after the start, faults follow their
+    schedule, and the loads' local hour is the wall clock's in the scenario's time zone.
+    """
+    start = time.time()
+    loads = {m.id: build_load(sc, m, data_dir, start) for m in sc.meters}
+    clock = Clock(speed=speed, t0=start)
+    sc.start = start
+    rig = Rig(sc, clock, loads, host=host, serial=serial, tcp_port=tcp_port)
+    await rig.start()
+    try:
+        for bus in sc.buses:
+            ep = rig.endpoints[bus.name]
+            where = "%s:%d" % (ep["host"], ep["port"]) if ep["kind"] == "tcp" else ep["port"]
+            units = ", ".join("%s=%d" % (m.id, m.unit) for m in sc.meters_on(bus.name))
+            say("bus %s (%s) on %s: units %s" % (bus.name, bus.describe(), where, units))
+        for m in sc.meters:
+            if m.miner is not None:
+                say("miner on %s (%s) from day %g" % (m.id, m.miner.kind, m.miner.from_day))
+        say("serving at x%g; Ctrl-C to stop" % speed)
+        while not stop.is_set():
+            rig.apply_faults(clock.now(), None)
+            try:
+                await asyncio.wait_for(stop.wait(), 0.2)
+            except asyncio.TimeoutError:
+                pass
+        for name, text in rig.utilisation().items():
+            say("bus %s %s" % (name, text))
+    finally:
+        await rig.stop()
