@@ -1,0 +1,302 @@
+"""One poller per bus: executes the Plan's read requests on schedule, forever.
+
+Rules (DESIGN.md 2):
+
+* **One bus, one lock.** An RTU line (or an RTU-over-TCP gateway in front of one) carries
+  one transaction at a time, so all its meters share one Transport and one lock. A Modbus
+  TCP host serves requests in parallel: its meters poll concurrently over a small pool of
+  connections (``per_host_limit``).
+* **A dead meter never stalls the others.** A request that times out is retried at most
+  ``bus.retries`` times; a meter whose poll still fails goes into capped exponential
+  back-off (agent/backoff.py) *alone*: it is skipped until its back-off expires, then
+  probed with a single attempt and no retries. So a dead meter costs the bus at most one
+  timeout per back-off period. Back-off is in real seconds (``clock.monotonic``), because
+  it rations bus time, which does not speed up with a simulated clock.
+* **The port can vanish.** An "io" failure (USB adapter unplugged, gateway rebooted) is a
+  bus problem, not a meter problem: the connection is closed and re-opened with its own
+  back-off, the meters report "down" meanwhile, and their own back-off is not advanced,
+  so polling resumes on the first cycle after the port returns.
+* Poll times come from ``clock.now()`` (possibly simulated and fast); protocol timeouts and
+  ``pause_ms`` are real seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import TYPE_CHECKING, Callable
+
+from agent.backoff import Backoff
+from agent.model import Health, RawBlock, RawPoll
+
+from .transport import Transport, TransportError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from agent.clock import Clock
+    from agent.config import BusPlan, MeterPlan
+
+log = logging.getLogger("loadwatch.poller")
+
+# Back-off of a failing meter starts at this many real seconds (or one bus timeout, if
+# longer) and doubles up to the bus's backoff_max_s.
+BACKOFF_INITIAL_S = 2.0
+# The longest the scheduler sleeps in one go, so a slow clock never hides a due meter.
+MAX_IDLE_S = 1.0
+
+
+class MeterState:
+    """What the poller remembers about one meter between polls."""
+
+    def __init__(self, plan: MeterPlan, backoff: Backoff):
+        self.plan = plan
+        self.backoff = backoff
+        self.next_due = 0.0  # clock time of the next scheduled poll
+        self.retry_at = 0.0  # monotonic time before which a failed meter is skipped
+        self.health = Health(plan.id)
+
+
+def _timeout_for(bus: BusPlan, meter: MeterPlan) -> float:
+    q = meter.quirks.timeout_ms
+    return q / 1000.0 if q else bus.timeout_s
+
+
+class BusPoller:
+    """Polls every meter of one bus; ``await run()`` until cancelled."""
+
+    def __init__(self, bus: BusPlan, clock: Clock, on_poll: Callable[[RawPoll], None],
+                 on_health: Callable[[Health], None]):
+        self.bus = bus
+        self.clock = clock
+        self.on_poll = on_poll
+        self.on_health = on_health
+        initial = max(BACKOFF_INITIAL_S, bus.timeout_s)
+        maximum = max(initial, bus.backoff_max_s)
+        self.meters: dict[str, MeterState] = {
+            m.id: MeterState(m, Backoff(initial, maximum, seed=i + 1))
+            for i, m in enumerate(bus.meters)}
+        self.shared = bus.kind in ("rtu", "rtu-over-tcp")
+        n_conn = 1 if self.shared else max(1, min(bus.per_host_limit, len(bus.meters)))
+        self.transports = [self._make_transport() for _ in range(n_conn)]
+        self._pool: asyncio.Queue | None = None
+        self._lock: asyncio.Lock | None = None
+        self._conn_backoff = Backoff(0.5, max(0.5, min(30.0, bus.backoff_max_s)), seed=99)
+        self._conn_retry_at = 0.0
+        self.requests = 0
+        self.failures = 0
+        self.cycles = 0
+
+    def _make_transport(self) -> Transport:
+        b = self.bus
+        return Transport(b.kind, host=b.host, port=b.port, baud=b.baud, parity=b.parity,
+                         stopbits=b.stopbits, bytesize=b.bytesize, timeout_s=b.timeout_s)
+
+    def _resources(self) -> tuple[asyncio.Lock, asyncio.Queue]:
+        if self._lock is None or self._pool is None:
+            self._lock = asyncio.Lock()
+            self._pool = asyncio.Queue()
+            for t in self.transports:
+                self._pool.put_nowait(t)
+        return self._lock, self._pool
+
+    @property
+    def bytes_out(self) -> int:
+        return sum(t.bytes_out for t in self.transports)
+
+    @property
+    def bytes_in(self) -> int:
+        return sum(t.bytes_in for t in self.transports)
+
+    def health(self, meter_id: str) -> Health:
+        return self.meters[meter_id].health
+
+    # ------------------------------------------------------------------ one poll
+
+    async def _read_all(self, transport: Transport, st: MeterState, retries: int,
+                        t: float) -> tuple[RawPoll, int]:
+        """Every request of one meter; returns the poll and how many retries it took."""
+        plan = st.plan
+        timeout = _timeout_for(self.bus, plan)
+        pause = plan.quirks.pause_ms / 1000.0
+        blocks: list[RawBlock] = []
+        used = 0
+        loop = asyncio.get_running_loop()
+        for n, req in enumerate(plan.requests):
+            if n and pause:
+                await asyncio.sleep(pause)
+            attempt = 0
+            while True:
+                if not transport.connected and loop.time() < self._conn_retry_at:
+                    return RawPoll(plan.id, t, blocks, "%s is unreachable; reconnecting in "
+                                   "%.1f s" % (transport.describe(),
+                                               self._conn_retry_at - loop.time()),
+                                   "io"), used
+                self.requests += 1
+                try:
+                    regs = await transport.read(plan.unit, req.fc, req.address, req.count,
+                                                timeout)
+                except TransportError as e:
+                    self.failures += 1
+                    if e.kind == "io":
+                        self._conn_retry_at = loop.time() + self._conn_backoff.failure()
+                        return RawPoll(plan.id, t, blocks, str(e), "io"), used
+                    if attempt < retries and e.kind in ("timeout", "crc"):
+                        attempt += 1
+                        used += 1
+                        continue
+                    return RawPoll(plan.id, t, blocks, str(e), e.kind, e.exception_code), used
+                self._conn_backoff.success()
+                blocks.append(RawBlock(req.fc, req.address, regs))
+                break
+        return RawPoll(plan.id, t, blocks), used
+
+    def _account(self, st: MeterState, raw: RawPoll, retried: int) -> None:
+        h = st.health
+        mono = self.clock.monotonic()
+        h.t = raw.t
+        h.polls += 1
+        if raw.ok:
+            h.last_success = raw.t
+            h.consecutive_failures = 0
+            h.state = "degraded" if retried else "ok"
+            h.backoff_s = 0.0
+            st.backoff.success()
+            st.retry_at = 0.0
+            if retried:
+                h.errors["retried"] = h.errors.get("retried", 0) + retried
+            return
+        h.errors[raw.error_kind] = h.errors.get(raw.error_kind, 0) + 1
+        h.last_error = raw.error
+        h.consecutive_failures += 1
+        if raw.error_kind == "exception":
+            # The meter answers, so the bus is fine: a wrong profile or a busy meter.
+            h.state = "degraded"
+            h.backoff_s = 0.0
+            return
+        h.state = "down"
+        if raw.error_kind == "io":
+            h.backoff_s = max(0.0, self._conn_retry_at - asyncio.get_running_loop().time())
+            return
+        delay = st.backoff.failure()
+        st.retry_at = mono + delay
+        h.backoff_s = delay
+
+    async def _poll_meter(self, transport: Transport, st: MeterState) -> RawPoll:
+        t = self.clock.now()
+        # A meter in back-off gets one probe, without retries.
+        retries = 0 if st.backoff.failures else self.bus.retries
+        raw, retried = await self._read_all(transport, st, retries, t)
+        self._account(st, raw, retried)
+        return raw
+
+    def _deliver(self, st: MeterState, raw: RawPoll) -> None:
+        try:
+            self.on_poll(raw)
+        except Exception:
+            log.exception("on_poll failed for meter %s", st.plan.id)
+        try:
+            self.on_health(st.health)
+        except Exception:
+            log.exception("on_health failed for meter %s", st.plan.id)
+
+    async def poll_now(self, meter_id: str) -> RawPoll:
+        """Read one meter at once (the ``read`` command); not fed to on_poll."""
+        st = self.meters[meter_id]
+        lock, pool = self._resources()
+        if self.shared:
+            async with lock:
+                raw, _ = await self._read_all(self.transports[0], st, self.bus.retries,
+                                              self.clock.now())
+                return raw
+        transport = await pool.get()
+        try:
+            raw, _ = await self._read_all(transport, st, self.bus.retries, self.clock.now())
+            return raw
+        finally:
+            pool.put_nowait(transport)
+
+    # ------------------------------------------------------------------ schedules
+
+    def _advance(self, st: MeterState, now: float) -> None:
+        poll_s = st.plan.poll_s
+        if st.next_due <= now:
+            st.next_due += poll_s * (math.floor((now - st.next_due) / poll_s) + 1)
+
+    def _sleep_s(self, states: list[MeterState]) -> float:
+        now = self.clock.now()
+        mono = self.clock.monotonic()
+        waits = []
+        for st in states:
+            real = self.clock.real_seconds(st.next_due - now)
+            waits.append(max(real, st.retry_at - mono))
+        return max(0.0, min(min(waits, default=MAX_IDLE_S), MAX_IDLE_S))
+
+    async def run_cycle(self) -> list[RawPoll]:
+        """Poll every meter that is due now (and not backing off), in bus order, once.
+
+        On a shared bus this is one sweep under the bus lock; on TCP the meters run
+        concurrently within the per-host limit. Used by ``run()`` and by benchmarks.
+        """
+        now = self.clock.now()
+        mono = self.clock.monotonic()
+        due = [st for st in self.meters.values()
+               if st.next_due <= now and st.retry_at <= mono]
+        lock, pool = self._resources()
+        out: list[RawPoll] = []
+        if self.shared:
+            transport = self.transports[0]
+            for st in due:
+                async with lock:
+                    raw = await self._poll_meter(transport, st)
+                self._advance(st, now)
+                self._deliver(st, raw)
+                out.append(raw)
+        else:
+            async def one(st: MeterState) -> RawPoll:
+                transport = await pool.get()
+                try:
+                    raw = await self._poll_meter(transport, st)
+                finally:
+                    pool.put_nowait(transport)
+                self._advance(st, now)
+                self._deliver(st, raw)
+                return raw
+
+            out = list(await asyncio.gather(*(one(st) for st in due)))
+        self.cycles += 1
+        return out
+
+    async def run(self) -> None:
+        """Poll forever, each meter on its own interval, until cancelled."""
+        states = list(self.meters.values())
+        now = self.clock.now()
+        for st in states:
+            st.next_due = now
+        try:
+            if self.shared:
+                while True:
+                    await self.run_cycle()
+                    await asyncio.sleep(self._sleep_s(states))
+            else:
+                await asyncio.gather(*(self._meter_loop(st) for st in states))
+        finally:
+            self.close()
+
+    async def _meter_loop(self, st: MeterState) -> None:
+        """TCP: each meter on its own schedule; the pool bounds concurrency per host."""
+        _, pool = self._resources()
+        while True:
+            now = self.clock.now()
+            if st.next_due <= now and st.retry_at <= self.clock.monotonic():
+                transport = await pool.get()
+                try:
+                    raw = await self._poll_meter(transport, st)
+                finally:
+                    pool.put_nowait(transport)
+                self._advance(st, now)
+                self._deliver(st, raw)
+            await asyncio.sleep(self._sleep_s([st]))
+
+    def close(self) -> None:
+        for t in self.transports:
+            t.close()

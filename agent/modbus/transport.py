@@ -1,0 +1,179 @@
+"""The one module in agent/ that imports pymodbus.
+
+A ``Transport`` is one connection (a serial port, a TCP socket to a meter or to an
+RTU-over-TCP gateway) and knows nothing about meters: ``read(unit, fc, address, count)``
+returns registers or raises ``TransportError`` with a ``kind`` the decoder turns into a
+quality flag: "timeout" (no answer), "exception" (a Modbus exception reply, with its
+code), "crc" (bytes arrived but no valid frame: noise, a bad checksum, a garbled answer)
+or "io" (the port or host is not there).
+
+pymodbus retries and reconnects on its own; both are switched off here (``retries=0``,
+``reconnect_delay=0``) because the poller decides about retries and back-off per meter.
+pymodbus also drops a TCP connection after a few unanswered requests; on an RTU-over-TCP
+gateway that would punish every meter behind it for one dead unit, so that counter is
+reset before each request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+KINDS = ("tcp", "rtu", "rtu-over-tcp")
+
+
+class TransportError(Exception):
+    """A failed request. ``kind`` is timeout|exception|crc|io (RawPoll.error_kind)."""
+
+    def __init__(self, kind: str, message: str, exception_code: int = 0):
+        super().__init__(message)
+        self.kind = kind
+        self.exception_code = exception_code
+
+
+class Transport:
+    """One Modbus connection; not safe for concurrent requests (the poller locks)."""
+
+    def __init__(self, kind: str, *, host: str = "", port: int | str | None = None,
+                 baud: int = 9600, parity: str = "N", stopbits: int = 1, bytesize: int = 8,
+                 timeout_s: float = 1.0):
+        if kind not in KINDS:
+            raise ValueError("transport kind must be one of %s, got %r" % (KINDS, kind))
+        self.kind = kind
+        self.host = host
+        self.port = port
+        self.baud = baud
+        self.parity = parity
+        self.stopbits = stopbits
+        self.bytesize = bytesize
+        self.timeout_s = timeout_s
+        self.bytes_out = 0
+        self.bytes_in = 0
+        self._rx_since_send = 0
+        self._client: AsyncModbusSerialClient | AsyncModbusTcpClient | None = None
+
+    # --------------------------------------------------------------- connection
+
+    def describe(self) -> str:
+        if self.kind == "rtu":
+            return "%s at %d baud %d%s%d" % (self.port, self.baud, self.bytesize, self.parity,
+                                            self.stopbits)
+        return "%s:%s (%s)" % (self.host, self.port, self.kind)
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        if sending:
+            self.bytes_out += len(data)
+            self._rx_since_send = 0
+        else:
+            self.bytes_in += len(data)
+            self._rx_since_send += len(data)
+        return data
+
+    def _make_client(self) -> AsyncModbusSerialClient | AsyncModbusTcpClient:
+        if self.kind == "rtu":
+            return AsyncModbusSerialClient(
+                str(self.port), framer=FramerType.RTU, baudrate=self.baud,
+                bytesize=self.bytesize, parity=self.parity, stopbits=self.stopbits,
+                timeout=self.timeout_s, retries=0, reconnect_delay=0,
+                trace_packet=self._trace)
+        framer = FramerType.RTU if self.kind == "rtu-over-tcp" else FramerType.SOCKET
+        return AsyncModbusTcpClient(
+            self.host, port=int(self.port or 502), framer=framer, timeout=self.timeout_s,
+            retries=0, reconnect_delay=0, trace_packet=self._trace)
+
+    def _check_serial_port(self) -> None:
+        """Name the usual serial mistakes before pymodbus turns them into 'cannot connect'."""
+        path = str(self.port)
+        if not os.path.exists(path):
+            raise TransportError("io", "serial port %s does not exist (adapter unplugged? "
+                                 "see ls /dev/ttyUSB* /dev/serial/by-id/)" % path)
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise TransportError("io", "no permission to open %s (add the user to the "
+                                 "'dialout' group, or run as a user that may)" % path)
+
+    async def connect(self) -> None:
+        """Open the port or socket; raises TransportError("io") when it is not there."""
+        if self.connected:
+            return
+        self.close()
+        if self.kind == "rtu":
+            self._check_serial_port()
+        client = self._make_client()
+        try:
+            ok = await client.connect()
+        except (OSError, ModbusException) as e:
+            client.close()
+            raise TransportError("io", "cannot open %s: %s" % (self.describe(), e)) from None
+        if not ok:
+            client.close()
+            raise TransportError("io", "cannot open %s" % self.describe())
+        self._client = client
+
+    def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            try:
+                client.close()
+            except Exception:  # closing a port that vanished may raise anything
+                pass
+
+    # --------------------------------------------------------------- requests
+
+    async def read(self, unit: int, fc: int, address: int, count: int,
+                   timeout_s: float | None = None) -> list[int]:
+        """Read ``count`` registers with function ``fc`` (3 or 4) from ``unit``."""
+        if not self.connected:
+            await self.connect()
+        client = self._client
+        if client is None:  # pragma: no cover - connect() raised already
+            raise TransportError("io", "not connected")
+        ctx = client.ctx
+        ctx.comm_params.timeout_connect = timeout_s if timeout_s is not None else self.timeout_s
+        ctx.count_until_disconnect = ctx.max_until_disconnect
+        self._rx_since_send = 0
+        try:
+            if fc == 3:
+                rr = await client.read_holding_registers(address, count=count, device_id=unit)
+            elif fc == 4:
+                rr = await client.read_input_registers(address, count=count, device_id=unit)
+            else:
+                raise ValueError("only function codes 3 and 4 are read, got %r" % fc)
+        except ConnectionException as e:
+            self.close()
+            raise TransportError("io", "connection to %s lost: %s" % (self.describe(), e)) \
+                from None
+        except ModbusIOException as e:
+            if not client.connected:
+                self.close()
+                raise TransportError("io", "connection to %s lost" % self.describe()) from None
+            if self._rx_since_send:
+                raise TransportError("crc", "unit %d: %d bytes arrived but no valid frame "
+                                     "(bad CRC or noise)" % (unit, self._rx_since_send)) \
+                    from None
+            raise TransportError("timeout", "unit %d: no answer in %.0f ms" % (
+                unit, 1000 * ctx.comm_params.timeout_connect)) from e
+        except (OSError, asyncio.IncompleteReadError) as e:
+            self.close()
+            raise TransportError("io", "%s: %s" % (self.describe(), e)) from None
+        if rr.isError():
+            code = int(getattr(rr, "exception_code", 0) or 0)
+            raise TransportError("exception", "unit %d answered exception %d" % (unit, code),
+                                 exception_code=code)
+        regs = list(rr.registers)
+        if len(regs) < count:
+            raise TransportError("crc", "unit %d answered %d registers, %d asked" % (
+                unit, len(regs), count))
+        return regs[:count]
+
+
+def monotonic() -> float:
+    return time.monotonic()
