@@ -111,11 +111,14 @@ def describe_connect_error(exc: BaseException, broker: BrokerSettings) -> tuple[
 def describe_connack(rc: int, broker: BrokerSettings) -> tuple[str, str]:
     where = "%s:%d" % (broker.host, broker.port)
     if rc == RC_BAD_CREDENTIALS:
-        return "auth", ("broker %s rejected user name %r or its password (CONNACK 0x86: bad "
-                        "user name or password)" % (where, broker.username or ""))
+        return "auth", ("broker %s rejected user %r: wrong user name or password "
+                        "(CONNACK 0x86 bad user name or password)" % (where, broker.username or ""))
     if rc == RC_NOT_AUTHORIZED:
-        return "not_authorised", ("broker %s: user %r is not authorised to connect (CONNACK "
-                                  "0x87)" % (where, broker.username or "(anonymous)"))
+        # Mosquitto answers a wrong password with 0x87 too (3.1.1: return code 5), so the
+        # two cannot be told apart from here.
+        return "auth", ("broker %s refused user %r: wrong user name or password, or the user "
+                        "is not authorised to connect (CONNACK 0x87 not authorised)"
+                        % (where, broker.username or "(anonymous)"))
     if rc == RC_UNSUPPORTED_PROTOCOL:
         return "protocol", "broker %s does not support this MQTT protocol version" % where
     if rc == RC_BAD_CLIENT_ID:
@@ -168,6 +171,19 @@ def parse_command(name: str, payload: bytes) -> tuple[str | None, dict]:
     if name == "read" and not isinstance(body.get("meter"), str):
         raise CommandError("read needs {\"meter\": \"<meter id>\"}")
     return request_id, body
+
+
+def peek_request_id(payload: bytes) -> str | None:
+    """The request's ``id`` if one can be read safely, so even an error reply can be
+    matched to its request (never for oversized or malformed payloads)."""
+    if len(payload) > MAX_COMMAND_BYTES:
+        return None
+    try:
+        body = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    rid = body.get("id") if isinstance(body, dict) else None
+    return rid if isinstance(rid, str) else None
 
 
 class Publisher:
@@ -601,7 +617,7 @@ class Publisher:
             if item is None:
                 return
             name, payload = item
-            request_id = None
+            request_id = peek_request_id(payload)
             try:
                 request_id, args = parse_command(name, payload)
                 if self.on_command is None:
