@@ -68,6 +68,9 @@ class SimUnit:
         self.energy_start_kwh = (1000.0 + 37.0 * unit_id if energy_start_kwh is None
                                  else energy_start_kwh)
         self._rng = random.Random(seed if seed is not None else unit_id)
+        # The integral starts at the clock's epoch (t0), so two units on one clock agree
+        # whatever their poll times; without one, at the first read.
+        self.energy_epoch: float | None = getattr(clock, "t0", None)
         self._e_t: float | None = None  # grid time the energy integral has reached
         self._e_kwh = 0.0
         self._e_base: float | None = None
@@ -107,7 +110,9 @@ class SimUnit:
     def energy_kwh(self, t: float) -> float:
         """Import counter at ``t``: start + integral of max(P, 0) on a 60 s grid."""
         if self._e_t is None or t < self._e_t:
-            self._e_t = math.floor(t / ENERGY_STEP_S) * ENERGY_STEP_S
+            start = t if self.energy_epoch is None or self.energy_epoch > t else \
+                self.energy_epoch
+            self._e_t = math.floor(start / ENERGY_STEP_S) * ENERGY_STEP_S
             self._e_kwh = 0.0
         while self._e_t + ENERGY_STEP_S <= t:
             p, _ = self.load.power(self._e_t)
@@ -218,6 +223,7 @@ class _UnitsContext(ModbusServerContext):
 
     def __init__(self, units: dict[int, SimUnit]):  # no super(): it only warns and copies
         self.units = units
+        self.active: set[asyncio.Task] = set()
         self.old_simulator = True
         self.simdevices = []
         self._devices = {}
@@ -229,7 +235,15 @@ class _UnitsContext(ModbusServerContext):
             raise NoSuchIdException("no unit %d here" % device_id)
         if func_code not in (3, 4):
             return ExcCodes.ILLEGAL_FUNCTION
-        return await unit.serve(func_code, address, count)
+        # Remember the handler task so that stop() can cancel a slow reply in flight.
+        task = asyncio.current_task()
+        if task is not None:
+            self.active.add(task)
+        try:
+            return await unit.serve(func_code, address, count)
+        finally:
+            if task is not None:
+                self.active.discard(task)
 
     async def async_setValues(self, device_id: int, func_code: int, address: int,
                               values: Any) -> Any:
@@ -258,12 +272,13 @@ class SimMeterServer:
         self.framer = framer  # "rtu" serves RTU frames over TCP (an RTU-over-TCP gateway)
         self.port: int = tcp[1] if tcp else 0
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
+        self._context: _UnitsContext | None = None
 
     def unit(self, unit_id: int) -> SimUnit:
         return self.units[unit_id]
 
     async def start(self) -> None:
-        context = _UnitsContext(self.units)
+        context = self._context = _UnitsContext(self.units)
         if self.tcp is not None:
             framer = FramerType.RTU if self.framer == "rtu" else FramerType.SOCKET
             self._server = ModbusTcpServer(context, framer=framer, address=self.tcp,
@@ -282,5 +297,10 @@ class SimMeterServer:
             server, self._server = self._server, None
             with contextlib.suppress(Exception):
                 await server.shutdown()
+            pending = list(self._context.active) if self._context is not None else []
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
             # Give the transports one loop turn to close their sockets.
             await asyncio.sleep(0)
