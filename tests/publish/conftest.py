@@ -16,33 +16,13 @@ from pathlib import Path
 import jsonschema
 import paho.mqtt.client as mqtt
 import pytest
+from publish_helpers import broker_settings  # noqa: F401 - re-exported for the tests
 
 from agent.publish import SCHEMA_OF_KIND, load_schema
 from hil.broker import MosquittoBroker
 
 PREFIX = "lw/v1/s1/g1"
 HOST = "127.0.0.1"
-
-try:
-    from agent.config import BrokerSettings
-except ImportError:  # pragma: no cover - config needs the modbus room's modules
-    BrokerSettings = None  # type: ignore[assignment,misc]
-
-
-def broker_settings(port: int, **kw) -> object:
-    """The real ``agent.config.BrokerSettings`` with test defaults."""
-    base = dict(host=HOST, port=port, client_id="gw-test", tls=False, prefix=PREFIX,
-                keepalive_s=10, protocol="auto")
-    base.update(kw)
-    if BrokerSettings is not None:
-        return BrokerSettings(**base)
-    from types import SimpleNamespace  # pragma: no cover - until agent.config imports
-
-    full = dict(username="", password="", ca_file="", cert_file="", key_file="",
-                insecure_skip_verify=False, telemetry_qos=0, score_qos=0)
-    full.update(base)
-    return SimpleNamespace(**full)
-
 
 _VALIDATORS: dict[str, jsonschema.Draft202012Validator] = {}
 
@@ -80,6 +60,8 @@ class Subscriber:
         self.ids: dict[str, int] = {}
         self.duplicates = 0
         self.invalid: list[str] = []
+        self.first: dict[str, object] = {}
+        self.mismatched: list[str] = []  # a re-delivered id whose payload differs
         self.subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=client_id or "sub-%d" % id(self),
@@ -106,9 +88,12 @@ class Subscriber:
             if mid is not None and mid in self.ids:
                 self.duplicates += 1
                 self.ids[mid] += 1
+                if self.first[mid] != payload:
+                    self.mismatched.append(mid)
                 return
             if mid is not None:
                 self.ids[mid] = 1
+                self.first[mid] = payload
             self.messages.append({"topic": msg.topic, "payload": payload,
                                   "retain": bool(msg.retain), "received": time.time()})
 
@@ -159,6 +144,7 @@ def subscribers():
     for s in made:
         s.stop()
         invalid.extend(s.invalid)
+        assert s.mismatched == [], "ids re-delivered with a different payload"
     assert invalid == [], "payloads that violate their JSON Schema: %s" % invalid[:5]
 
 

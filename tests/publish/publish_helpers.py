@@ -11,6 +11,24 @@ from agent.publish.mqtt import Publisher
 from agent.publish.outbox import Outbox
 
 PREFIX = "lw/v1/s1/g1"
+HOST = "127.0.0.1"
+
+
+def broker_settings(port: int, **kw) -> object:
+    """The real ``agent.config.BrokerSettings`` with test defaults."""
+    base = dict(host=HOST, port=port, client_id="gw-test", tls=False, prefix=PREFIX,
+                keepalive_s=10, protocol="auto")
+    base.update(kw)
+    try:
+        from agent.config import BrokerSettings
+    except ImportError:  # config imports the Modbus room's modules; until they land:
+        from types import SimpleNamespace
+
+        full = dict(username="", password="", ca_file="", cert_file="", key_file="",
+                    insecure_skip_verify=False, telemetry_qos=0, score_qos=0)
+        full.update(base)
+        return SimpleNamespace(**full)
+    return BrokerSettings(**base)
 
 
 def codec() -> Codec:
