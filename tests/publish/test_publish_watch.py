@@ -1,0 +1,93 @@
+"""``loadwatch watch`` as a user runs it: a real process against a real broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from publish_helpers import PREFIX, alert, broker_settings, put, start_publisher
+
+from agent.model import Event
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_watch(*args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", "agent.cli", "watch", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=str(ROOT))
+
+
+def test_watch_prints_alerts_and_status_once_each(broker, tmp_path):
+    pub, ob, c = start_publisher(broker_settings(broker.port), tmp_path / "o.db")
+    try:
+        assert pub.connected.wait(10)
+        raised = alert("m1", 1)
+        put(pub, ob, c, raised)
+        # The same alert again (a QoS-1 style re-delivery: same id) and its clearing.
+        ob.put(c.event(raised))
+        put(pub, ob, c, alert("m1", 1, "cleared"))
+        put(pub, ob, c, Event("telemetry", "m1", time.time(), "t-1",
+                              data={"slot_start": 0.0, "slot_s": 900.0, "samples": 1,
+                                    "bad_samples": 0, "p_mean_w": 5.0}))
+        deadline = time.monotonic() + 10
+        while ob.stats()["pending"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc = run_watch("--port", str(broker.port), "--prefix", "lw/v1/+/+", "--count", "2")
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+        lines = out.splitlines()
+        # Retained current state: the gateway's status and the meter's (cleared) alert.
+        assert len(lines) == 2, out
+        assert any("STATUS ONLINE s1/g1" in ln and "(retained)" in ln for ln in lines)
+        assert any("ALERT CLEARED" in ln and "m1:onset:1" in ln for ln in lines)
+        # Live: a duplicate id is printed once; telemetry only with --all.
+        proc = run_watch("--port", str(broker.port), "--prefix", PREFIX, "--json")
+        time.sleep(1.0)
+        again = alert("m1", 2)
+        for _ in range(3):
+            ob.put(c.event(again))
+        pub.wake()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0 and "Traceback" not in err, err
+        assert out.count('"id":"m1:raised:2"') == 1, out
+        assert "t-1" not in out
+    finally:
+        pub.stop(2)
+        ob.close()
+
+
+def test_watch_clear_error_on_refused_connection():
+    from hil.broker import free_port
+
+    proc = run_watch("--port", str(free_port()))
+    _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1
+    assert "refused the connection" in err and "Traceback" not in err
+
+
+def test_watch_reads_password_from_a_file_not_argv(auth_broker, tmp_path):
+    pw = tmp_path / "pw"
+    pw.write_text("wrong\n")
+    proc = run_watch("--port", str(auth_broker.port), "--username", "utility",
+                     "--password-file", str(pw))
+    _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1 and "wrong user name or password" in err, err
+    from conftest import USERS
+
+    pw.write_text(USERS["utility"] + "\n")
+    proc = run_watch("--port", str(auth_broker.port), "--username", "utility",
+                     "--password-file", str(pw), "--prefix", PREFIX)
+    timer = threading.Timer(1.5, proc.send_signal, (signal.SIGINT,))
+    timer.start()
+    _out, err = proc.communicate(timeout=20)
+    timer.join()
+    assert proc.returncode == 0, err
