@@ -7,3 +7,9 @@
 - households.py: ``demo_households`` for ``loadwatch demo``
 - appliances.py (hil room): heat pump, EV, water heater, grow lights, home server
 """
+
+from hil.loads.base import Constant, Load, Scaled, Shifted, Sum, Window
+from hil.loads.households import DemoHouseholds, DemoMeter, demo_households
+
+__all__ = ["Constant", "DemoHouseholds", "DemoMeter", "Load", "Scaled", "Shifted", "Sum",
+           "Window", "demo_households"]
