@@ -113,6 +113,14 @@ if [ "$HAVE_PY" != "$BUNDLE_PY" ]; then
     say "warning: bundle built for Python $BUNDLE_PY, installing for $HAVE_PY (--force-python)"
 fi
 
+PREFIX_R=$(R "$PREFIX")
+CUR_LINK=$PREFIX_R/current
+CURRENT=""; [ -L "$CUR_LINK" ] && CURRENT=$(basename "$(readlink "$CUR_LINK")")
+if [ -n "$CURRENT" ] && [ "$CURRENT" != "$RELEASE" ] && [ "$UPGRADE" = 0 ]; then
+    die "Loadwatch $CURRENT is installed; to switch to $RELEASE run again with --upgrade" 2
+fi
+[ -n "$CURRENT" ] || [ "$UPGRADE" = 0 ] || say "nothing installed yet: --upgrade installs afresh"
+
 # ----------------------------------------------------------------- service user
 # With --root the user is created in DIR/etc/passwd (useradd --prefix) when that file
 # exists; a bare test root without one gets no user and no ownership changes.
@@ -189,13 +197,6 @@ else
     NEW_RELEASE=1; CHANGED=1
 fi
 
-CUR_LINK=$PREFIX_R/current
-CURRENT=""; [ -L "$CUR_LINK" ] && CURRENT=$(basename "$(readlink "$CUR_LINK")")
-if [ -n "$CURRENT" ] && [ "$CURRENT" != "$RELEASE" ] && [ "$UPGRADE" = 0 ]; then
-    [ "$NEW_RELEASE" = 0 ] || rm -rf "$REL"
-    die "Loadwatch $CURRENT is installed; to switch to $RELEASE run again with --upgrade" 2
-fi
-[ -n "$CURRENT" ] || [ "$UPGRADE" = 0 ] || say "nothing installed yet: --upgrade installs afresh"
 discard_new() { if [ "$NEW_RELEASE" = 1 ]; then rm -rf "$REL"; fi; }
 
 # ----------------------------------------------------------------- config
