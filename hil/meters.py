@@ -22,7 +22,8 @@ Faults, switched at run time by the hil scenarios and tests::
     unit.set_fault("reset", on=True)                  # energy counter restarts at zero
 
 Reads outside the registers the profile maps answer exception 2 (illegal data address),
-as real meters do; registers in small gaps between mapped ones read as zero.
+a function code the map does not use answers exception 1, as real meters do; registers
+in small gaps between mapped ones read as zero.
 """
 
 from __future__ import annotations
@@ -167,6 +168,8 @@ class SimUnit:
     def registers(self, fc: int, address: int, count: int) -> list[int] | ExcCodes:
         """The registers a read would return, or the exception code it would raise."""
         end = address + count
+        if fc not in self.profile.function_codes:
+            return ExcCodes.ILLEGAL_FUNCTION  # e.g. input registers asked of a holding map
         if not any(rfc == fc and lo <= address and end <= hi for rfc, lo, hi in self._regions):
             return ExcCodes.ILLEGAL_ADDRESS
         regs = [0] * count
