@@ -43,7 +43,9 @@ Schema (all days are simulated days since the scenario start, fractions allowed)
                                     # auto = SGSC customer per meter with --data, synthetic
                                     # households otherwise (runs need no data files)
     appliances = [{kind = "heat_pump", rated_w = 2000.0}]   # hil/loads/appliances.py
-    miner = {kind = "s9", from_day = 5.0}                   # hil/loads miners
+    miner = {kind = "s9", from_day = 5.0}   # s9 | s19 | gpu (gpus, gpu_w, platform_w) |
+                                            # farm (kw); schedule = constant|duty|night|ramp
+                                            # and the other hil/loads/miners.Miner settings
 
     [[loads]]                       # add loads to one meter of a group
     meter = "home-07"
@@ -104,6 +106,12 @@ QUALITY_FLAGS = ("nan", "inf", "out_of_range", "frozen", "energy_backwards", "en
                  "modbus_exception", "timeout", "crc", "missing", "negative_power")
 BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 HOUSEHOLD_RE = re.compile(r"^(auto|synthetic|uci|none|sgsc:\d{1,3})$")
+# Miner kinds a scenario may name (hil/loads/miners.py builds them) and their own
+# parameters; every kind also takes the common Miner settings (schedule, noise, ...).
+MINER_KINDS = {"gpu": ("gpus", "gpu_w", "platform_w"), "s9": (), "s19": (), "farm": ("kw",)}
+# Set by the rig, never by a scenario: seeds derive from [scenario].seed, time zone and
+# onset from the scenario's tz_offset_hours and from_day.
+RIG_PARAMS = {"self", "seed", "tz_hours", "start"}
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 
 
@@ -339,25 +347,42 @@ def _load_spec(t: _Table, days: float, what: str) -> LoadSpec:
     """An appliance or miner table: ``kind``, ``from_day``, ``to_day`` and free parameters
     (checked against the model's constructor when the runner builds it)."""
     kind = t.get("kind", str)
-    if what == "appliance":
-        from hil.loads.appliances import APPLIANCES
-
-        if kind not in APPLIANCES:
-            raise t.error("kind", "%r is not an appliance (known: %s)"
-                          % (kind, ", ".join(sorted(APPLIANCES))))
+    known = _model_params(t, kind, what)
     from_day = t.get("from_day", float, 0.0, lo=0.0, hi=days)
-    to_day = t.get("to_day", float, None, lo=from_day, hi=days) \
-        if "to_day" in t.data else None
+    to_day = t.get("to_day", float, None, lo=from_day, hi=days)
     params = {}
     for k, v in t.data.items():
         if k in ("kind", "from_day", "to_day"):
             continue
-        t.used.add(k)
+        if k not in known:
+            continue  # left unused: finish() reports it with the known keys
         if not isinstance(v, (int, float, str, bool)):
             raise t.error(k, "%r must be a number, string or true/false" % (v,))
         params[k] = v
+    t.used.update(known)  # so an unknown key's error lists every parameter of the model
     t.finish()
     return LoadSpec(kind, params, from_day, to_day, t.path)
+
+
+def _model_params(t: _Table, kind: str, what: str) -> set[str]:
+    """The keyword parameters the model's constructor takes (seed and tz are the rig's)."""
+    import inspect
+
+    if what == "appliance":
+        from hil.loads.appliances import APPLIANCES as models
+
+        if kind in models:
+            return set(inspect.signature(models[kind]).parameters) - RIG_PARAMS
+    else:
+        from hil.loads.miners import Miner
+
+        models = MINER_KINDS
+        if kind in models:
+            common = set(inspect.signature(Miner).parameters) - RIG_PARAMS - {
+                "rated_w", "pf", "kind", "description"}
+            return common | set(MINER_KINDS[kind])
+    raise t.error("kind", "%r is not a%s %s (known: %s)" % (
+        kind, "n" if what[0] in "aeiou" else "", what, ", ".join(sorted(models))))
 
 
 def _loads_into(meter: MeterSpec, t: _Table, days: float) -> None:

@@ -1,0 +1,191 @@
+"""The scenario parser's errors, the runner's judging rules and the CLI's exit codes.
+
+The full scenario runs live in test_scenarios.py; here the cases are small and fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from agent.model import Event
+from hil.cli import add_hil_arguments, hil_main
+from hil.runner import Report, _Observer, judge
+from hil.scenario import DAY, ScenarioError, load, parse_text, shipped
+
+BASE = """
+[scenario]
+name = "t"
+[timeline]
+days = 6.0
+[[buses]]
+name = "b"
+kind = "tcp"
+[[meters]]
+id = "m-{n}"
+count = 3
+bus = "b"
+profile = "sdm120"
+"""
+
+
+def parse(extra: str = "", base: str = BASE):
+    return parse_text(base + extra, "x.toml")
+
+
+def test_shipped_scenarios_parse() -> None:
+    names = shipped()
+    for want in ("street-gpu", "village-bus", "heatpump-winter", "night-miner",
+                 "broker-outage"):
+        assert want in names
+    for name in names:
+        sc = load(name)
+        assert sc.name == name and sc.meters and sc.days > 0
+
+
+def test_groups_expand_with_consecutive_units() -> None:
+    sc = parse("[[loads]]\nmeter = \"m-2\"\nminer = {kind = \"s9\", from_day = 2}\n")
+    assert [(m.id, m.unit) for m in sc.meters] == [("m-1", 1), ("m-2", 2), ("m-3", 3)]
+    assert sc.meters[1].miner.kind == "s9" and sc.meters[1].miner.from_day == 2.0
+    assert sc.speed == pytest.approx(6 * DAY / 60.0)
+
+
+@pytest.mark.parametrize("extra,message", [
+    ("[[loads]]\nmeter = \"m-9\"\n",
+     "scenario error: loads[0].meter: 'm-9' is not a meter of this scenario in x.toml"),
+    ("[[loads]]\nmeter = \"m-1\"\nappliances = [{kind = \"ev\", form_day = 2}]\n",
+     "scenario error: loads[0].appliances[0].form_day: unknown key (typo?); known keys here: "
+     "days_per_week, from_day, kind, rated_w, schedule, to_day in x.toml"),
+    ("[[loads]]\nmeter = \"m-1\"\nminer = {kind = \"s9\", from_day = -1}\n",
+     "scenario error: loads[0].miner.from_day: -1.0 is below the minimum 0.0 in x.toml"),
+    ("[[loads]]\nmeter = \"m-1\"\nappliances = [{kind = \"sauna\"}]\n",
+     "scenario error: loads[0].appliances[0].kind: 'sauna' is not an appliance"),
+    ("[[faults]]\nkind = \"crc\"\nbus = \"b\"\nrate = 0.02\n",
+     "scenario error: faults[0].bus: CRC faults need an rtu bus"),
+    ("[[faults]]\nkind = \"dead\"\n", "scenario error: faults[0].meter: is required in x.toml"),
+    ("[[expect.alerts]]\nmeter = \"m-1\"\ndetected = \"yes\"\n",
+     "scenario error: expect.alerts[0].detected: 'yes' must be true or false in x.toml"),
+    ("[[expect.health]]\nmeter = \"m-1\"\nstate = \"dead\"\n",
+     "scenario error: expect.health[0].state: 'dead' is not one of ok|degraded|down"),
+    ("[[meters]]\nid = \"m-1\"\nbus = \"b\"\nunit = 9\nprofile = \"sdm120\"\n",
+     "scenario error: meters[1].id: 'm-1' is used by another meter in x.toml"),
+    ("[[meters]]\nid = \"z\"\nbus = \"b\"\nunit = 2\nprofile = \"sdm120\"\n",
+     "scenario error: meters[1].unit: unit 2 is already used on bus b in x.toml"),
+    ("[[meters]]\nid = \"z\"\nbus = \"nope\"\nprofile = \"sdm120\"\n",
+     "scenario error: meters[1].bus: 'nope' is not a bus defined in [[buses]]"),
+    ("[[meters]]\nid = \"z\"\nbus = \"b\"\nunit = 7\nprofile = \"x\"\nhousehold = \"sgsc\"\n",
+     "scenario error: meters[1].household: 'sgsc' must be auto, synthetic, sgsc:<n>"),
+    ("speed = 3\n", "scenario error: meters[0].speed: unknown key (typo?)"),
+])
+def test_errors_name_the_key_and_the_file(extra: str, message: str) -> None:
+    with pytest.raises(ScenarioError) as e:
+        parse(extra)
+    assert str(e.value).startswith(message), str(e.value)
+
+
+def test_not_toml_and_missing_file(tmp_path) -> None:
+    with pytest.raises(ScenarioError, match=r"^scenario error: not valid TOML: .* in x.toml"):
+        parse_text("[scenario\n", "x.toml")
+    with pytest.raises(ScenarioError, match=r"file not found .*street-gpu"):
+        load(tmp_path / "nope.toml")
+
+
+def alert(meter: str, kind: str, t: float, id: str) -> dict:
+    return {"topic": "p/meter/%s/alert" % meter,
+            "payload": {"id": id, "kind": kind, "meter": meter, "t": t}}
+
+
+def health(meter: str, state: str, t: float, id: str) -> dict:
+    return {"topic": "p/meter/%s/health" % meter,
+            "payload": {"id": id, "kind": "health", "meter": meter, "t": t, "state": state}}
+
+
+def judged(sc, received, emitted=()):
+    obs = _Observer(sc)
+    for ev in emitted:
+        obs.on_event(ev)
+    rep = Report(sc)
+    judge(sc, rep, received, obs, sc.end)
+    return rep
+
+
+EXPECT = """
+[[loads]]
+meter = "m-2"
+miner = {kind = "s9", from_day = 2}
+[expect]
+false_alarms = 0
+[[expect.alerts]]
+meter = "m-2"
+detected = true
+from_day = 2.0
+to_day = 5.0
+[[expect.alerts]]
+meter = "m-3"
+detected = false
+[[expect.health]]
+meter = "m-1"
+state = "down"
+by_day = 1.0
+"""
+
+
+def test_judge_passes_exactly_when_expectations_hold() -> None:
+    sc = parse(EXPECT)
+    s = sc.start
+    good = [alert("m-2", "raised", s + 3.5 * DAY, "a1"), health("m-1", "down", s + 0.5 * DAY,
+                                                                 "h1")]
+    emitted = [Event("raised", "m-2", s + 3.5 * DAY, "a1"),
+               Event("health", "m-1", s + 0.5 * DAY, "h1")]
+    rep = judged(sc, good, emitted)
+    assert rep.passed, rep.text()
+    assert "raised day 3.50, 36.0 h after onset" in rep.text()
+
+    late = judged(sc, [alert("m-2", "raised", s + 5.5 * DAY, "a1"), good[1]])
+    assert not late.passed and "OUTSIDE WINDOW" in late.text()
+    missed = judged(sc, [good[1]])
+    assert not missed.passed and "MISSED" in missed.text()
+    # A documented miss that is detected after all fails too: the scenario must be updated.
+    surprise = judged(sc, good + [alert("m-3", "raised", s + 4 * DAY, "a2")])
+    assert not surprise.passed and "UNEXPECTED ALERT" in surprise.text()
+    # An alert on the miner meter before the onset is a false alarm.
+    early = judged(sc, good + [alert("m-2", "raised", s + 1 * DAY, "a0")])
+    assert early.false_alarms == ["m-2 day 1.00"] and not early.passed
+    other = judged(sc, good + [alert("m-1", "raised", s + 4 * DAY, "a3")])
+    assert other.false_alarms == ["m-1 day 4.00"] and not other.passed
+    no_health = judged(sc, [good[0]])
+    assert not no_health.passed and "not seen" in no_health.text()
+
+
+def test_judge_counts_emitted_but_not_received_as_lost() -> None:
+    sc = parse(EXPECT)
+    s = sc.start
+    received = [alert("m-2", "raised", s + 3 * DAY, "a1"), health("m-1", "down", s, "h1")]
+    emitted = [Event("raised", "m-2", s + 3 * DAY, "a1"),
+               Event("updated", "m-2", s + 4 * DAY, "a1u"),
+               Event("health", "m-1", s, "h1")]
+    rep = judged(sc, received, emitted)
+    assert rep.lost == {"alert": 1, "health": 0}
+    assert not rep.passed
+    assert "2 alert events emitted, 1 received, 1 lost" in rep.text()
+
+
+def run_cli(argv: list[str]) -> int:
+    p = argparse.ArgumentParser()
+    add_hil_arguments(p)
+    return hil_main(p.parse_args(argv))
+
+
+def test_cli_exit_codes(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BASE.replace('profile = "sdm120"', 'profile = "sdm120"\npol_s = 3'))
+    assert run_cli(["run", str(bad)]) == 2
+    assert "scenario error: meters[0].pol_s: unknown key" in capsys.readouterr().err
+    assert run_cli(["run", "street-gpu", "--serial", "/dev/null"]) == 2
+    assert "--agent none" in capsys.readouterr().err
+    assert run_cli(["run", "street-gpu", "--agent", "none", "--serial", "/dev/ttyUSB0"]) == 2
+    assert "has 0 rtu bus" in capsys.readouterr().err
+    assert run_cli(["run", "street-gpu", "--data", str(tmp_path)]) == 2
+    assert run_cli(["list"]) == 0
+    assert "village-bus" in capsys.readouterr().out
