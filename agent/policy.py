@@ -16,9 +16,9 @@ def default_policy_settings():
     """Policy tunables as plain numbers (seconds, score points 0..100)."""
     return {
         "raise_at": 60.0,  # score that must hold for hold_s to raise
-        "clear_at": 35.0,  # score below which, held for clear_hold_s, the alert clears
-        "hold_s": 21600.0,  # 6 h above raise_at before raising
-        "clear_hold_s": 43200.0,  # 12 h below clear_at before clearing
+        "clear_at": 30.0,  # score below which, held for clear_hold_s, the alert clears
+        "hold_s": 7200.0,  # 2 h above raise_at before raising
+        "clear_hold_s": 86400.0,  # 24 h below clear_at before clearing
         "update_every_s": 21600.0,  # at most one `updated` per this while active
         "update_delta": 5.0,  # ... and only if the score moved this much
         "update_step_kw": 0.2,  # ... or the floor step moved this much (kW)

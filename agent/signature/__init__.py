@@ -37,7 +37,8 @@ _STATE_VERSION = const(1)
 _NO_DATA = const(-1)  # ring value of a slot with no usable samples
 
 # Feature names, in the order contributions are reported.
-FEATURES = ("step", "persistence", "flatness", "diurnal", "jitter", "power_factor", "level")
+FEATURES = ("step", "persistence", "flatness", "steadiness", "diurnal", "jitter", "power_factor",
+            "level")
 
 
 def default_settings():
@@ -54,7 +55,11 @@ def default_settings():
         "warmup_days": 2.0,  # full days learned before the score may leave 0
         "step_lo_kw": 0.3,  # floor rise that starts to count (and CUSUM drift)
         "step_hi_kw": 0.8,  # floor rise that counts fully
-        "persist_full_h": 24.0,  # hours the risen floor must hold for full persistence
+        "persist_lo_h": 12.0,  # hours the risen floor must hold before any score
+        "persist_full_h": 40.0,  # hours the risen floor must hold for full persistence
+        "spread_pct": 0.35,  # upper edge of the low tail (evidence: tail spread)
+        "steady_good": 0.1,  # floor moved at most this share of the step in 24 h: rig
+        "steady_bad": 0.35,  # ... this share or more: heating that follows the weather
         "learn_up": 0.2,  # per day: how fast the baseline follows a rise (when allowed)
         "learn_down": 0.3,  # per day: how fast it follows a drop
         "learn_below": 40.0,  # the baseline may rise only while the score is below this
@@ -67,9 +72,10 @@ def default_settings():
         "pf_good": 0.93,  # power factor at the floor: switch-mode PSU (APFC) at or above
         "pf_bad": 0.8,  # ... motor / compressor at or below
         "level_kw": 6.0,  # sustained floor no household of this class reaches (backstop)
-        "w_step": 40.0,  # weights: points each feature gives at full strength
-        "w_persistence": 25.0,
+        "w_step": 25.0,  # weights: points each feature gives at full strength
+        "w_persistence": 20.0,
         "w_flatness": 15.0,
+        "w_steadiness": 20.0,
         "w_diurnal": 10.0,
         "w_jitter": 6.0,
         "w_power_factor": 4.0,
@@ -186,6 +192,8 @@ class Detector:
         # Learned.
         self._days = 0  # full days learned into the baseline
         self._base = 0.0  # protected baseline floor, kW
+        self._bspread = 0.0  # learned low-tail spread (p(spread_pct) - floor), kW
+        self._fring = array("i", [_NO_DATA] * 24)  # rolling floor (W) at each local hour
         self._day_idx = 0  # local day number of the last day close
         self._have_day = 0  # 0 until a first day close has been seen
         self._floor = 0.0  # rolling 24-h floor at last evaluation, kW
@@ -212,10 +220,11 @@ class Detector:
                      self._ref, self._s, self._ss, _enc(self._mn), _enc(self._mx), self._npf,
                      self._spf],
             "ring": list(self._ring),
+            "fring": list(self._fring),
             "last": [self._last_mean, self._last_idx, _enc(self._t_close)],
             "learned": [self._days, self._base, self._day_idx, self._have_day, self._floor,
                         self._cover, self._g, self._t_up, self._lvl_h, self._jit, self._pf,
-                        _enc(self._t_eval), self.score],
+                        _enc(self._t_eval), self.score, self._bspread],
             "fig": list(self._fig),
             "contrib": [c[name] for name in FEATURES] if len(c) > 0 else [],
         }
@@ -243,6 +252,10 @@ class Detector:
         d._npf = int(o[9])
         d._spf = float(o[10])
         d._ring = array("i", [int(x) for x in state["ring"]])
+        fr = state["fring"]
+        if len(fr) != 24:
+            raise ValueError("detector state fring must hold 24 values")
+        d._fring = array("i", [int(x) for x in fr])
         last = state["last"]
         d._last_mean = int(last[0])
         d._last_idx = int(last[1])
@@ -261,9 +274,10 @@ class Detector:
         d._pf = float(ln[10])
         d._t_eval = _dec(ln[11])
         d.score = float(ln[12])
+        d._bspread = float(ln[13])
         d.ready = d._days >= d._set["warmup_days"]
         fig = [float(x) for x in state["fig"]]
-        if len(fig) == 10:
+        if len(fig) == 12:
             d._fig = fig
             d._evidence = d._explain(d._t_eval)
         elif d._t_eval > -_INF:
@@ -401,6 +415,8 @@ class Detector:
                 dt_h = 0.0
         self._t_eval = t
         if cover < s["min_cover"]:
+            for i in range(24):
+                self._fring[i] = _NO_DATA
             self._fig = []
             self._evidence = {"summary": "not enough data in the last 24 h (%d%%)"
                               % int(cover * 100), "coverage": _r(cover, 100)}
@@ -408,6 +424,7 @@ class Detector:
         vals.sort()
         k = int(s["floor_pct"] * (len(vals) - 1))
         floor = vals[k] / 1000.0
+        spread = vals[int(s["spread_pct"] * (len(vals) - 1))] / 1000.0 - floor
         total = 0
         for x in vals:
             total += x
@@ -437,6 +454,7 @@ class Detector:
             ratio = (nsum / nn) / (esum / ne)
         self._floor = floor
 
+        persist_h = (t - self._t_up) / 3600.0 if self._g > 0.0 else 0.0
         # Day close: learn the baseline from the full day just seen (protected).
         day = _ifloor((t + self._tz) / _DAY)
         if self._have_day == 0:
@@ -446,10 +464,16 @@ class Detector:
             self._day_idx = day
             if self._days == 0:
                 self._base = floor
+                self._bspread = spread
             elif floor < self._base:
                 self._base += s["learn_down"] * (floor - self._base)
-            elif floor - self._base < s["step_lo_kw"] or self.score < s["learn_below"]:
+                self._bspread += s["learn_down"] * (spread - self._bspread)
+            elif floor - self._base < s["step_lo_kw"] or (
+                    self.score < s["learn_below"] and persist_h >= s["persist_full_h"]):
+                # A small rise is normal drift. A large one is learned only once it has
+                # lasted long enough to be judged and was judged not miner-like.
                 self._base += s["learn_up"] * (floor - self._base)
+                self._bspread += s["learn_up"] * (spread - self._bspread)
             self._days += 1
             self.ready = self._days >= s["warmup_days"]
 
@@ -469,20 +493,38 @@ class Detector:
         persist_h = (t - self._t_up) / 3600.0 if self._g > 0.0 else 0.0
 
         f_step = _ramp(step, s["step_lo_kw"], s["step_hi_kw"])
-        f_pers = _clamp01(persist_h / s["persist_full_h"])
+        f_pers = _ramp(persist_h, s["persist_lo_h"], s["persist_full_h"])
+        # Steadiness: how far the rolling floor moved over the last 24 h, against the step.
+        # A rig's floor stays put; heating follows the weather from one day to the next.
+        fw = _ifloor(floor * 1000.0 + 0.5)
+        self._fring[_ifloor((t + self._tz) / 3600.0) % 24] = fw
+        lo = fw
+        hi = fw
+        for x in self._fring:
+            if x >= 0:
+                if x < lo:
+                    lo = x
+                if x > hi:
+                    hi = x
+        drift = (hi - lo) / 1000.0
+        f_steady = _ramp(drift / step, s["steady_bad"], s["steady_good"]) if step > 0.0 else 0.0
         f_flat = _ramp(share, s["share_lo"], s["share_hi"])
         f_diur = _ramp(ratio, s["night_lo"], s["night_hi"]) if ratio >= 0.0 else 0.5
         f_jit = _ramp(self._jit, s["jitter_bad"], s["jitter_good"]) if self._jit >= 0.0 else 0.5
         f_pf = _ramp(self._pf, s["pf_bad"], s["pf_good"]) if self._pf >= 0.0 else 0.5
         level = 100.0 * _clamp01(self._lvl_h / s["persist_full_h"]) \
             if floor >= s["level_kw"] else 0.0
+        # Step and persistence gate everything: no lasting rise of the floor, no score,
+        # however flat the home looks (vacant homes are flat too).
+        g = f_step * f_pers
         c = {
-            "step": f_step * s["w_step"],
-            "persistence": f_step * f_pers * s["w_persistence"],
-            "flatness": f_step * f_flat * s["w_flatness"],
-            "diurnal": f_step * f_diur * s["w_diurnal"],
-            "jitter": f_step * f_jit * s["w_jitter"],
-            "power_factor": f_step * f_pf * s["w_power_factor"],
+            "step": g * s["w_step"],
+            "persistence": g * s["w_persistence"],
+            "flatness": g * f_flat * s["w_flatness"],
+            "steadiness": g * f_steady * s["w_steadiness"],
+            "diurnal": g * f_diur * s["w_diurnal"],
+            "jitter": g * f_jit * s["w_jitter"],
+            "power_factor": g * f_pf * s["w_power_factor"],
             "level": 0.0,
         }
         total = 0.0
@@ -501,12 +543,13 @@ class Detector:
             for name in FEATURES:
                 c[name] = 0.0
         self._contrib = c
-        self._fig = [floor, self._base, step, persist_h, cv, lf, share, ratio, mean, peak]
+        self._fig = [floor, self._base, step, persist_h, cv, lf, share, ratio, mean, peak, spread,
+                     drift]
         self.score = total
         self._evidence = self._explain(t)
 
     def _explain(self, t):
-        floor, base, step, persist_h, cv, lf, share, ratio, mean, peak = self._fig
+        floor, base, step, persist_h, cv, lf, share, ratio, mean, peak, spread, drift = self._fig
         onset = self._t_up - (1.0 - self._set["floor_pct"]) * _DAY if self._g > 0.0 else 0.0
         ev = {
             "floor_kw": _r(floor, 1000),
@@ -518,6 +561,9 @@ class Detector:
             "cv": _r(cv, 1000),
             "load_factor": _r(lf, 1000),
             "floor_share": _r(share, 1000),
+            "tail_spread_kw": _r(spread, 1000),
+            "baseline_spread_kw": _r(self._bspread, 1000),
+            "floor_drift_24h_kw": _r(drift, 1000),
             "night_evening": _r(ratio, 100) if ratio >= 0.0 else None,
             "jitter_pct": _r(self._jit * 100.0, 10) if self._jit >= 0.0 else None,
             "pf": _r(self._pf, 1000) if self._pf >= 0.0 else None,
