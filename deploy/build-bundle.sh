@@ -78,10 +78,11 @@ tar -C "$SOURCE" -cf - \
     --exclude='*.egg-info' --exclude=__pycache__ --exclude=.pytest_cache \
     --exclude=.ruff_cache --exclude=.hypothesis --exclude=./tests --exclude=./bench . |
     tar -C "$WORK/src" -xf -
-"${PIP[@]}" wheel -q --no-deps "${PIP_SRC[@]}" -w "$WORK/wheels" "$WORK/src" 2>&1 |
-    grep -v "is ignored: it is neither a file nor a directory" >&2 || true
+# (setuptools' chatter is kept in a log and shown only when the build fails)
+"${PIP[@]}" wheel -q --no-deps "${PIP_SRC[@]}" -w "$WORK/wheels" "$WORK/src" \
+    >"$WORK/wheel.log" 2>&1 || true
 WHEEL=$(ls "$WORK"/wheels/loadwatch-*.whl 2>/dev/null | head -1)
-[ -n "$WHEEL" ] || die "building the Loadwatch wheel failed"
+[ -n "$WHEEL" ] || { cat "$WORK/wheel.log" >&2; die "building the Loadwatch wheel failed"; }
 VERSION=$(basename "$WHEEL" | cut -d- -f2)
 
 # 2. Its requirements with the environment markers evaluated for the *gateway's* Python
@@ -118,7 +119,14 @@ for req in "${REQS[@]}" pip; do
         die "no wheel of $req for Python $PYVER ${PLATFORM:-$(uname -m)} (see pip's message above)"
 done
 
-# 4. Lay out the bundle.
+# 4. Prove the wheels alone are enough: resolve the install for the target, offline.
+if ! "${PIP[@]}" install -q --dry-run --ignore-installed --no-index --find-links "$WORK/wheels" \
+        "${TARGET[@]}" --target "$WORK/dry-run" "loadwatch==$VERSION" >"$WORK/dry-run.log" 2>&1; then
+    cat "$WORK/dry-run.log" >&2
+    die "the wheels do not install offline for Python $PYVER (see above)"
+fi
+
+# 5. Lay out the bundle.
 NAME=loadwatch-$VERSION-py$PYVER-$ARCH
 B=$WORK/$NAME
 mkdir -p "$B/systemd" "$B/config" "$B/mosquitto"
