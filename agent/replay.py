@@ -1,0 +1,287 @@
+"""``loadwatch replay FILE.csv``: run the agent's detector and policy over a CSV of readings.
+
+So anyone can score their own data with exactly what the agent runs: every meter in the
+file goes through its own ``agent.signature.Detector`` and ``agent.policy.Policy`` (default
+settings, or the ``[detector]`` / ``[policy]`` tables of ``--config``), and every alert
+event is printed as one JSON object per line::
+
+    {"kind": "raised", "meter": "m1", "t": "2024-03-02T04:00:00Z", "score": 71.3,
+     "evidence": {"summary": "...", ...}}
+
+Input: a header ``meter,timestamp,p_w`` plus an optional ``pf`` column (any order).
+``timestamp`` is ISO-8601 (``2024-03-02T04:00:00Z``, ``...+10:00``, or naive = UTC) or UNIX
+seconds. Meters may be interleaved or grouped; within a meter rows must be in time order.
+``FILE`` may be ``-`` (stdin) or gzip-compressed (``.gz``).
+
+Malformed rows are reported on stderr with their line number and skipped; only a missing
+file or a bad header stops the run (exit 2). ``--summary`` adds one line per meter:
+``{"kind": "summary", "meter": ..., "max_score": ..., "samples": ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import io
+import json
+import math
+import sys
+import time
+from datetime import datetime, timezone
+from typing import IO, Any
+
+REQUIRED = ("meter", "timestamp", "p_w")
+OPTIONAL = ("pf",)
+MAX_REPORTED = 100  # malformed rows reported one by one; the rest are counted
+
+
+def add_replay_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE.csv",
+                   help="CSV with header meter,timestamp,p_w[,pf]; '-' = stdin; .gz ok")
+    p.add_argument("--summary", action="store_true",
+                   help="also print max score and sample count per meter at the end")
+    p.add_argument("--tz", type=float, default=None, metavar="HOURS",
+                   help="local time offset east of UTC for the night/evening features "
+                   "(default: the config's tz_offset_hours, else 0)")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="take [detector] and [policy] settings from this loadwatch config")
+
+
+def iso_utc(t: float) -> str:
+    """UNIX seconds -> ``YYYY-MM-DDTHH:MM:SS[.fff]Z``."""
+    whole = math.floor(t)
+    s = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    frac = t - whole
+    if frac >= 0.0005:
+        s += (".%03d" % min(999, round(frac * 1000)))
+    return s + "Z"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def parse_time(s: str) -> float:
+    """UNIX seconds or ISO-8601 (offset optional, naive = UTC) -> UNIX seconds.
+
+    Raises ValueError with a short reason.
+    """
+    s = s.strip()
+    if not s:
+        raise ValueError("empty timestamp")
+    try:
+        t = float(s)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(t):
+            raise ValueError("timestamp %r is not finite" % s)
+        return t
+    iso = s[:-1] + "+00:00" if s[-1] in "Zz" else s
+    try:
+        d = datetime.fromisoformat(iso)
+    except ValueError:
+        raise ValueError("timestamp %r is neither ISO-8601 nor UNIX seconds" % s) from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=timezone.utc)
+    return (d - _EPOCH).total_seconds()
+
+
+class _Meter:
+    __slots__ = ("detector", "last_t", "max_score", "policy", "samples")
+
+    def __init__(self, detector: Any, policy: Any):
+        self.detector = detector
+        self.policy = policy
+        self.samples = 0
+        self.max_score = 0.0
+        self.last_t = -math.inf
+
+
+def _open(path: str) -> IO[str]:
+    if path == "-":
+        raw = sys.stdin.buffer
+        head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+        if head == b"\x1f\x8b":
+            return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8", newline="")
+        return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head == b"\x1f\x8b":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _settings(args: argparse.Namespace) -> tuple[dict, dict]:
+    from agent.policy import default_policy_settings
+    from agent.signature import default_settings
+
+    if args.config:
+        from agent.config import load_detector_settings
+
+        detector, policy = load_detector_settings(args.config)
+    else:
+        detector, policy = default_settings(), default_policy_settings()
+    detector = dict(detector)
+    if args.tz is not None:
+        detector["tz_offset_s"] = args.tz * 3600.0
+    return detector, policy
+
+
+def _event_line(ev: Any) -> str:
+    return json.dumps({"kind": ev.kind, "meter": ev.meter, "t": iso_utc(ev.t),
+                       "score": round(ev.score, 2), "evidence": ev.evidence},
+                      separators=(", ", ": "), default=str)
+
+
+def replay_main(args: argparse.Namespace) -> int:
+    """Run the replay; 0 when the file was read (malformed rows only warn), 2 on bad input."""
+    name = "stdin" if args.file == "-" else args.file
+    err = sys.stderr
+    if args.tz is not None and not -14.0 <= args.tz <= 14.0:
+        print("loadwatch replay: --tz %g is not a UTC offset (-14..14 hours)" % args.tz,
+              file=err)
+        return 2
+    try:
+        detector_settings, policy_settings = _settings(args)
+    except ValueError as e:  # ConfigError is a ValueError
+        print("loadwatch replay: %s" % e, file=err)
+        return 2
+    try:
+        f = _open(args.file)
+    except FileNotFoundError:
+        print("loadwatch replay: %s: no such file" % name, file=err)
+        return 2
+    except OSError as e:
+        print("loadwatch replay: %s: cannot read: %s" % (name, e.strerror or e), file=err)
+        return 2
+
+    from agent.policy import Policy
+    from agent.signature import Detector
+
+    out = sys.stdout
+    meters: dict[str, _Meter] = {}
+    bad = 0
+    try:
+        with f:
+            reader = csv.reader(f)
+            try:
+                header = next(reader)
+            except StopIteration:
+                print("loadwatch replay: %s: empty file (expected a header line "
+                      "meter,timestamp,p_w[,pf])" % name, file=err)
+                return 2
+            except (UnicodeDecodeError, OSError, EOFError, csv.Error) as e:
+                print("loadwatch replay: %s: cannot read: %s" % (name, e), file=err)
+                return 2
+            cols = [h.strip().lower() for h in header]
+            if cols and cols[0].startswith("\ufeff"):
+                cols[0] = cols[0][1:]
+            missing = [c for c in REQUIRED if c not in cols]
+            unknown = [c for c in cols if c not in REQUIRED + OPTIONAL]
+            if missing or unknown or len(set(cols)) != len(cols):
+                why = []
+                if missing:
+                    why.append("missing %s" % ", ".join(missing))
+                if unknown:
+                    why.append("unknown column %s" % ", ".join(repr(c) for c in unknown))
+                if len(set(cols)) != len(cols):
+                    why.append("a column appears twice")
+                print("loadwatch replay: %s: line 1: bad header %r (%s); expected "
+                      "meter,timestamp,p_w with an optional pf column"
+                      % (name, ",".join(header), "; ".join(why)), file=err)
+                return 2
+            i_m, i_t, i_p = cols.index("meter"), cols.index("timestamp"), cols.index("p_w")
+            i_pf = cols.index("pf") if "pf" in cols else -1
+            width = len(cols)
+
+            def malformed(line: int, why: str) -> None:
+                nonlocal bad
+                bad += 1
+                if bad <= MAX_REPORTED:
+                    err.write("loadwatch replay: %s: line %d: %s; skipped\n" % (name, line, why))
+
+            write = out.write
+            for row in reader:
+                if len(row) != width:
+                    if not row:
+                        continue  # blank line
+                    malformed(reader.line_num, "%d fields, expected %d" % (len(row), width))
+                    continue
+                mid = row[i_m].strip()
+                if not mid:
+                    malformed(reader.line_num, "empty meter id")
+                    continue
+                try:
+                    t = parse_time(row[i_t])
+                except ValueError as e:
+                    malformed(reader.line_num, str(e))
+                    continue
+                try:
+                    p = float(row[i_p])
+                except ValueError:
+                    malformed(reader.line_num, "p_w %r is not a number" % row[i_p])
+                    continue
+                if not math.isfinite(p):
+                    malformed(reader.line_num, "p_w %r is not a finite number" % row[i_p])
+                    continue
+                pf = None
+                if i_pf >= 0 and row[i_pf].strip():
+                    try:
+                        pf = float(row[i_pf])
+                    except ValueError:
+                        malformed(reader.line_num, "pf %r is not a number" % row[i_pf])
+                        continue
+                    if not 0.0 <= pf <= 1.0:
+                        malformed(reader.line_num, "pf %r is outside 0..1" % row[i_pf])
+                        continue
+                m = meters.get(mid)
+                if m is None:
+                    m = _Meter(Detector(detector_settings), Policy(mid, policy_settings))
+                    meters[mid] = m
+                if t < m.last_t:
+                    malformed(reader.line_num, "timestamp %s is earlier than the previous row "
+                              "of meter %s (rows must be in time order per meter)"
+                              % (row[i_t].strip(), mid))
+                    continue
+                m.last_t = t
+                det = m.detector
+                score = det.update(t, p, pf)
+                m.samples += 1
+                if score > m.max_score:
+                    m.max_score = score
+                for ev in m.policy.update(t, score, det.ready, det.contributions(),
+                                          det.evidence()):
+                    write(_event_line(ev) + "\n")
+    except BrokenPipeError:  # `loadwatch replay big.csv | head`: the reader has gone
+        _quiet_stdout()
+        return 0
+    except (UnicodeDecodeError, OSError, EOFError, csv.Error) as e:
+        # A truncated .gz or binary garbage part way: report, keep what was scored.
+        print("loadwatch replay: %s: read error after %d meters: %s" % (name, len(meters), e),
+              file=err)
+        bad += 1
+    if bad > MAX_REPORTED:
+        err.write("loadwatch replay: %s: %d malformed rows in all (first %d shown)\n"
+                  % (name, bad, MAX_REPORTED))
+    try:
+        if args.summary:
+            for mid, m in meters.items():
+                out.write(json.dumps({"kind": "summary", "meter": mid,
+                                      "max_score": round(m.max_score, 2),
+                                      "samples": m.samples}, separators=(", ", ": ")) + "\n")
+        out.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+    return 0
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,100 @@
+"""Regenerate the golden replay cases (inputs from hil/loads, outputs from agent.replay).
+
+    .venv/bin/python tests/golden/replay/generate.py [--inputs] [--expected]
+
+``--inputs`` rewrites every ``<case>/input.csv`` from the seeded load models (pure functions
+of t, so the files are reproducible); ``--expected`` re-runs ``loadwatch replay`` on each
+case and rewrites ``expected.jsonl`` (do this, and review the diff, when the detector or
+policy defaults change on purpose).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+sys.path.insert(0, str(ROOT))
+
+from hil.loads.base import Sum  # noqa: E402
+from hil.loads.miners import antminer_s9, gpu_rig  # noqa: E402
+from hil.loads.synthetic import SyntheticHousehold  # noqa: E402
+
+DAY = 86400.0
+T0 = 1704031200.0  # 2024-01-01 00:00 at UTC+10
+TZ = 10.0
+
+
+def _iso(t: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def street(days: float, step: float, style: str) -> str:
+    """Two homes, one with an S9 from day 9: interleaved rows, ISO or UNIX timestamps."""
+    plain = SyntheticHousehold(seed=11, tz_hours=TZ)
+    miner = Sum(SyntheticHousehold(seed=12, tz_hours=TZ),
+                antminer_s9(seed=5, tz_hours=TZ, start=T0 + 9 * DAY))
+    lines = ["meter,timestamp,p_w,pf"]
+    n = int(days * DAY / step)
+    for i in range(n):
+        t = T0 + i * step
+        for name, load in (("home-plain", plain), ("home-miner", miner)):
+            p, pf = load.power(t)
+            stamp = _iso(t) if style == "iso" else "%d" % t
+            lines.append("%s,%s,%.1f,%.3f" % (name, stamp, p, pf))
+    return "\n".join(lines) + "\n"
+
+
+def grouped_gpu(days: float, step: float) -> str:
+    """One 1 kW GPU rig home and one plain home, rows grouped by meter, no pf, +10:00 offsets."""
+    lines = ["timestamp,meter,p_w"]
+    homes = (("flat-7", SyntheticHousehold(seed=21, tz_hours=TZ)),
+             ("rig-3", Sum(SyntheticHousehold(seed=22, tz_hours=TZ),
+                           gpu_rig(6, 145.0, 130.0, seed=3, tz_hours=TZ, start=T0 + 8 * DAY))))
+    n = int(days * DAY / step)
+    for name, load in homes:
+        for i in range(n):
+            t = T0 + i * step
+            local = _iso(t + TZ * 3600.0)[:-1] + "+10:00"
+            lines.append("%s,%s,%.1f" % (local, name, load.power(t)[0]))
+    return "\n".join(lines) + "\n"
+
+
+CASES = {
+    "street-s9": lambda: street(16.0, 900.0, "iso"),
+    "unix-seconds": lambda: street(16.0, 1800.0, "unix"),
+    "grouped-gpu-offsets": lambda: grouped_gpu(16.0, 900.0),
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--inputs", action="store_true")
+    ap.add_argument("--expected", action="store_true")
+    a = ap.parse_args()
+    from agent.cli import main as cli
+
+    for name, make in CASES.items():
+        d = HERE / name
+        d.mkdir(exist_ok=True)
+        if a.inputs:
+            (d / "input.csv").write_text(make())
+        if a.expected:
+            buf = io.StringIO()
+            with redirect_stdout(buf):
+                rc = cli(["replay", str(d / "input.csv"), "--summary", "--tz", "10"])
+            if rc != 0:
+                raise SystemExit("%s: replay exited %d" % (name, rc))
+            (d / "expected.jsonl").write_text(buf.getvalue())
+        print(name, "ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
