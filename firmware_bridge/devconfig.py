@@ -1,0 +1,257 @@
+"""Firmware config (TOML) -> the compact JSON the device app loads at boot.
+
+The MCU cannot parse TOML or profiles, and should not plan reads on every boot, so the
+build does it once, like the agent's ``config.load()``: profiles are resolved, quirks
+merged into each field, reads coalesced with the agent's own ``plan_reads``, detector
+and policy settings merged (defaults < [detector] < [classes.X.detector]) and checked
+against the shared core's defaults. Errors name the key and the file, the agent's way.
+
+A firmware config looks like the agent's, with device sections instead of buses::
+
+    site = "north"
+    gateway = "mcu-07"
+    uplink = "serial"            # or "mqtt"
+    [rs485]  uart, baud, parity, stopbits, tx, rx, de, timeout_ms, retries, backoff_max_s
+    [link]   uart, baud, tx, rx, ack_ms            (uplink = "serial")
+    [mqtt]   host, port, client_id, username, password, prefix, keepalive_s, ...
+    [wifi]   ssid, password                        (uplink = "mqtt" on Wi-Fi boards)
+    [[meters]] id, unit, profile, poll_s, class, quantities
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from agent.config import (
+    DEFAULT_PREFIX,
+    ID_RE,
+    ConfigError,
+    _detector_defaults,
+    _policy_defaults,
+    _quirk_overrides,
+    _settings_table,
+    _Table,
+)
+from agent.modbus.blocks import plan_reads
+from agent.profiles import ProfileError, load_profile
+
+# What the device reads by default: the detector needs p_w (and pf where the meter has
+# it); telemetry reports energy. Fewer registers = shorter bus time per meter.
+DEVICE_QUANTITIES = ("p_w", "pf", "e_import_kwh")
+BOARDS = ("esp32", "rp2", "unix")
+
+DEFAULT_TOML = """\
+# Default firmware config: one generic meter, unit 1, serial uplink to a Linux host.
+site = "site"
+gateway = "mcu-1"
+uplink = "serial"
+
+[rs485]
+uart = 1
+baud = 9600
+tx = 17
+rx = 16
+de = 4
+
+[link]
+uart = 0
+baud = 115200
+
+[[meters]]
+id = "meter-1"
+unit = 1
+profile = "generic"
+"""
+
+
+def _uart(t: _Table, baud_default: int) -> dict[str, Any]:
+    out = {
+        "uart": t.get("uart", int, 1, lo=0, hi=7),
+        "baud": t.get("baud", int, baud_default, choices=(1200, 2400, 4800, 9600, 19200,
+                                                          38400, 57600, 115200, 230400)),
+        "tx": t.get("tx", int, None) if t.has("tx") else None,
+        "rx": t.get("rx", int, None) if t.has("rx") else None,
+    }
+    if (out["tx"] is None) != (out["rx"] is None):
+        raise t.error("rx" if out["tx"] is not None else "tx", "set both tx and rx pins, "
+                      "or neither (board default pins)")
+    port = t.get("port", str, "")
+    if port:
+        out["port"] = port  # unix port only: a serial device path
+    return out
+
+
+def load_text(text: str, source: str, base: Path | None = None) -> dict:
+    """Validate a firmware config and return the device JSON (a dict)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("", "not valid TOML: %s" % e, source) from None
+    base = base if base is not None else Path.cwd()
+    root = _Table(data, "", source)
+    site = root.get("site", str)
+    gateway = root.get("gateway", str)
+    for name, value in (("site", site), ("gateway", gateway)):
+        if not ID_RE.match(value):
+            raise root.error(name, "%r must be letters, digits, '_', '.', '-' (max 64)" % value)
+    uplink = root.get("uplink", str, "serial", choices=("serial", "mqtt"))
+    tz_s = root.get("tz_offset_hours", float, 0.0, lo=-14.0, hi=14.0) * 3600.0
+    default_poll_s = root.get("poll_s", float, 10.0, lo=0.1, hi=3600.0)
+    out: dict[str, Any] = {
+        "site": site, "gateway": gateway, "uplink": uplink,
+        "telemetry_every_s": root.get("telemetry_every_s", float, 900.0, lo=1.0, hi=86400.0),
+        "state_every_s": root.get("state_every_s", float, 300.0, lo=10.0, hi=86400.0),
+        "wdt_ms": root.get("wdt_ms", int, 8000, lo=0, hi=60000),
+        "state_dir": root.get("state_dir", str, "/"),
+        "queue_max": root.get("queue_max", int, 64, lo=4, hi=4096),
+        "clock": {"mode": "real"},
+    }
+
+    t = root.table("rs485")
+    bus = _uart(t, 9600)
+    bus.update({
+        "parity": t.get("parity", str, "N", choices=("N", "E", "O")),
+        "stopbits": t.get("stopbits", int, 1, choices=(1, 2)),
+        "de": t.get("de", int, None) if t.has("de") else None,
+        "timeout_ms": t.get("timeout_ms", int, 500, lo=10, hi=60000),
+        "retries": t.get("retries", int, 1, lo=0, hi=10),
+        "backoff_max_s": t.get("backoff_max_s", float, 300.0, lo=1.0, hi=86400.0),
+    })
+    t.finish()
+    out["rs485"] = bus
+
+    t = root.table("link")
+    if uplink == "serial":
+        link = _uart(t, 115200)
+        link["uart"] = t.get("uart", int, 0, lo=0, hi=7)
+        link["ack_ms"] = t.get("ack_ms", int, 200, lo=5, hi=10000)
+        out["link"] = link
+    t.finish()
+
+    t = root.table("mqtt")
+    if uplink == "mqtt":
+        prefix = t.get("prefix", str, DEFAULT_PREFIX)
+        try:
+            prefix = prefix.format(site=site, gateway=gateway)
+        except (KeyError, IndexError, ValueError):
+            raise t.error("prefix", "%r may only use {site} and {gateway}" % prefix) from None
+        out["mqtt"] = {
+            "host": t.get("host", str),
+            "port": t.get("port", int, 1883, lo=1, hi=65535),
+            "client_id": t.get("client_id", str, "loadwatch-%s-%s" % (site, gateway)),
+            "user": t.get("username", str, ""),
+            "password": t.get("password", str, ""),
+            "prefix": prefix,
+            "keepalive": t.get("keepalive_s", int, 30, lo=5, hi=3600),
+            "telemetry_qos": t.get("telemetry_qos", int, 0, choices=(0, 1)),
+            "score_qos": t.get("score_qos", int, 0, choices=(0, 1)),
+            "retry_max_s": t.get("retry_max_s", float, 60.0, lo=1.0, hi=3600.0),
+        }
+    t.finish()
+    t = root.table("wifi")
+    if t.data:
+        out["wifi"] = {"ssid": t.get("ssid", str), "password": t.get("password", str, "")}
+    t.finish()
+
+    det_defaults = _detector_defaults()
+    pol_defaults = _policy_defaults()
+    detector = _settings_table(root, "detector", det_defaults)
+    policy = _settings_table(root, "policy", pol_defaults)
+    classes: dict[str, dict] = {}
+    ct = root.table("classes")
+    for cname in list(ct.data):
+        one = ct.table(cname)
+        classes[cname] = {"detector": _settings_table(one, "detector", det_defaults),
+                          "policy": _settings_table(one, "policy", pol_defaults)}
+        one.finish()
+    ct.finish()
+
+    root.used.add("meters")
+    raw_meters = data.get("meters", [])
+    if not isinstance(raw_meters, list) or not raw_meters:
+        raise root.error("meters", "no meters configured: add at least one [[meters]]")
+    meters = []
+    seen: set[str] = set()
+    units: set[int] = set()
+    for i, raw in enumerate(raw_meters):
+        mt = _Table(raw, "meters[%d]" % i, source)
+        m = _meter(mt, base, classes, detector, policy, default_poll_s, tz_s)
+        if m["id"] in seen:
+            raise ConfigError("meters[%d].id" % i, "%r is used by another meter" % m["id"],
+                              source)
+        if m["unit"] in units:
+            raise ConfigError("meters[%d].unit" % i, "unit %d is already used" % m["unit"],
+                              source)
+        seen.add(m["id"])
+        units.add(m["unit"])
+        meters.append(m)
+    out["meters"] = meters
+    root.finish()
+    return out
+
+
+def _meter(t: _Table, base: Path, classes: dict, detector: dict, policy: dict,
+           default_poll_s: float, tz_s: float) -> dict:
+    mid = t.get("id", str)
+    if not ID_RE.match(mid):
+        raise t.error("id", "%r must be letters, digits, '_', '.', '-' (max 64)" % mid)
+    unit = t.get("unit", int, 1)
+    if not 1 <= unit <= 247:
+        raise t.error("unit", "%r is not a Modbus unit id (1-247)" % unit)
+    meter_class = t.get("class", str, "residential")
+    if meter_class not in classes and meter_class != "residential":
+        raise t.error("class", "%r is not defined in [classes]" % meter_class)
+    poll_s = t.get("poll_s", float, default_poll_s, lo=0.1, hi=3600.0)
+    ref = t.get("profile", str)
+    try:
+        profile = load_profile(ref, base)
+    except ProfileError as e:
+        raise t.error("profile", str(e)) from None
+    except (OSError, ValueError) as e:
+        raise t.error("profile", "%r: %s" % (ref, e)) from None
+    overrides = _quirk_overrides(t)
+    quirks = profile.quirks.merged(overrides) if overrides else profile.quirks
+    wanted = t.get("quantities", list, list(DEVICE_QUANTITIES))
+    missing = [n for n in wanted if n not in profile.quantities]
+    if "quantities" in t.data and missing:
+        raise t.error("quantities", "%s not in profile %s" % (", ".join(map(str, missing)),
+                                                             profile.name))
+    names = [n for n in wanted if n in profile.quantities]
+    if "p_w" not in names:
+        raise t.error("profile", "profile %s has no p_w, which the detector needs"
+                      % profile.name)
+    t.finish()
+    fields = [profile.quantities[n] for n in names]
+    reads = plan_reads(fields, quirks.max_gap, quirks.max_registers)
+    dset = dict(detector)
+    dset.update(classes.get(meter_class, {}).get("detector", {}))
+    dset["tz_offset_s"] = tz_s
+    pset = dict(policy)
+    pset.update(classes.get(meter_class, {}).get("policy", {}))
+    order = quirks.word_order
+    return {
+        "id": mid, "unit": unit, "poll_s": poll_s, "profile": profile.name,
+        "reads": [[r.fc, r.address, r.count] for r in reads],
+        "fields": [[f.name, f.fc, f.address, f.type, order or f.word_order, f.scale]
+                   for f in fields],
+        "detector": dset, "policy": pset,
+    }
+
+
+def load(path: str | Path | None) -> dict:
+    """The device JSON for a firmware config file (the built-in default when None)."""
+    if path is None:
+        return load_text(DEFAULT_TOML, "(built-in default firmware config)")
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError("", "cannot read: %s" % (e.strerror or e), str(p)) from None
+    return load_text(text, str(p.resolve()), p.resolve().parent)

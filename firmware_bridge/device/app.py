@@ -1,0 +1,242 @@
+"""The gateway loop: poll meters on RS-485, score them, decide alerts, send them up.
+
+One pass of the loop: feed the watchdog; poll every meter that is due (its readings go
+through the same detector and policy as on the agent); save learned state when an alert
+changed or ``state_every_s`` passed; service the uplink (acks, retransmits, reconnects);
+sleep in short steps until the next meter is due. A meter that stops answering backs off
+(doubling up to ``backoff_max_s``) without delaying the others, as the agent's poller does.
+
+``run(config_path)`` is what main.py calls at boot; the config is the JSON written by
+``loadwatch firmware build``. ``stop_at`` (simulated UNIX time) ends the loop cleanly:
+it exists for tests and the bench, a board never sets it.
+"""
+
+import gc
+import json
+import sys
+import time
+
+import machine
+from devclock import DeviceClock
+from meter import Meter
+from modbus_rtu import ModbusError, RtuMaster
+from store import AlertQueue, Store
+
+VERSION = "0.1.0"
+STATE_FILE = "state.json"
+STATE_VERSION = 1
+
+
+def open_uart(c):
+    kw = {"baudrate": c.get("baud", 9600), "bits": 8,
+          "parity": {"N": None, "E": 0, "O": 1}[c.get("parity", "N")],
+          "stop": c.get("stopbits", 1), "timeout": 0}
+    if c.get("tx") is not None:
+        kw["tx"] = machine.Pin(c["tx"])
+        kw["rx"] = machine.Pin(c["rx"])
+    if c.get("port"):
+        kw["port"] = c["port"]  # unix-port shim only: a serial device or pty path
+    return machine.UART(c.get("uart", 1), **kw)
+
+
+def wifi_up(cfg, wdt):
+    """Join Wi-Fi when configured (bounded wait); boards with Ethernet skip this."""
+    w = cfg.get("wifi")
+    if not w:
+        return
+    try:
+        import network
+    except ImportError:
+        return
+    sta = network.WLAN(network.STA_IF)
+    sta.active(True)
+    if not sta.isconnected():
+        sta.connect(w["ssid"], w["password"])
+        for _ in range(200):
+            if sta.isconnected():
+                break
+            if wdt is not None:
+                wdt.feed()
+            time.sleep_ms(100)
+    print("wifi:", "up" if sta.isconnected() else "not connected (will retry via mqtt)")
+
+
+class App:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.clock = DeviceClock(cfg.get("clock"))
+        wdt_ms = int(cfg.get("wdt_ms", 8000))
+        self.wdt = machine.WDT(timeout=wdt_ms) if wdt_ms > 0 else None
+        self.store = Store(cfg.get("state_dir", "/"))
+        saved = self.store.load(STATE_FILE, {}) or {}
+        if saved.get("version") != STATE_VERSION:
+            saved = {}
+        self.boots = int(saved.get("boots", 0)) + 1
+        saved_meters = saved.get("meters", {})
+        tel_s = float(cfg.get("telemetry_every_s", 900.0))
+        self.meters = []
+        restored = {}
+        for mc in cfg["meters"]:
+            m = Meter(mc, tel_s, saved_meters.get(mc["id"]))
+            self.meters.append(m)
+            if m.restored:
+                restored[m.id] = 1 if m.detector.ready else 0
+                print("restored meter %s (ready=%s, alert=%s)"
+                      % (m.id, m.detector.ready, m.policy.alert_id or "-"))
+        self.restored = restored
+        bus = cfg["rs485"]
+        de = machine.Pin(bus["de"], machine.Pin.OUT, value=0) if bus.get("de") is not None \
+            else None
+        self.de = de
+        bits = 1 + 8 + (0 if bus.get("parity", "N") == "N" else 1) + bus.get("stopbits", 1)
+        self.master = RtuMaster(open_uart(bus), bus.get("baud", 9600), bits,
+                                int(bus.get("timeout_ms", 500)), de)
+        self.retries = int(bus.get("retries", 1))
+        self.backoff_max_s = float(bus.get("backoff_max_s", 300.0))
+        self.state_every_s = float(cfg.get("state_every_s", 300.0))
+        self.queue = AlertQueue(self.store, max_items=int(cfg.get("queue_max", 64)))
+        kind = cfg.get("uplink", "serial")
+        if kind == "mqtt":
+            from codec import Codec
+            from uplink_mqtt import MqttUplink
+
+            wifi_up(cfg, self.wdt)
+            mq = cfg["mqtt"]
+            codec = Codec(mq["prefix"], cfg["site"], cfg["gateway"],
+                          mq.get("telemetry_qos", 0), mq.get("score_qos", 0))
+            self.uplink = MqttUplink(mq, codec, self.queue, self.clock.now,
+                                     self.status_extra)
+        else:
+            from uplink_serial import SerialUplink
+
+            self.uplink = SerialUplink(open_uart(cfg["link"]), cfg["link"], self.queue)
+        self.polls = 0
+        self.sample_us = 0
+        self.last_save = self.clock.now()
+
+    def status_extra(self):
+        return {"version": VERSION, "meters": len(self.meters), "firmware": "micropython",
+                "boots": self.boots}
+
+    # ------------------------------------------------------------ state
+
+    def save(self):
+        data = {"version": STATE_VERSION, "t": self.clock.now(), "boots": self.boots,
+                "meters": {m.id: m.state() for m in self.meters}}
+        self.store.save(STATE_FILE, data)
+        self.last_save = self.clock.now()
+        gc.collect()
+
+    # ------------------------------------------------------------ one meter
+
+    def poll_meter(self, m):
+        t = self.clock.now()
+        blocks = None
+        error_kind = ""
+        message = ""
+        for _attempt in range(self.retries + 1):
+            try:
+                blocks = m.poll(self.master)
+                error_kind = ""
+                break
+            except ModbusError as e:
+                error_kind = e.kind
+                message = str(e)
+            except OSError as e:
+                error_kind = "io"
+                message = "uart: %s" % e
+        self.polls += 1
+        t0 = time.ticks_us()
+        values, quality = m.decode(t, blocks or [], error_kind)
+        events = m.process(t, values, quality)
+        self.sample_us += time.ticks_diff(time.ticks_us(), t0)
+        if error_kind:
+            n = m.health.consecutive_failures + 1
+            backoff = 0.0
+            if n >= 3:
+                backoff = min(self.backoff_max_s, m.poll_s * (2 ** min(n - 2, 16)))
+            m.poll_done(t, error_kind, message, backoff)
+            m.next_t = t + max(m.poll_s, backoff)
+        else:
+            m.poll_done(t, "", "", 0.0)
+            m.next_t = m.next_t + m.poll_s if m.next_t + m.poll_s > t else t + m.poll_s
+        self.uplink.reading(m.id, t, values, quality)
+        hev = m.health_event(t)
+        if hev is not None:
+            events.append(hev)
+        alert = False
+        for ev in events:
+            self.uplink.event(ev, t)
+            if ev.kind in ("raised", "updated", "cleared"):
+                alert = True
+                print("alert %s %s %s score=%.1f" % (ev.kind, ev.alert_id, ev.id, ev.score))
+        if alert:
+            # The policy's alert state must be on flash before a reset could raise the
+            # same alert again under a new onset (as the agent's runtime does).
+            self.save()
+
+    # ------------------------------------------------------------ the loop
+
+    def feed(self):
+        if self.wdt is not None:
+            self.wdt.feed()
+
+    def run(self):
+        info = {"k": "hello", "fw": VERSION, "boots": self.boots, "restored": self.restored,
+                "meters": [m.id for m in self.meters], "t": self.clock.now()}
+        self.uplink.start(info)
+        stop_at = self.cfg.get("stop_at")
+        now = self.clock.now()
+        for m in self.meters:
+            m.next_t = now
+        print("loadwatch device %s: %d meters, uplink %s, boot %d"
+              % (VERSION, len(self.meters), self.cfg.get("uplink", "serial"), self.boots))
+        while True:
+            self.feed()
+            t = self.clock.now()
+            if stop_at is not None and t >= stop_at:
+                break
+            for m in self.meters:
+                if m.next_t <= t:
+                    self.poll_meter(m)
+                    self.uplink.service()
+                    self.feed()
+            if self.clock.now() - self.last_save >= self.state_every_s:
+                self.save()
+            self.uplink.service()
+            due = min(m.next_t for m in self.meters)
+            wait = self.clock.real_ms(due - self.clock.now())
+            if wait > 0:
+                time.sleep_ms(min(wait, 20))
+        self.shutdown()
+
+    def shutdown(self):
+        self.save()
+        deadline = time.ticks_add(time.ticks_ms(), int(self.cfg.get("flush_ms", 5000)))
+        while not self.uplink.idle() and time.ticks_diff(deadline, time.ticks_ms()) > 0:
+            self.feed()
+            self.uplink.service()
+            time.sleep_ms(2)
+        close = getattr(self.uplink, "close", None)
+        if close is not None:
+            close()
+        print("stopped: polls=%d uplink=%s" % (self.polls, json.dumps(self.uplink.stats())))
+
+
+def load_config(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def run(path="config.json"):
+    app = App(load_config(path))
+    try:
+        app.run()
+    except KeyboardInterrupt:
+        app.shutdown()
+    return app
+
+
+def main():
+    path = sys.argv[1] if len(sys.argv) > 1 else "config.json"
+    run(path)
