@@ -36,8 +36,8 @@ EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal
 HINT_NO_REPLY = ("no reply: check the A/B wires (swap them if unsure: polarity is not "
                  "standardised), the baud rate (--baud), parity (--parity), stop bits and "
                  "the unit id; a long bus needs 120 ohm termination at both ends")
-HINT_EXC = {1: "the meter does not support this function code: another variant of the "
-               "meter (e.g. dtsu666 vs dtsu666_ir)? run `loadwatch scan`",
+HINT_EXC = {1: "the meter does not support this function code: wrong profile, or another "
+               "variant of the same meter (e.g. dtsu666 vs dtsu666_ir)? run `loadwatch scan`",
             2: "the meter does not have these registers: wrong profile? run `loadwatch scan`",
             11: "the gateway got no answer from the unit: see the no-reply hints"}
 HINT_CRC = ("garbled replies: check termination, cable shielding and that every device "
@@ -278,8 +278,11 @@ async def _read(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
     blocks: list[RawBlock] = []
     problems: list[str] = []
     t0 = time.time()
+    unsupported: set[int] = set()
     try:
         for r in requests:
+            if r.fc in unsupported:
+                continue  # the meter said it has no such function code: do not repeat it
             try:
                 regs = await tr.read(args.unit, r.fc, r.address, r.count,
                                      (profile.quirks.timeout_ms / 1000.0
@@ -290,6 +293,8 @@ async def _read(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
                 if e.kind == "io":
                     return _fail("read", str(e))
                 if e.kind == "exception":
+                    if e.exception_code == 1:
+                        unsupported.add(r.fc)
                     name = EXCEPTION_NAMES.get(e.exception_code, "exception")
                     problems.append("unit %d answered exception %d (%s) at %s: %s" % (
                         args.unit, e.exception_code, name, where,
