@@ -60,6 +60,7 @@ SESSION_EXPIRY_S = 24 * 3600
 CONNACK_TIMEOUT_S = 10.0
 MAX_COMMAND_BYTES = 4096
 COMMAND_QUEUE = 16
+ACK_BATCH = 64
 
 # MQTT 5 reason codes (OASIS MQTT 5.0, 3.2.2.2 CONNACK and 3.4.2.1 PUBACK); paho maps the
 # 3.1.1 CONNACK return codes 1..5 onto 0x84..0x88, so one table serves both.
@@ -228,11 +229,14 @@ class Publisher:
         self._mids: dict[int, int] = {}
         self._direct: dict[int, str] = {}
         self._acks: list[tuple[int, int, str]] = []
+        self._ack_buf: list[int] = []
         self._connack: int | None = None
         self._closed = False
         self._last_status = 0.0
         self._status_key: tuple = ()
         self._last_fill = -1
+        self._seen_puts = -1
+        self._idle = True  # wake() only signals a loop that is (about to be) waiting
 
     # ----------------------------------------------------------------- public API
 
@@ -248,6 +252,8 @@ class Publisher:
 
     def wake(self) -> None:
         """New messages are in the outbox: send them now rather than at the next tick."""
+        if not self._idle:
+            return  # the loop is running and looks at the outbox before it waits again
         try:
             self._wake_w.send(b"\0")
         except (BlockingIOError, OSError):
@@ -412,6 +418,8 @@ class Publisher:
                 client._reset_sockets()
             except Exception:
                 pass
+        self._handle_acks()
+        self._flush_acks()
         if self._mids:
             self.outbox.nack(list(self._mids.values()))
         self._mids.clear()
@@ -457,15 +465,29 @@ class Publisher:
             self._handle_acks()
             self._maybe_status()
             if self._stopping:
+                self._flush_acks()
                 # Done when nothing is in flight and the outbox had nothing more to give
                 # (parked, rejected messages stay for the next start).
                 done = not self._mids and self._last_fill == 0
                 if done or time.monotonic() >= self._stop_deadline:
                     self._goodbye(client)
                     return
+            # While messages keep flowing, acks are deleted in batches of ACK_BATCH; the
+            # buffer is flushed whenever the loop is about to wait.
+            busy = bool(self._acks) or self._last_fill > 0
+            if self._ack_buf and (len(self._ack_buf) >= ACK_BATCH or not busy):
+                self._flush_acks()
             # A full window waits for PUBACKs (they wake the select); new messages wake it
             # through wake(); otherwise tick twice a second for keep-alive and status.
-            if not self._pump(client, 0.0 if self._acks else 0.5):
+            # Set idle first, then look: a put() after this line sends a wake-up byte; one
+            # before it shows in the put counter (no lost wake-up, no syscall per message).
+            self._idle = True
+            if (self._last_fill != -1 and self.outbox.puts != self._seen_puts) or \
+                    not self._replies.empty():
+                busy = True
+            ok = self._pump(client, 0.0 if busy else 0.5)
+            self._idle = False
+            if not ok:
                 if not self._stopping:
                     self._fail("io", "lost the connection to broker %s:%d"
                                % (self.broker.host, self.broker.port))
@@ -475,7 +497,9 @@ class Publisher:
         room = self.window - len(self._mids)
         if room <= 0:
             self._last_fill = -1
+            self._seen_puts = self.outbox.puts  # nothing to take now: PUBACKs wake us
             return True
+        self._seen_puts = self.outbox.puts
         entries = self.outbox.begin(room)
         self._last_fill = len(entries)
         for i, entry in enumerate(entries):
@@ -498,10 +522,11 @@ class Publisher:
         return True
 
     def _handle_acks(self) -> None:
+        """Turn paho's acknowledgements into outbox acks (buffered, see ``_flush_acks``)
+        and rejections (at once)."""
         if not self._acks:
             return
         acks, self._acks = self._acks, []
-        done = []
         for mid, rc, reason in acks:
             seq = self._mids.pop(mid, None)
             if seq is None:
@@ -512,18 +537,20 @@ class Publisher:
                                "ACL for %s/#" % (what, reason, rc, self.codec.prefix))
                 continue
             if rc >= 0x80:
-                if done:
-                    self.outbox.ack(done)
-                    done = []
                 kind = "acl" if rc == RC_NOT_AUTHORIZED else "rejected"
                 self._fail(kind, "broker %s:%d refused a publish (PUBACK 0x%02x %s): not "
                            "authorised to publish there? (ACL)" % (
                                self.broker.host, self.broker.port, rc, reason))
                 self.outbox.reject(seq, "PUBACK 0x%02x %s" % (rc, reason))
             else:
-                done.append(seq)
-        if done:
-            self.outbox.ack(done)
+                self._ack_buf.append(seq)
+
+    def _flush_acks(self) -> None:
+        """Delete acknowledged rows, many per transaction. Deferring this is safe: a crash
+        before the delete only re-sends messages the subscriber drops by ``id``."""
+        if self._ack_buf:
+            buf, self._ack_buf = self._ack_buf, []
+            self.outbox.ack(buf)
 
     # ----------------------------------------------------------------- status
 
@@ -574,6 +601,7 @@ class Publisher:
             if not self._pump(client, 0.05):
                 break
         self._handle_acks()
+        self._flush_acks()
 
     # ----------------------------------------------------------------- paho callbacks
 

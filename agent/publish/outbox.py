@@ -44,7 +44,9 @@ from agent.publish.codec import CRITICAL_KINDS, DROPPABLE_KINDS, Message
 log = logging.getLogger("loadwatch.outbox")
 
 ROW_OVERHEAD = 64  # bytes counted per row on top of topic and payload (ids, indexes)
-COUNTERS = ("dropped_telemetry", "dropped_score", "rejected", "over_bound", "acked", "put")
+# Persisted counters (only the rare events: a counter write per put would cost as much as
+# the put itself).
+COUNTERS = ("dropped_telemetry", "dropped_score", "rejected", "over_bound")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -98,7 +100,9 @@ class Outbox:
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
         self._lock = threading.RLock()
-        self._inflight: set[int] = set()
+        self._inflight: dict[int, int] = {}  # seq -> size, handed out by begin()
+        self._cursor = 0  # every row up to here has been handed out (or is gone)
+        self.puts = 0  # messages stored by this instance: a cheap "anything new?" for readers
         self._sync = ""
         self.recovered: list[str] = []  # where corrupt databases were moved this run
         self._listeners: list = []
@@ -175,57 +179,68 @@ class Outbox:
 
     def put(self, msg: Message) -> bool:
         """Store ``msg`` durably; False when it was a droppable message that did not fit."""
-        size = _size(msg)
-        critical = msg.kind not in DROPPABLE_KINDS
+        return self.put_many([msg])[0]
+
+    def put_many(self, msgs: list[Message]) -> list[bool]:
+        """Store several messages in one transaction: one fsync for the lot (group commit),
+        durable together before this returns. Same order and bound rules as ``put()``."""
+        if not msgs:
+            return []
         with self._lock:
             try:
-                stored = self._put_locked(msg, size, critical)
+                return self._put_locked(msgs)
             except sqlite3.DatabaseError as e:
                 if isinstance(e, sqlite3.OperationalError) and "malformed" not in str(e):
                     raise OutboxError("outbox %s cannot store a message: %s"
                                       % (self.path, e)) from e
                 # The file went bad under us: start afresh rather than fail every put.
                 self._recover(e)
-                stored = self._put_locked(msg, size, critical)
-        return stored
+                return self._put_locked(msgs)
 
-    def _put_locked(self, msg: Message, size: int, critical: bool) -> bool:
+    def _put_locked(self, msgs: list[Message]) -> list[bool]:
         db = self._db
-        self._set_sync("FULL" if msg.kind in CRITICAL_KINDS else "NORMAL")
+        critical_batch = any(m.kind in CRITICAL_KINDS for m in msgs)
+        self._set_sync("FULL" if critical_batch else "NORMAL")
         db.execute("BEGIN IMMEDIATE")
+        stored: list[bool] = []
+        total, count = self._bytes, self._count
         try:
-            freed = self._make_room(size)
-            if self._bytes - freed + size > self.max_bytes:
-                if not critical:
-                    self._bump("dropped_" + msg.kind)
-                    db.execute("COMMIT")
-                    self._bytes -= freed
-                    return False
-                self._bump("over_bound")
-                log.warning("outbox over its bound (%d > %d bytes) keeping %s %s: alerts and "
-                            "health are never dropped", self._bytes - freed + size,
-                            self.max_bytes, msg.kind, msg.id)
-            db.execute("INSERT INTO outbox (kind, meter, topic, payload, qos, retain, msg_id, "
-                       "size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (msg.kind, msg.meter, msg.topic, msg.payload, msg.qos,
-                        1 if msg.retain else 0, msg.id, size))
-            self._bump("put")
+            for msg in msgs:
+                size = _size(msg)
+                freed, evicted = self._make_room(total + size - self.max_bytes)
+                total -= freed
+                count -= evicted
+                if total + size > self.max_bytes:
+                    if msg.kind in DROPPABLE_KINDS:
+                        self._bump("dropped_" + msg.kind)
+                        stored.append(False)
+                        continue
+                    self._bump("over_bound")
+                    log.warning("outbox over its bound (%d > %d bytes) keeping %s %s: "
+                                "alerts and health are never dropped", total + size,
+                                self.max_bytes, msg.kind, msg.id)
+                db.execute("INSERT INTO outbox (kind, meter, topic, payload, qos, retain, "
+                           "msg_id, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (msg.kind, msg.meter, msg.topic, msg.payload, msg.qos,
+                            1 if msg.retain else 0, msg.id, size))
+                total += size
+                count += 1
+                stored.append(True)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             self._reload_totals()
             raise
-        self._bytes += size - freed
-        self._count += 1
-        return True
+        self._bytes, self._count = total, count
+        self.puts += len(msgs)
+        return stored
 
-    def _make_room(self, size: int) -> int:
-        """Delete the oldest droppable rows not in flight until ``size`` fits; return the
-        bytes freed (the caller is inside the transaction)."""
-        need = self._bytes + size - self.max_bytes
+    def _make_room(self, need: int) -> tuple[int, int]:
+        """Delete the oldest droppable rows not in flight until ``need`` bytes are free;
+        return (bytes freed, rows deleted). The caller is inside the transaction."""
         if need <= 0:
-            return 0
+            return 0, 0
         freed = 0
         rows = self._db.execute(
             "SELECT seq, kind, size FROM outbox WHERE kind IN (%s) ORDER BY seq"
@@ -241,11 +256,10 @@ class Outbox:
         for seq, kind in victims:
             self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
             self._bump("dropped_" + kind)
-        self._count -= len(victims)
         if victims:
             log.warning("outbox full (%d bytes max): dropped %d oldest telemetry/score "
                         "messages", self.max_bytes, len(victims))
-        return freed
+        return freed, len(victims)
 
     def _reload_totals(self) -> None:
         row = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM outbox").fetchone()
@@ -257,6 +271,7 @@ class Outbox:
         except sqlite3.Error:
             pass
         self._inflight.clear()
+        self._cursor = 0
         self._sync = ""
         self._move_aside(err)
         self._db = self._open()
@@ -268,14 +283,20 @@ class Outbox:
         with self._lock:
             if limit <= 0:
                 return []
+            # Rows are handed out in order, so only those past the cursor can be new; a
+            # nack() moves the cursor back.
             rows = self._db.execute(
-                "SELECT seq, topic, payload, qos, retain, kind, meter, msg_id FROM outbox "
-                "WHERE parked = 0 ORDER BY seq LIMIT ?", (limit + len(self._inflight),))
+                "SELECT seq, topic, payload, qos, retain, kind, meter, msg_id, size FROM outbox "
+                "WHERE seq > ? AND parked = 0 ORDER BY seq LIMIT ?",
+                (self._cursor, limit + len(self._inflight)))
             rows = [r for r in rows if r[0] not in self._inflight][:limit]
             out = [Entry(seq, Message(topic, bytes(payload), qos, bool(retain), kind, meter,
                                       mid))
-                   for seq, topic, payload, qos, retain, kind, meter, mid in rows]
-            self._inflight.update(e.seq for e in out)
+                   for seq, topic, payload, qos, retain, kind, meter, mid, _ in rows]
+            for r in rows:
+                self._inflight[r[0]] = r[8]
+            if rows:
+                self._cursor = max(self._cursor, rows[-1][0])
             return out
 
     def ack(self, seqs: list[int]) -> None:
@@ -286,35 +307,27 @@ class Outbox:
         with self._lock:
             self._set_sync("NORMAL")
             db = self._db
+            known = [(seq, self._inflight.pop(seq)) for seq in seqs if seq in self._inflight]
             db.execute("BEGIN IMMEDIATE")
             try:
-                freed = 0
-                n = 0
-                for seq in seqs:
-                    # (no DELETE ... RETURNING: SQLite < 3.35 on older gateways)
-                    row = db.execute("SELECT size FROM outbox WHERE seq = ?",
-                                     (seq,)).fetchone()
-                    if row is not None:
-                        db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
-                        freed += row[0]
-                        n += 1
-                self._bump("acked", n)
+                db.executemany("DELETE FROM outbox WHERE seq = ?", [(q,) for q, _ in known])
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
+                self._reload_totals()
                 raise
-            self._bytes -= freed
-            self._count -= n
-            self._inflight.difference_update(seqs)
+            self._bytes -= sum(size for _, size in known)
+            self._count -= len(known)
 
     def nack(self, seqs: list[int] | None = None) -> None:
         """Not delivered: back in the queue at their original place (None: all in flight)."""
         with self._lock:
             if seqs is None:
-                self._inflight.clear()
-            else:
-                self._inflight.difference_update(seqs)
+                seqs = list(self._inflight)
+            for seq in seqs:
+                if self._inflight.pop(seq, None) is not None:
+                    self._cursor = min(self._cursor, seq - 1)
 
     def reject(self, seq: int, reason: str) -> None:
         """The broker refused this message (e.g. MQTT 5 PUBACK 0x87, not authorised).
@@ -326,7 +339,7 @@ class Outbox:
         with self._lock:
             row = self._db.execute("SELECT kind, size FROM outbox WHERE seq = ?",
                                    (seq,)).fetchone()
-            self._inflight.discard(seq)
+            self._inflight.pop(seq, None)
             if row is None:
                 return
             self._set_sync("FULL")

@@ -145,3 +145,16 @@ def test_wal_mode_and_full_sync_for_alerts(tmp_path):
     ob.put(codec().event(telemetry("m1", 1)))
     assert ob._sync == "NORMAL"
     ob.close()
+
+
+def test_put_many_is_one_transaction_with_the_same_rules(tmp_path):
+    c = codec()
+    ob = Outbox(tmp_path / "o.db", 6_000)
+    msgs = [c.event(telemetry("m1", i)) for i in range(10)] + [c.event(alert("m1", 1))]
+    stored = ob.put_many(msgs)
+    assert stored[-1] is True  # the alert
+    left = [e.message.id for e in ob.begin(100)]
+    assert left[-1] == msgs[-1].id and ob.stats()["bytes"] <= 6_000
+    assert ob.stats()["dropped"]["telemetry"] == 10 - (len(left) - 1)
+    assert ob.puts == 11
+    ob.close()
