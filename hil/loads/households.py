@@ -68,12 +68,26 @@ def _coverage(t: Any, a: float, b: float) -> float:
     return n * 1800.0 / (b - a)
 
 
+def _lived_in(s: Any, a: float, b: float) -> bool:
+    """At least 50 W on average in every week of [a, b): not a vacant home (zeros)."""
+    from bisect import bisect_left
+
+    w = a
+    while w < b:
+        i, j = bisect_left(s.t, w), bisect_left(s.t, min(b, w + 7 * DAY))
+        if j <= i or sum(s.p_w[i:j]) / (j - i) < 50.0:
+            return False
+        w += 7 * DAY
+    return True
+
+
 def demo_households(n: int, data_dir: str | Path | None = None, seed: int = 1,
                     miner_index: int = 0, miner_day: float = 3.0) -> DemoHouseholds:
     """``n`` meters; meter ``miner_index`` gets an S9 from ``t0 + miner_day`` days.
 
     With SGSC data, ``t0`` is local midnight of 3 June 2013 (a day every long trace covers)
-    and the homes are the ``n`` best-covered customers, rotated by ``seed``; with more
+    and the homes are the customers with data and consumption (>= 50 W a week) through the
+    next 30 days, rotated by ``seed``; with more
     meters than homes, homes repeat a week apart. Traces loop outside their span.
     """
     if n < 1:
@@ -88,7 +102,8 @@ def demo_households(n: int, data_dir: str | Path | None = None, seed: int = 1,
         end = t0 + DEMO_WINDOW_DAYS * DAY
         ranked = sorted(series, key=lambda cid: (-round(_coverage(series[cid].t, t0, end), 2),
                                                  cid))
-        good = [cid for cid in ranked if _coverage(series[cid].t, t0, end) > 0.9] or ranked
+        good = [cid for cid in ranked if _coverage(series[cid].t, t0, end) > 0.9
+                and _lived_in(series[cid], t0, end)] or ranked
         k = seed % len(good)
         good = good[k:] + good[:k]
         tz = SGSC_TZ_HOURS
