@@ -127,22 +127,25 @@ def load_text(text: str, source: str, base: Path | None = None) -> dict:
     t.finish()
     out["rs485"] = bus
 
+    # Both uplink sections are validated when present (a config can carry both and switch
+    # with `uplink`); only the active one goes to the device.
     t = root.table("link")
-    if uplink == "serial":
+    if uplink == "serial" or t.data:
         link = _uart(t, 115200)
         link["uart"] = t.get("uart", int, 0, lo=0, hi=7)
         link["ack_ms"] = t.get("ack_ms", int, 200, lo=5, hi=10000)
-        out["link"] = link
+        if uplink == "serial":
+            out["link"] = link
     t.finish()
 
     t = root.table("mqtt")
-    if uplink == "mqtt":
+    if uplink == "mqtt" or t.data:
         prefix = t.get("prefix", str, DEFAULT_PREFIX)
         try:
             prefix = prefix.format(site=site, gateway=gateway)
         except (KeyError, IndexError, ValueError):
             raise t.error("prefix", "%r may only use {site} and {gateway}" % prefix) from None
-        out["mqtt"] = {
+        mqtt = {
             "host": t.get("host", str),
             "port": t.get("port", int, 1883, lo=1, hi=65535),
             "client_id": t.get("client_id", str, "loadwatch-%s-%s" % (site, gateway)),
@@ -154,6 +157,8 @@ def load_text(text: str, source: str, base: Path | None = None) -> dict:
             "score_qos": t.get("score_qos", int, 0, choices=(0, 1)),
             "retry_max_s": t.get("retry_max_s", float, 60.0, lo=1.0, hi=3600.0),
         }
+        if uplink == "mqtt":
+            out["mqtt"] = mqtt
     t.finish()
     t = root.table("wifi")
     if t.data:
