@@ -100,8 +100,9 @@ class SimUnit:
             self.faults["frozen"] = bool(on)
             self._frozen_values = None
         elif kind == "reset":
-            if on:
-                self._e_base = -self.energy_kwh(self.clock.now()) + 0.0
+            if on:  # the counter restarts from zero now (meter replaced or reset)
+                raw = self.energy_kwh(self.clock.now()) - (self._e_base or 0.0)
+                self._e_base = -raw
         else:
             raise ValueError("unknown fault %r (silent|exception|slow|garbage|frozen|reset)"
                              % kind)

@@ -68,6 +68,13 @@ def test_energy_integrates_power_over_clock_time() -> None:
     other = SimUnit(1, load_profile("sdm120"), ConstantLoad(3600.0, 1.0), clock,
                     energy_start_kwh=100.0)
     assert other.values()["e_import_kwh"] == pytest.approx(e1)
+    # A reset restarts the counter at zero, every time.
+    for _ in range(2):
+        clock.t += 600.0
+        u.set_fault("reset")
+        assert u.values()["e_import_kwh"] == pytest.approx(0.0, abs=1e-9)
+    clock.t += 3600.0
+    assert u.values()["e_import_kwh"] == pytest.approx(3.6)
 
 
 @pytest.mark.parametrize("name", available_profiles())
