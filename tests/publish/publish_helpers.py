@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from agent.backoff import Backoff
+from agent.config import BrokerSettings
 from agent.model import Event
 from agent.publish.codec import Codec
 from agent.publish.mqtt import Publisher
@@ -19,15 +20,6 @@ def broker_settings(port: int, **kw) -> object:
     base = dict(host=HOST, port=port, client_id="gw-test", tls=False, prefix=PREFIX,
                 keepalive_s=10, protocol="auto")
     base.update(kw)
-    try:
-        from agent.config import BrokerSettings
-    except ImportError:  # config imports the Modbus room's modules; until they land:
-        from types import SimpleNamespace
-
-        full = dict(username="", password="", ca_file="", cert_file="", key_file="",
-                    insecure_skip_verify=False, telemetry_qos=0, score_qos=0)
-        full.update(base)
-        return SimpleNamespace(**full)
     return BrokerSettings(**base)
 
 

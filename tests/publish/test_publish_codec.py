@@ -76,3 +76,33 @@ def test_bad_meter_ids_and_kinds_are_refused():
 def test_iso_utc():
     assert iso_utc(1772413200.25) == "2026-03-02T01:00:00.250Z"
     assert iso_utc(None) is None
+
+
+def test_events_of_the_real_policy_and_aggregate_fit_the_contract():
+    """The detector room's Policy and the integrator's pipeline produce what we encode."""
+    from agent.aggregate import SlotAggregate
+    from agent.model import Health, Reading
+    from agent.policy import Policy, default_policy_settings
+
+    c = codec()
+    policy = Policy("m1", default_policy_settings())
+    contributions = {"step": 30.0, "flatness": 25.0, "jitter": 20.0}
+    evidence = {"summary": "floor +1.4 kW", "floor_w": 1400.0, "jitter_pct": None}
+    events = []
+    t = 1_772_400_000.0
+    for value in [80.0] * 60 + [10.0] * 400:  # on for 15 h, then off for 100 h
+        events += policy.update(t, value, True, contributions, evidence)
+        t += 900.0
+    assert events[0].kind == "raised" and events[-1].kind == "cleared"
+    agg = SlotAggregate(900.0)
+    closed = None
+    for i in range(200):
+        closed = agg.add(Reading("m1", t + i * 10.0, {"p_w": 1500.0, "pf": 0.97,
+                                                       "e_import_kwh": 10.0 + i / 360})) or \
+            closed
+    assert closed is not None
+    events.append(Event("telemetry", "m1", t, "m1:telemetry:1", data=closed))
+    events.append(Event("health", "m1", t, "m1:health:1", data=Health("m1", t).as_dict()))
+    for ev in events:
+        msg = c.event(ev)
+        assert schema_errors(msg.topic, decode(msg)) == [], ev
