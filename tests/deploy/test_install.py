@@ -201,11 +201,11 @@ def test_upgrade_switches_release_keeps_config_and_state(gw, bundles):
     key = gw.path("/etc/loadwatch/secrets/gw.key")
     key.write_text("not really a key")
     os.chmod(key, 0o644)
-    # --start-check without systemd runs the new agent in the foreground for 3 s and stops
+    # --start-check without systemd runs the new agent in the foreground for 5 s and stops
     # it with SIGTERM: it must stay up, then save its state on the way out.
     out = _ok(gw.run("install.sh", "--upgrade", "--bundle", str(bundles["upgrade"]),
-                     "--start-check", "3"))
-    assert "stayed up for 3s" in out
+                     "--start-check", "5"))
+    assert "stayed up for 5s" in out
     assert gw.current().startswith("releases/999.0.1-")
     assert os.readlink(gw.path("/opt/loadwatch/previous")) == old
     assert gw.releases() == sorted([old.split("/")[1], gw.current().split("/")[1]])
