@@ -159,16 +159,16 @@ def test_dead_meter_among_16_costs_one_timeout_per_backoff_period(arun) -> None:
             h = got.health["m5"]
             assert h.state == "down" and h.backoff_s >= 2.0 and h.errors["timeout"] == 1
             assert all(got.health["m%d" % i].state == "ok" for i in range(1, 17) if i != 5)
-            assert first <= healthy + 2 * timeout + 0.1, (first, healthy)
+            assert first <= 1.2 * healthy + 2 * timeout + 0.1, (first, healthy)
             # While it backs off, the bus runs at full speed without it.
             got.polls.clear()
             during = await _cycle(poller)
             assert "m5" not in [p.meter for p in got.polls] and len(got.polls) == 15
-            assert during <= healthy + 0.05, (during, healthy)
+            assert during <= 1.2 * healthy + 0.05, (during, healthy)
             # When its back-off expires it gets one probe: one timeout, no retry.
             poller.meters["m5"].retry_at = 0.0
             probe = await _cycle(poller)
-            assert during + 0.5 * timeout <= probe <= healthy + timeout + 0.1, (probe, during)
+            assert during + 0.5 * timeout <= probe <= 1.2 * healthy + timeout + 0.1, (probe, during)
             assert got.health["m5"].backoff_s >= 4.0  # doubled
             # It comes back: polled normally and healthy again.
             server.unit(5).set_fault("silent", on=False)
