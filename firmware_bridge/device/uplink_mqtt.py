@@ -37,7 +37,7 @@ class MqttUplink:
         self.last_io = time.ticks_ms()
         self.connects = 0
         self.failures = 0
-        self.dropped = 0
+        self.dropped = {"telemetry": 0, "score": 0}
         self.published = 0
         self.seq = 0
 
@@ -62,7 +62,7 @@ class MqttUplink:
             self.connects += 1
             self.retry_ms = 1000
             topic, payload, qos, retain = self.codec.status(
-                "online", self.now(), self._id("status"), self.status_extra())
+                "online", self.now(), self._id("status"), self._status())
             self.client.publish(topic, payload, retain, qos)
             self.last_io = time.ticks_ms()
         except (OSError, Exception) as e:
@@ -90,15 +90,26 @@ class MqttUplink:
                             "qos": qos, "retain": retain})
             return
         if not self.connected:
-            self.dropped += 1
+            self._drop(ev.kind)
             return
         try:
             self.client.publish(topic, payload, retain, qos)
             self.published += 1
             self.last_io = time.ticks_ms()
         except Exception as e:
-            self.dropped += 1
+            self._drop(ev.kind)
             self._lost(e)
+
+    def _drop(self, kind):
+        self.dropped[kind] = self.dropped.get(kind, 0) + 1
+
+    def _status(self):
+        """The agent's status extras: the queue in its outbox shape, and the link."""
+        extra = dict(self.status_extra())
+        extra["outbox"] = {"pending": len(self.queue), "bytes": 0, "max_bytes": 0,
+                           "dropped": dict(self.dropped), "rejected": self.queue.dropped}
+        extra["mqtt"] = {"protocol": "3.1.1", "connects": self.connects, "tls": False}
+        return extra
 
     def idle(self):
         return len(self.queue) == 0
@@ -132,7 +143,7 @@ class MqttUplink:
             return
         try:
             topic, payload, qos, retain = self.codec.status(
-                "offline", self.now(), self._id("status"), self.status_extra(), "stopped")
+                "offline", self.now(), self._id("status"), self._status(), "stopped")
             self.client.publish(topic, payload, retain, qos)
             self.client.disconnect()
         except Exception:
