@@ -126,7 +126,7 @@ fi
 # exists; a bare test root without one gets no user and no ownership changes.
 CHANGED=0
 note() { say "$*"; CHANGED=1; }
-lookup() { [ -f "$(R /etc/$1)" ] && awk -F: -v n="$2" '$1 == n { print $3; exit }' "$(R /etc/$1)"; }
+lookup() { [ -f "$(R "/etc/$1")" ] && awk -F: -v n="$2" '$1 == n { print $3; exit }' "$(R "/etc/$1")"; }
 P=(); [ -z "$ROOT" ] || P=(--prefix "$ROOT")
 OWN=1
 if [ "$IS_ROOT" = 0 ] || [ ! -f "$(R /etc/passwd)" ]; then

@@ -38,7 +38,7 @@ R() { printf '%s%s' "$ROOT" "$1"; }
 
 # Refuse paths that would make rm -rf dangerous (an empty or root variable).
 for p in "$PREFIX" "$ETC" "$STATE"; do
-    case "$p" in /?*/*|/opt/?*|/srv/?*) ;; *) die "refusing to remove suspicious path '$p'" 2 ;; esac
+    case "$p" in /?*/?*) ;; *) die "refusing to remove suspicious path '$p'" 2 ;; esac
 done
 
 if [ -z "$ROOT" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
