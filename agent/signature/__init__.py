@@ -58,8 +58,8 @@ def default_settings():
         "persist_lo_h": 12.0,  # hours the risen floor must hold before any score
         "persist_full_h": 40.0,  # hours the risen floor must hold for full persistence
         "spread_pct": 0.35,  # upper edge of the low tail (evidence: tail spread)
-        "steady_good": 0.1,  # floor moved at most this share of the step in 24 h: rig
-        "steady_bad": 0.35,  # ... this share or more: heating that follows the weather
+        "steady_good": 0.08,  # floor moved at most this share of the step in 24 h: rig
+        "steady_bad": 0.25,  # ... this share or more: heating that follows the weather
         "learn_up": 0.2,  # per day: how fast the baseline follows a rise (when allowed)
         "learn_down": 0.3,  # per day: how fast it follows a drop
         "learn_below": 40.0,  # the baseline may rise only while the score is below this
@@ -72,10 +72,10 @@ def default_settings():
         "pf_good": 0.93,  # power factor at the floor: switch-mode PSU (APFC) at or above
         "pf_bad": 0.8,  # ... motor / compressor at or below
         "level_kw": 6.0,  # sustained floor no household of this class reaches (backstop)
-        "w_step": 25.0,  # weights: points each feature gives at full strength
+        "w_step": 20.0,  # weights: points each feature gives at full strength
         "w_persistence": 20.0,
         "w_flatness": 15.0,
-        "w_steadiness": 20.0,
+        "w_steadiness": 25.0,
         "w_diurnal": 10.0,
         "w_jitter": 6.0,
         "w_power_factor": 4.0,

@@ -1,0 +1,382 @@
+"""The shared detector check suite: one file, run under pytest AND the MicroPython unix port.
+
+After river's ``checks.yield_checks``: every ``check_*`` function builds its own detectors,
+raises ``CheckFailed`` on failure and returns nothing. Only ``agent.signature``
+are imported, no ``random`` (a tiny hash makes the synthetic household), so the file runs
+unchanged on both runtimes:
+
+    MICROPYPATH=<repo root> .venv/bin/micropython tests/signature/checks.py
+    .venv/bin/pytest -q tests/signature          (runs each check, and the line above)
+
+The synthetic household is a pure function of ``t`` so that sampling it every 5 s or every
+30 min describes the same physical load.
+"""
+
+
+from agent.signature import FEATURES, Detector, default_settings
+
+T0 = 1362096000.0  # 2013-03-01 00:00 UTC
+DAY = 86400.0
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def expect(cond, msg):
+    if not cond:
+        raise CheckFailed(msg)
+
+
+def _u(k):
+    """Deterministic uniform [0, 1) from an integer (integer hash, no random module)."""
+    x = (k * 2654435761 + 12345) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 2246822519) & 0xFFFFFFFF
+    x ^= x >> 13
+    return (x & 0xFFFFFF) / 16777216.0
+
+
+def household(t):
+    """A lived-in home: 150 W standby, fridge cycling, breakfast, evening peak, kettles."""
+    h = ((t - T0) % DAY) / 3600.0
+    day = int((t - T0) // DAY)
+    p = 150.0 + 20.0 * _u(day)
+    if (t % 3000.0) < 1200.0:
+        p += 110.0  # fridge compressor: 20 min of every 50
+    if 7.0 <= h < 8.5:
+        p += 600.0 + 300.0 * _u(day * 7 + 1)
+    if 17.0 <= h < 22.5:
+        p += 900.0 + 900.0 * _u(int(t // 900.0))
+    if _u(int(t // 600.0) * 3 + 2) < 0.05:
+        p += 2000.0  # a kettle or the oven for ten minutes
+    return p
+
+
+def miner(t, onset, watts):
+    """A rig with about 1 % ripple from ``onset``."""
+    if t < onset:
+        return 0.0
+    return watts * (1.0 + 0.01 * (2.0 * _u(int(t // 5.0)) - 1.0))
+
+
+def feed(det, t_from, t_to, step, load):
+    t = t_from
+    score = 0.0
+    while t < t_to:
+        score = det.update(t, load(t))
+        t += step
+    return score
+
+
+def close(a, b, tol):
+    return abs(a - b) <= tol
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_default_settings_are_plain_numbers():
+    s = default_settings()
+    expect("tz_offset_s" in s and "slot_s" in s, "tz_offset_s and slot_s must be settings")
+    for k in s:
+        v = s[k]
+        expect(isinstance(v, (int, float)) and not isinstance(v, bool),
+               "setting %s is not a plain number: %r" % (k, v))
+
+
+def check_bad_settings_are_rejected():
+    for bad in ({"no_such_key": 1.0}, {"slot_s": 700.0}, {"slot_s": "900"},
+                {"floor_pct": 1.5}):
+        try:
+            Detector(bad)
+        except ValueError:
+            continue
+        raise CheckFailed("settings %r were accepted" % (bad,))
+
+
+def check_warmup_stays_neutral():
+    d = Detector({})
+    t = T0
+    while t < T0 + 1.5 * DAY:
+        s = d.update(t, household(t) + 1400.0)  # even a miner from the start
+        expect(s == 0.0, "score %r while warming up" % s)
+        expect(not d.ready, "ready after %r s" % (t - T0))
+        t += 60.0
+    c = d.contributions()
+    for k in c:
+        expect(c[k] == 0.0, "contribution %s=%r while warming up" % (k, c[k]))
+    expect("summary" in d.evidence(), "evidence needs a summary while warming up")
+
+
+def check_miner_on_household_is_detected():
+    d = Detector({})
+    onset = T0 + 5 * DAY + 3 * 3600.0
+    feed(d, T0, onset + 3 * DAY, 30.0, lambda t: household(t) + miner(t, onset, 1400.0))
+    expect(d.ready, "not ready after 8 days")
+    expect(d.score >= 70.0, "1.4 kW miner scored only %r: %r" % (d.score, d.evidence()))
+    ev = d.evidence()
+    expect(close(ev["step_kw"], 1.4, 0.2), "step %r is not about 1.4 kW" % ev["step_kw"])
+    expect(ev["summary"].find("floor +1.4 kW since 2013-03-0") == 0,
+           "summary %r" % ev["summary"])
+    expect(ev["jitter_pct"] is not None and ev["jitter_pct"] < 5.0,
+           "jitter at the floor %r" % ev["jitter_pct"])
+    c = d.contributions()
+    total = 0.0
+    for k in FEATURES:
+        total += c[k]
+    expect(close(total, d.score, 1e-6), "contributions sum %r != score %r" % (total, d.score))
+
+
+def check_household_alone_is_not_detected():
+    d = Detector({})
+    top = 0.0
+    t = T0
+    while t < T0 + 12 * DAY:
+        s = d.update(t, household(t))
+        if s > top:
+            top = s
+        t += 60.0
+    expect(d.ready, "not ready after 12 days")
+    expect(top < 20.0, "plain household peaked at %r" % top)
+
+
+def check_flat_vacant_home_is_not_detected():
+    # Lived in for a week, then vacant: a flat, rhythm-free, low floor for ten days.
+    d = Detector({})
+
+    def load(t):
+        if t < T0 + 7 * DAY:
+            return household(t)
+        return 140.0 * (1.0 + 0.03 * _u(int(t // 60.0)))
+
+    top = 0.0
+    t = T0
+    while t < T0 + 17 * DAY:
+        s = d.update(t, load(t))
+        if s > top:
+            top = s
+        t += 120.0
+    expect(top == 0.0, "vacant home scored %r: %r" % (top, d.evidence()))
+
+
+def check_small_flat_server_is_not_detected():
+    d = Detector({})
+    onset = T0 + 4 * DAY
+    feed(d, T0, T0 + 10 * DAY, 60.0,
+         lambda t: household(t) + (120.0 if t >= onset else 0.0))
+    expect(d.score == 0.0, "120 W server scored %r" % d.score)
+
+
+def check_grow_light_12_12_is_not_detected():
+    d = Detector({})
+    onset = T0 + 4 * DAY
+
+    def load(t):
+        on = ((t - T0) % DAY) < 12 * 3600.0
+        return household(t) + (600.0 if t >= onset and on else 0.0)
+
+    feed(d, T0, T0 + 10 * DAY, 60.0, load)
+    expect(d.score < 20.0, "12/12 grow light scored %r" % d.score)
+
+
+def check_determinism():
+    a = Detector({})
+    b = Detector({})
+    onset = T0 + 3 * DAY
+    load = lambda t: household(t) + miner(t, onset, 1000.0)  # noqa: E731
+    feed(a, T0, T0 + 6 * DAY, 45.0, load)
+    feed(b, T0, T0 + 6 * DAY, 45.0, load)
+    expect(a.state() == b.state(), "same input, different state")
+    expect(a.score == b.score and a.evidence() == b.evidence(), "same input, different output")
+
+
+def check_state_round_trip_continues_identically():
+    onset = T0 + 3 * DAY + 5000.0
+    load = lambda t: household(t) + miner(t, onset, 1400.0)  # noqa: E731
+    a = Detector({})
+    # Stop in the middle of a slot, mid-alert-build-up.
+    stop = T0 + 4 * DAY + 417.0
+    feed(a, T0, stop, 37.0, load)
+    saved = a.state()
+    b = Detector.from_state({}, saved)
+    expect(b.state() == saved, "from_state(state()) does not reproduce the state")
+    expect(b.score == a.score and b.ready == a.ready, "restored score/ready differ")
+    expect(b.evidence() == a.evidence(), "restored evidence differs")
+    expect(b.contributions() == a.contributions(), "restored contributions differ")
+    t = stop
+    while t < T0 + 7 * DAY:
+        sa = a.update(t, load(t))
+        sb = b.update(t, load(t))
+        expect(sa == sb, "restored detector diverged at t=%r: %r != %r" % (t, sa, sb))
+        t += 37.0
+    expect(a.state() == b.state(), "states differ after continuing")
+    expect(a.score > 60.0, "miner not seen in the round-trip run (%r)" % a.score)
+
+
+def check_fresh_state_round_trip():
+    a = Detector({})
+    b = Detector.from_state({}, a.state())
+    expect(a.state() == b.state(), "a fresh detector does not round-trip")
+    feed(a, T0, T0 + DAY, 300.0, household)
+    feed(b, T0, T0 + DAY, 300.0, household)
+    expect(a.state() == b.state(), "fresh round-trip diverged")
+
+
+def check_from_state_rejects_other_slot_length():
+    st = Detector({}).state()
+    try:
+        Detector.from_state({"slot_s": 1800.0}, st)
+    except ValueError:
+        return
+    raise CheckFailed("state of 900-s slots accepted with slot_s=1800")
+
+
+def check_bad_readings_are_not_learned():
+    nan = float("nan")
+    inf = float("inf")
+    a = Detector({})
+    b = Detector({})
+    t = T0
+    k = 0
+    while t < T0 + 3 * DAY:
+        p = household(t)
+        a.update(t, p)
+        b.update(t, p)
+        bad = (nan, inf, -inf, -250.0, -1e-9)[k % 5]
+        s = b.update(t + 1.0, bad)  # never learned, never scored
+        expect(s == s and 0.0 <= s <= 100.0, "bad reading %r gave score %r" % (bad, s))
+        b.update(nan, p)  # a NaN time is ignored too
+        b.update(inf, p)
+        t += 60.0
+        k += 1
+    expect(a.state() == b.state(), "NaN/inf/negative readings changed the learned state")
+
+
+def check_nan_power_factor_is_ignored():
+    a = Detector({})
+    b = Detector({})
+    t = T0
+    while t < T0 + DAY:
+        a.update(t, household(t))
+        b.update(t, household(t), float("nan"))
+        t += 60.0
+    expect(a.state() == b.state(), "a NaN power factor was learned")
+
+
+def check_clock_going_backwards_is_ignored():
+    a = Detector({})
+    b = Detector({})
+    t = T0
+    while t < T0 + 2 * DAY:
+        a.update(t, household(t))
+        b.update(t, household(t))
+        b.update(t - 3600.0, 9999.0)  # a clock jump back: ignored, not learned
+        b.update(t - 0.5, 5000.0)
+        t += 60.0
+    expect(a.state() == b.state(), "samples from the past were learned")
+
+
+def check_gaps_are_survived_and_not_alarming():
+    d = Detector({})
+    feed(d, T0, T0 + 4 * DAY, 60.0, household)
+    # Three days without data, then the same home again.
+    s = feed(d, T0 + 7 * DAY, T0 + 7 * DAY + 3600.0, 60.0, household)
+    expect(s < 20.0, "score %r right after a gap" % s)
+    ev = d.evidence()
+    expect(ev["summary"].find("not enough data") >= 0, "gap not reported: %r" % ev)
+    top = 0.0
+    t = T0 + 7 * DAY + 3600.0
+    while t < T0 + 11 * DAY:
+        sc = d.update(t, household(t))
+        if sc > top:
+            top = sc
+        t += 60.0
+    expect(top < 20.0, "household scored %r after a gap" % top)
+    expect(d.evidence()["coverage"] >= 0.99, "coverage did not recover after the gap")
+
+
+def check_sample_rate_independence():
+    onset = T0 + 4 * DAY + 7200.0
+    load = lambda t: household(t) + miner(t, onset, 1400.0)  # noqa: E731
+    fast = Detector({})
+    slow = Detector({})
+    half = Detector({})
+    feed(fast, T0, T0 + 8 * DAY, 5.0, load)
+    feed(slow, T0, T0 + 8 * DAY, 900.0, load)
+    feed(half, T0, T0 + 8 * DAY, 1800.0, load)
+    expect(fast.score > 60.0 and slow.score > 60.0 and half.score > 60.0,
+           "miner missed at some rate: 5 s %r, 15 min %r, 30 min %r"
+           % (fast.score, slow.score, half.score))
+    expect(close(fast.score, slow.score, 15.0) and close(fast.score, half.score, 15.0),
+           "rates disagree: 5 s %r, 15 min %r, 30 min %r" % (fast.score, slow.score,
+                                                             half.score))
+    sf = fast.evidence()["step_kw"]
+    ss = slow.evidence()["step_kw"]
+    expect(close(sf, ss, 0.15), "step differs by rate: %r vs %r" % (sf, ss))
+
+
+def check_level_backstop_for_a_farm_present_from_day_one():
+    # A farm running before the gateway was installed: no step to see, the level speaks.
+    d = Detector({})
+    feed(d, T0, T0 + 6 * DAY, 60.0, lambda t: household(t) + miner(t, T0, 9000.0))
+    expect(d.score >= 90.0, "9 kW farm from day one scored %r" % d.score)
+    expect(d.contributions()["level"] == d.score, "level backstop not reported as such")
+
+
+def check_power_factor_is_reported_at_the_floor():
+    d = Detector({})
+    onset = T0 + 3 * DAY
+    t = T0
+    while t < T0 + 6 * DAY:
+        d.update(t, household(t) + miner(t, onset, 1400.0), 0.98)
+        t += 30.0
+    pf = d.evidence()["pf"]
+    expect(pf is not None and close(pf, 0.98, 0.005), "pf at the floor %r" % pf)
+    expect(d.evidence()["summary"].find("pf 0.98") > 0, "pf not in the summary")
+
+
+def check_evidence_is_plain():
+    d = Detector({})
+    feed(d, T0, T0 + 5 * DAY, 120.0, lambda t: household(t) + miner(t, T0 + 2 * DAY, 1400.0))
+    ev = d.evidence()
+    for k in ev:
+        v = ev[k]
+        expect(v is None or isinstance(v, (int, float, str)),
+               "evidence %s is not plain: %r" % (k, v))
+    st = d.state()
+    for k in st:
+        v = st[k]
+        if isinstance(v, list):
+            for x in v:
+                expect(isinstance(x, (int, float)) and x == x and -1e301 < x < 1e301,
+                       "state %s holds %r" % (k, x))
+        else:
+            expect(isinstance(v, (int, float)), "state %s is %r" % (k, v))
+
+
+def all_checks():
+    names = []
+    g = globals()
+    for name in g:
+        if name.startswith("check_"):
+            names.append(name)
+    names.sort()
+    return [(n, g[n]) for n in names]
+
+
+def main():
+    failed = 0
+    checks = all_checks()
+    for name, fn in checks:
+        try:
+            fn()
+        except Exception as e:  # report every failure, then exit non-zero
+            failed += 1
+            print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
+    print("%d checks passed, %d failed" % (len(checks) - failed, failed))
+    return failed
+
+
+if __name__ == "__main__":
+    raise SystemExit(1 if main() else 0)
