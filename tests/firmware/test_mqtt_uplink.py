@@ -54,7 +54,6 @@ def test_mcu_over_mqtt_survives_a_power_cut_and_raises_the_alert(tmp_path, micro
             messages = list(recorder.messages)
         finally:
             recorder.stop()
-    print(log)
     by_kind: dict[str, list[dict]] = {}
     for m in messages:
         by_kind.setdefault(m["payload"].get("kind", "?"), []).append(m)
@@ -117,3 +116,62 @@ async def _scenario(tmp_path, micropython_bin, broker_port: int):
         await device.kill()
         await rig.stop()
     return device.log(), restart_t
+
+
+def test_alert_raised_during_a_broker_outage_survives_in_the_flash_queue(
+        tmp_path, micropython_bin, arun):
+    """Broker down; the MCU raises the alert (queued on flash); the MCU loses power before
+    the broker is back; after both return, the queued alert is delivered, once, with the
+    id it was raised under, and the restored policy does not raise it again."""
+    broker = MosquittoBroker()
+    broker.start()
+    recorder = Recorder(broker.host, broker.port, PREFIX + "/#")
+    recorder.start()
+    try:
+        log, outage = arun(_outage(tmp_path, micropython_bin, broker), 90.0)
+        end = time.monotonic() + 5.0
+        while time.monotonic() < end and not recorder.alerts():
+            time.sleep(0.05)
+        messages = list(recorder.messages)
+    finally:
+        recorder.stop()
+        broker.close()
+    raised = [m["payload"] for m in messages if m["payload"].get("kind") == "raised"]
+    assert len(raised) == 1, log
+    assert outage[0] < raised[0]["t"] < outage[1], (outage, raised[0]["t"], log)
+    assert "restored meter m1 (ready=True, alert=%s)" % raised[0]["alert_id"] in log, log
+    assert log.count("alert raised") == 1, log
+    assert "mqtt: " in log  # the outage was seen and retried, bounded
+
+
+async def _outage(tmp_path, micropython_bin, broker: MosquittoBroker):
+    cfg = device_config(tmp_path, "mqtt", str(tmp_path / "rs485"), mqtt_port=broker.port)
+    # One raised event and no updates: the retained alert topic then holds exactly it.
+    cfg["meters"][0]["policy"]["update_every_s"] = 100 * DAY
+    fw = build_unix(tmp_path, cfg, stop_at=T0 + 4.8 * DAY)
+    clock = sim_clock(SPEED)
+    rig = await MeterRig(miner_load(), clock).start()
+    os.symlink(rig.port, tmp_path / "rs485")
+    set_clock(fw, clock)
+    device = Device(micropython_bin, fw, tmp_path / "device.log")
+    loop = asyncio.get_running_loop()
+    try:
+        await device.start()
+        while clock.now() < T0 + 3.9 * DAY:
+            await asyncio.sleep(0.02)
+        await loop.run_in_executor(None, broker.stop)
+        down_t = clock.now()
+        while "alert raised" not in device.log():
+            if device.proc.returncode is not None or clock.now() > T0 + 4.7 * DAY:
+                raise AssertionError("no alert during the outage:\n" + device.log())
+            await asyncio.sleep(0.02)
+        await device.kill()  # power cut with the alert only in the flash queue
+        await loop.run_in_executor(None, broker.start)
+        up_t = clock.now()
+        await device.start()
+        code = await device.wait(60.0)
+        assert code == 0, device.log()
+    finally:
+        await device.kill()
+        await rig.stop()
+    return device.log(), (down_t, up_t)
