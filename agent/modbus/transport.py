@@ -98,6 +98,10 @@ class Transport:
     def _check_serial_port(self) -> None:
         """Name the usual serial mistakes before pymodbus turns them into 'cannot connect'."""
         path = str(self.port)
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.access(parent, os.X_OK):
+            raise TransportError("io", "no permission to open %s (cannot enter %s)"
+                                 % (path, parent))
         if not os.path.exists(path):
             raise TransportError("io", "serial port %s does not exist (adapter unplugged? "
                                  "see ls /dev/ttyUSB* /dev/serial/by-id/)" % path)

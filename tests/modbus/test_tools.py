@@ -120,3 +120,37 @@ def test_missing_port_and_bad_usage(arun) -> None:
         assert code == 2 and "no such shipped profile" in err
 
     arun(main())
+
+
+def test_permission_error_is_explained() -> None:
+    """A port the user may not open (run as nobody when the suite runs as root)."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "setpriv (util-linux) is needed to drop root for this test"
+        prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    folder = tempfile.mkdtemp(prefix="lw-perm-")  # 0700 by default
+    try:
+        os.chmod(folder, 0o755)
+        port = os.path.join(folder, "ttyS9")
+        with open(port, "wb"):
+            pass
+        os.chmod(port, 0o600)
+        cmd = [sys.executable, "-m", "agent.cli", "read", "--unit", "1", "--profile",
+               "sdm630", "--port"]
+        out = subprocess.run(prefix + cmd + [port], capture_output=True, text=True,
+                             timeout=60, check=False)
+        assert out.returncode == 1
+        assert "no permission to open %s" % port in out.stderr and "dialout" in out.stderr
+        # A folder the user may not enter reads as a permission problem, not "missing".
+        os.chmod(folder, 0o700)
+        out = subprocess.run(prefix + cmd + [port], capture_output=True, text=True,
+                             timeout=60, check=False)
+        assert out.returncode == 1 and "no permission to open" in out.stderr
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
