@@ -96,8 +96,11 @@ def clean(value: object) -> object:
 
 
 def encode(payload: dict) -> bytes:
-    return json.dumps(clean(payload), separators=(",", ":"), allow_nan=False,
-                      sort_keys=False).encode("utf-8")
+    try:  # the common case: already plain JSON, no walk over the tree needed
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except (ValueError, TypeError):  # NaN/inf or an odd type somewhere: clean, then encode
+        return json.dumps(clean(payload), separators=(",", ":"),
+                          allow_nan=False).encode("utf-8")
 
 
 class Codec:

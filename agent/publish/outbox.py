@@ -288,7 +288,7 @@ class Outbox:
             rows = self._db.execute(
                 "SELECT seq, topic, payload, qos, retain, kind, meter, msg_id, size FROM outbox "
                 "WHERE seq > ? AND parked = 0 ORDER BY seq LIMIT ?",
-                (self._cursor, limit + len(self._inflight)))
+                (self._cursor, limit + sum(1 for q in self._inflight if q > self._cursor)))
             rows = [r for r in rows if r[0] not in self._inflight][:limit]
             out = [Entry(seq, Message(topic, bytes(payload), qos, bool(retain), kind, meter,
                                       mid))
