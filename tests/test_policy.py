@@ -106,7 +106,8 @@ def test_clear_after_clear_hold_then_a_new_alert_gets_a_new_id() -> None:
     assert p.active
     # Below clear_at, but a bounce resets the clear hold.
     assert feed(p, T0 + 30 * H, T0 + 40 * H, 10.0) == []
-    assert feed(p, T0 + 40 * H, T0 + 40 * H + 600.0, 40.0) == []
+    bounce = feed(p, T0 + 40 * H, T0 + 40 * H + 600.0, 40.0)
+    assert [e.kind for e in bounce] == ["updated"] and p.active
     ev = feed(p, T0 + 41 * H, T0 + 54 * H, 10.0)
     assert [e.kind for e in ev] == ["cleared"]
     assert ev[0].alert_id == first_id and not p.active and p.alert_id == ""
