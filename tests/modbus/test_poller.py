@@ -334,3 +334,35 @@ def test_run_on_a_simulated_clock_and_rtu_over_tcp(arun) -> None:
         assert not poller.transports[0].connected  # closed on cancel
 
     arun(main())
+
+
+def test_tcp_host_that_goes_away_and_returns_is_reconnected(arun) -> None:
+    async def main() -> None:
+        clock = Clock()
+        units = [SimUnit(1, load_profile("sdm630"), ConstantLoad(900.0, 0.9), clock)]
+        server = SimMeterServer(units, tcp=("127.0.0.1", 0))
+        await server.start()
+        port = server.port
+        plan = load_text(config('name = "b"\nkind = "tcp"\nhost = "127.0.0.1"\nport = %d\n'
+                                "timeout_ms = 300" % port, [(1, "sdm630")]), "t.toml")
+        got = Collector()
+        poller = BusPoller(plan.buses[0], clock, got.on_poll, got.on_health)
+        try:
+            await _cycle(poller)
+            assert got.polls[-1].ok
+            await server.stop()  # the gateway reboots
+            await asyncio.sleep(0.05)
+            await _cycle(poller)
+            assert got.polls[-1].error_kind == "io", got.polls[-1].error
+            assert got.health["m1"].state == "down"
+            server = SimMeterServer(units, tcp=("127.0.0.1", port))
+            await server.start()
+            await asyncio.sleep(0.6)  # past the reconnect back-off
+            await _cycle(poller)
+            assert got.polls[-1].ok, got.polls[-1].error
+            assert got.health["m1"].state == "ok"
+        finally:
+            poller.close()
+            await server.stop()
+
+    arun(main())
