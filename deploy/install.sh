@@ -260,14 +260,18 @@ systemd_up() { [ -z "$ROOT" ] && [ -d /run/systemd/system ] && command -v system
 
 # started: 0 when the (re)started agent stays up for the check window.
 started() {
-    local secs=$1 t=0 state restarts
+    local secs=$1 t=0 state sub restarts
     if systemd_up; then
         systemctl restart loadwatch.service || return 1
         while [ "$t" -lt "$secs" ]; do
             sleep 1; t=$((t + 1))
             state=$(systemctl show -p ActiveState --value loadwatch.service)
+            sub=$(systemctl show -p SubState --value loadwatch.service)
             restarts=$(systemctl show -p NRestarts --value loadwatch.service)
-            if [ "$state" = failed ] || [ "${restarts:-0}" != 0 ]; then return 1; fi
+            # A crash shows as auto-restart (RestartSec) before NRestarts counts it.
+            if [ "$state" = failed ] || [ "$sub" = auto-restart ] || [ "${restarts:-0}" != 0 ]; then
+                return 1
+            fi
         done
         [ "$(systemctl show -p ActiveState --value loadwatch.service)" = active ]
     else
@@ -287,6 +291,18 @@ switch_to() {  # atomic: a new symlink renamed over the old one
 }
 
 SWITCHED=0
+OLD_PREVIOUS=""; [ -L "$PREFIX_R/previous" ] && OLD_PREVIOUS=$(readlink "$PREFIX_R/previous")
+# rollback: back to the release that ran before, with its config and "previous" link.
+rollback() {
+    switch_to "$CURRENT"
+    [ ! -f "$CONF.bak" ] || [ -z "$STAGED" ] || cp -p "$CONF.bak" "$CONF"
+    if [ -n "$OLD_PREVIOUS" ]; then
+        ln -sfn "$OLD_PREVIOUS" "$PREFIX_R/.previous.new" && mv -T -f "$PREFIX_R/.previous.new" "$PREFIX_R/previous"
+    else
+        rm -f "$PREFIX_R/previous"
+    fi
+    rm -rf "$REL"
+}
 if [ "$CURRENT" != "$RELEASE" ]; then
     if [ -n "$CURRENT" ]; then ln -sfn "releases/$CURRENT" "$PREFIX_R/.previous.new" && mv -T -f "$PREFIX_R/.previous.new" "$PREFIX_R/previous"; fi
     switch_to "$RELEASE"; SWITCHED=1; CHANGED=1
@@ -302,10 +318,8 @@ if systemd_up; then
         if ! started "$WINDOW"; then
             journalctl -u loadwatch.service -n 30 --no-pager >&2 || true
             if [ "$SWITCHED" = 1 ] && [ -n "$CURRENT" ]; then
-                switch_to "$CURRENT"
-                [ ! -f "$CONF.bak" ] || [ -z "$STAGED" ] || cp -p "$CONF.bak" "$CONF"
+                rollback
                 systemctl restart loadwatch.service || true
-                rm -rf "$REL"
                 die "Loadwatch $VERSION did not stay up (log above): rolled back to $CURRENT"
             fi
             die "loadwatch.service did not stay up (log above): see journalctl -u loadwatch"
@@ -318,9 +332,7 @@ else
     if [ -n "$START_CHECK" ] && [ "$CHANGED" = 1 ]; then
         if ! started "$START_CHECK"; then
             if [ "$SWITCHED" = 1 ] && [ -n "$CURRENT" ]; then
-                switch_to "$CURRENT"
-                [ ! -f "$CONF.bak" ] || [ -z "$STAGED" ] || cp -p "$CONF.bak" "$CONF"
-                rm -rf "$REL"
+                rollback
                 die "Loadwatch $VERSION did not stay up for ${START_CHECK}s: rolled back to $CURRENT"
             fi
             die "Loadwatch did not stay up for ${START_CHECK}s"
