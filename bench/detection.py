@@ -163,7 +163,8 @@ class Tally:
                 if hm.any():
                     self.matched.append(float(hs[hm].max()))
             hit = any(on <= x < on + WINDOW for x in r.raises)
-            keys = [("size", case.size_kw), ("schedule", case.schedule)]
+            keys = [("size", case.size_kw), ("schedule", case.schedule),
+                    ("cell", (case.size_kw, case.schedule))]
             if case.schedule == "constant" and case.size_kw >= 1.0:
                 keys.append(("target", "const>=1kW"))
             for key in keys:
@@ -305,7 +306,7 @@ def render(cases: list[Case], tallies: dict[str, Tally], timing: dict[str, float
         figures[n]["fa_per_1000_days"] = {k: (1000.0 * v[0] / v[1] if v[1] else None)
                                           for k, v in tallies[n].fa.items()}
         figures[n]["recall72"] = {"%s=%s" % (k[0], k[1]): v[0] / v[1]
-                                  for k, v in tallies[n].recall.items()}
+                                  for k, v in tallies[n].recall.items() if k[0] != "cell"}
     vals = []
     for n in names:
         tt = tallies[n].ttd
@@ -322,6 +323,16 @@ def render(cases: list[Case], tallies: dict[str, Tally], timing: dict[str, float
                  "miner and of the confounders after their onset; %d windows of 72 h in all)"
                  % (len(tallies[names[0]].pos), len(tallies[names[0]].matched),
                     len(tallies[names[0]].neg)))
+    lines.append("")
+    lines.append("Loadwatch recall within 72 h by size x schedule (cases per cell in brackets)")
+    lines.append("%-10s" % "kW" + "".join(" %12s" % sc for sc in scheds))
+    lw = tallies[names[0]]
+    for size in sizes:
+        cells = []
+        for sc in scheds:
+            hit, n = lw.recall.get(("cell", (size, sc)), [0, 0])
+            cells.append(" %12s" % ("%3.0f%% (%d)" % (100.0 * hit / n, n) if n else "-"))
+        lines.append("%-10g" % size + "".join(cells))
     return {"text": "\n".join(lines), "figures": figures}
 
 
