@@ -32,16 +32,77 @@ OTHER_SITE_GW = "gateways/south-yard/gw-0001"
 UTILITY = "utilities/utility-ops"
 PREFIX = "loadwatch/v1/north-depot/gw-0001"
 
-# Run a program with PR_SET_MDWE(PR_MDWE_REFUSE_EXEC_GAIN): the kernel then refuses
-# writable+executable mappings exactly as systemd's MemoryDenyWriteExecute=yes does, and
-# the setting survives execve.
-MDWE_EXEC = (
-    "import ctypes, os, sys\n"
-    "libc = ctypes.CDLL(None, use_errno=True)\n"
-    "if libc.prctl(65, 1, 0, 0, 0) != 0:\n"
-    "    sys.exit('PR_SET_MDWE failed: errno %d' % ctypes.get_errno())\n"
-    "os.execv(sys.argv[1], sys.argv[1:])\n"
-)
+UNIT = DEPLOY / "systemd" / "loadwatch.service"
+
+# Run a program the way the unit's sandbox would, with the kernel's own mechanisms:
+#  - PR_SET_MDWE(PR_MDWE_REFUSE_EXEC_GAIN): writable+executable mappings are refused, as
+#    systemd's MemoryDenyWriteExecute=yes does;
+#  - a seccomp filter (libseccomp, which systemd itself uses) that allows exactly the
+#    unit's SystemCallFilter= set and fails everything else with EPERM, as
+#    SystemCallErrorNumber=EPERM does.
+# Both survive execve. argv: <file with allowed syscall names> <program> <args...>
+SANDBOX_EXEC = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS, as NoNewPrivileges=yes
+    sys.exit("PR_SET_NO_NEW_PRIVS failed")
+if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+    sys.exit("PR_SET_MDWE failed: errno %d" % ctypes.get_errno())
+sc = ctypes.CDLL("libseccomp.so.2")
+sc.seccomp_init.restype = ctypes.c_void_p
+sc.seccomp_init.argtypes = [ctypes.c_uint32]
+sc.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+sc.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+sc.seccomp_load.argtypes = [ctypes.c_void_p]
+ctx = sc.seccomp_init(0x00050000 | 1)  # SCMP_ACT_ERRNO(EPERM)
+allowed = 0
+for name in open(sys.argv[1]).read().split():
+    nr = sc.seccomp_syscall_resolve_name(name.encode())
+    if nr >= 0:  # negative: not a system call on this architecture
+        if sc.seccomp_rule_add(ctx, 0x7FFF0000, nr, 0) != 0:  # SCMP_ACT_ALLOW
+            sys.exit("seccomp_rule_add(%s) failed" % name)
+        allowed += 1
+if allowed < 100 or sc.seccomp_load(ctx) != 0:
+    sys.exit("seccomp filter not loaded (%d system calls)" % allowed)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def _syscall_group(name: str, seen: set[str] | None = None) -> set[str]:
+    """The system calls of a systemd group (@name), nested groups expanded."""
+    seen = set() if seen is None else seen
+    if name in seen:
+        return set()
+    seen.add(name)
+    out = subprocess.run(["systemd-analyze", "syscall-filter", name], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    calls: set[str] = set()
+    for line in out.splitlines()[1:]:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        calls |= _syscall_group(line, seen) if line.startswith("@") else {line}
+    return calls
+
+
+def unit_syscalls() -> set[str]:
+    """The unit's SystemCallFilter=: the first line allows, lines with ~ take away."""
+    allowed: set[str] | None = None
+    for line in UNIT.read_text().splitlines():
+        if not line.startswith("SystemCallFilter="):
+            continue
+        value = line.partition("=")[2]
+        deny = value.startswith("~")
+        names: set[str] = set()
+        for item in value.lstrip("~").split():
+            names |= _syscall_group(item) if item.startswith("@") else {item}
+        if deny:
+            assert allowed is not None, "a deny list before any allow list"
+            allowed -= names
+        else:
+            allowed = names if allowed is None else allowed | names
+    assert allowed, "no SystemCallFilter= in the unit"
+    return allowed
 
 
 def _rewrite(text: str, old: str, new: str) -> str:
@@ -223,8 +284,8 @@ def test_client_without_certificate_is_refused(broker, pki):
 
 
 def test_real_agent_publishes_with_the_minted_certificate(broker, pki, tmp_path):
-    """`loadwatch run` with the gateway certificate, under MemoryDenyWriteExecute's kernel
-    rule: it comes online under its prefix, is never denied, and goes offline cleanly on
+    """`loadwatch run` with the gateway certificate, inside the unit's MDWE and system call
+    filter: it comes online under its prefix, is never denied, and goes offline cleanly on
     SIGTERM (as systemd stops it)."""
     port, log = broker
     cfg = tmp_path / "loadwatch.toml"
@@ -237,10 +298,12 @@ def test_real_agent_publishes_with_the_minted_certificate(broker, pki, tmp_path)
         % (tmp_path / "state", port, pki / "ca.crt", pki / (GW + ".crt"),
            pki / (GW + ".key"), free_port()))
     loadwatch = str(Path(sys.executable).with_name("loadwatch"))
+    allowed = tmp_path / "syscalls.txt"
+    allowed.write_text("\n".join(sorted(unit_syscalls())))
     with Client(pki, UTILITY, port) as utility:
         assert utility.subscribe(PREFIX + "/status") == 1
-        agent = subprocess.Popen([sys.executable, "-c", MDWE_EXEC, loadwatch, "run",
-                                  "--config", str(cfg)], stdout=subprocess.PIPE,
+        agent = subprocess.Popen([sys.executable, "-c", SANDBOX_EXEC, str(allowed), loadwatch,
+                                  "run", "--config", str(cfg)], stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, cwd=tmp_path)
         try:
             def status(state: str):
@@ -261,3 +324,30 @@ def test_real_agent_publishes_with_the_minted_certificate(broker, pki, tmp_path)
     broker_log = log.read_text()
     assert "u'north-depot/gw-0001'" in broker_log  # the CN became the username
     assert "Denied" not in broker_log, broker_log
+
+
+def test_sandbox_emulation_refuses_what_the_unit_refuses(tmp_path):
+    """The harness above is not a no-op: setpriority (@resources, taken away by the unit)
+    fails with EPERM, a writable+executable mapping is refused, and ordinary work runs."""
+    allowed = tmp_path / "syscalls.txt"
+    calls = unit_syscalls()
+    assert "setpriority" not in calls and "openat" in calls
+    allowed.write_text("\n".join(sorted(calls)))
+    probe = (
+        "import errno, mmap, os\n"
+        "try:\n"
+        "    os.setpriority(os.PRIO_PROCESS, 0, 1)\n"
+        "    print('setpriority allowed')\n"
+        "except PermissionError:\n"
+        "    print('setpriority EPERM')\n"
+        "try:\n"
+        "    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
+        "    print('wx allowed')\n"
+        "except PermissionError:\n"
+        "    print('wx refused')\n"
+        "print(len(os.listdir('/')) > 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", SANDBOX_EXEC, str(allowed), sys.executable,
+                           "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split() == ["setpriority", "EPERM", "wx", "refused", "True"], \
+        proc.stdout + proc.stderr
