@@ -20,6 +20,9 @@ Schema (all days are simulated days since the scenario start, fractions allowed)
                                     # default: the whole timeline in about 60 real seconds
     poll_s = 1800.0                 # agent poll interval, simulated seconds
     telemetry_every_s = 21600.0     # agent telemetry slot, simulated seconds
+    hold_poll_interval = true       # slow the clock when the agent cannot poll every poll_s
+                                    # (a loaded machine); false: let polls drift apart
+                                    # (a slow RS-485 bus that is the limit by design)
 
     [[buses]]
     name = "street"                 # referenced by meters and faults
@@ -234,7 +237,7 @@ class Scenario:
                  telemetry_every_s: float, buses: list[BusSpec], meters: list[MeterSpec],
                  faults: list[FaultSpec], alerts: list[ExpectAlert],
                  health: list[ExpectHealth], quality: list[ExpectQuality],
-                 false_alarms: int):
+                 false_alarms: int, hold_poll_interval: bool = True):
         self.source = source
         self.name = name
         self.description = description
@@ -252,6 +255,7 @@ class Scenario:
         self.health = health
         self.quality = quality
         self.false_alarms = false_alarms
+        self.hold_poll_interval = hold_poll_interval
 
     @property
     def end(self) -> float:
@@ -426,6 +430,7 @@ def parse_text(text: str, source: str) -> Scenario:
     speed = tl.get("speed", float, days * DAY / DEFAULT_RUN_REAL_S, lo=1.0, hi=1e7)
     poll_s = tl.get("poll_s", float, 900.0, lo=0.1, hi=3600.0)
     telemetry_every_s = tl.get("telemetry_every_s", float, 3600.0, lo=1.0, hi=86400.0)
+    hold = tl.get("hold_poll_interval", bool, True)
     tl.finish()
 
     buses: list[BusSpec] = []
@@ -568,7 +573,7 @@ def parse_text(text: str, source: str) -> Scenario:
     root.finish()
     return Scenario(source, name, description, seed, tz_hours, start, days, speed, poll_s,
                     telemetry_every_s, buses, meters, faults, alerts, health, quality,
-                    false_alarms)
+                    false_alarms, hold)
 
 
 def load(path: str | Path) -> Scenario:

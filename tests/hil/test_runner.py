@@ -6,6 +6,7 @@ The full scenario runs live in test_scenarios.py; here the cases are small and f
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 import pytest
 
@@ -189,3 +190,85 @@ def test_cli_exit_codes(tmp_path, capsys) -> None:
     assert run_cli(["run", "street-gpu", "--data", str(tmp_path)]) == 2
     assert run_cli(["list"]) == 0
     assert "village-bus" in capsys.readouterr().out
+
+
+SERVE = """
+[scenario]
+name = "serve"
+tz_offset_hours = 10.0
+[timeline]
+days = 3.0
+[[buses]]
+name = "tcpbus"
+kind = "tcp"
+[[buses]]
+name = "rtubus"
+kind = "rtu"
+baud = 19200
+parity = "E"
+[[meters]]
+id = "t-{n}"
+count = 2
+bus = "tcpbus"
+profile = "sdm120"
+household = "synthetic"
+[[meters]]
+id = "r-{n}"
+count = 2
+bus = "rtubus"
+profile = "sdm630"
+household = "none"
+miner = {kind = "s9", from_day = 0.0}
+[[faults]]
+kind = "dead"
+meter = "r-2"
+"""
+
+
+def test_agent_none_serves_meters_in_real_time(arun, tmp_path) -> None:
+    """``--agent none``: the printed endpoints answer a Modbus master; faults apply."""
+    from agent.decode import decode_field
+    from agent.modbus.transport import Transport, TransportError
+    from agent.profiles import load_profile
+    from hil.runner import serve
+
+    sc = parse_text(SERVE, "serve.toml")
+    lines: list[str] = []
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(sc, None, [], "127.0.0.1", 0, 1.0, stop,
+                                         lines.append))
+        for _ in range(100):
+            if any(line.startswith("serving") for line in lines):
+                break
+            await asyncio.sleep(0.05)
+        try:
+            where = {line.split()[1]: line.split(" on ")[1].split(":")[0:2]
+                     for line in lines if line.startswith("bus ")}
+            host, port = where["tcpbus"]
+            tcp = Transport("tcp", host=host, port=int(port), timeout_s=1.0)
+            p_field = load_profile("sdm120").quantities["p_w"]
+            regs = await tcp.read(1, p_field.fc, p_field.address, p_field.size)
+            tcp.close()
+            assert 0.0 < decode_field(p_field, regs) < 20000.0
+            rtu_path = where["rtubus"][0]
+            assert rtu_path.endswith("ttyLW-master")
+            rtu = Transport("rtu", port=rtu_path, baud=19200, parity="N", timeout_s=0.3)
+            f630 = load_profile("sdm630").quantities["p_w"]
+            regs = await rtu.read(1, f630.fc, f630.address, f630.size)
+            # r-1 is a bare Antminer S9 (1.37 kW +-7%, with restarts at ~7% of rated).
+            p = decode_field(f630, regs)
+            assert 50.0 < p < 1500.0
+            with pytest.raises(TransportError) as e:
+                await rtu.read(2, f630.fc, f630.address, f630.size)  # the dead meter
+            assert e.value.kind == "timeout"
+            rtu.close()
+        finally:
+            stop.set()
+            await task
+
+    arun(main(), timeout=30.0)
+    assert any("miner on r-1 (s9) from day 0" in line for line in lines)
+    assert any(line.startswith("bus rtubus rtu 19200 8E1:") and "frames" in line
+               for line in lines)
