@@ -289,19 +289,27 @@ def test_real_agent_publishes_with_the_minted_certificate(broker, pki, tmp_path)
     SIGTERM (as systemd stops it)."""
     port, log = broker
     cfg = tmp_path / "loadwatch.toml"
+    # A serial bus on a pseudo-terminal nobody answers on: the agent opens and configures
+    # the port (termios ioctls) inside the filter, times out and reports the meter's health.
+    master, slave = os.openpty()
     cfg.write_text(
         'site = "north-depot"\ngateway = "gw-0001"\nstate_dir = "%s"\n'
         '[broker]\nhost = "127.0.0.1"\nport = %d\ntls = true\nca_file = "%s"\n'
         'cert_file = "%s"\nkey_file = "%s"\n'
         '[[buses]]\nname = "lan"\nkind = "tcp"\nhost = "127.0.0.1"\nport = %d\n'
+        '[[buses]]\nname = "rs485"\nkind = "rtu"\nport = "%s"\ntimeout_ms = 100\n'
+        'retries = 0\n'
         '[[meters]]\nid = "flat-1"\nbus = "lan"\nunit = 1\nprofile = "sdm630"\n'
+        '[[meters]]\nid = "flat-2"\nbus = "rs485"\nunit = 1\nprofile = "sdm120"\n'
+        'poll_s = 1\n'
         % (tmp_path / "state", port, pki / "ca.crt", pki / (GW + ".crt"),
-           pki / (GW + ".key"), free_port()))
+           pki / (GW + ".key"), free_port(), os.ttyname(slave)))
     loadwatch = str(Path(sys.executable).with_name("loadwatch"))
     allowed = tmp_path / "syscalls.txt"
     allowed.write_text("\n".join(sorted(unit_syscalls())))
     with Client(pki, UTILITY, port) as utility:
         assert utility.subscribe(PREFIX + "/status") == 1
+        assert utility.subscribe(PREFIX + "/meter/+/health") == 1
         agent = subprocess.Popen([sys.executable, "-c", SANDBOX_EXEC, str(allowed), loadwatch,
                                   "run", "--config", str(cfg)], stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, cwd=tmp_path)
@@ -312,18 +320,27 @@ def test_real_agent_publishes_with_the_minted_certificate(broker, pki, tmp_path)
 
             utility.wait_for(lambda: status("online") or agent.poll() is not None, 30)
             assert agent.poll() is None, agent.communicate()[0].decode()
+            utility.wait_for(lambda: PREFIX + "/meter/flat-2/health" in utility.topics()
+                             or agent.poll() is not None, 30)
+            assert agent.poll() is None, agent.communicate()[0].decode()
+            os.set_blocking(master, False)
+            wire = os.read(master, 4096)
+            assert wire.startswith(b"\x01\x04"), wire  # unit 1, read input registers
             agent.send_signal(signal.SIGTERM)
             out = agent.communicate(timeout=30)[0].decode()
         finally:
             if agent.poll() is None:
                 agent.kill()
                 agent.communicate()
+            os.close(master)
+            os.close(slave)
         assert agent.returncode == 0, out
         utility.wait_for(lambda: status("offline"), 10)
     assert (tmp_path / "state" / "state.json").is_file(), "no checkpoint on SIGTERM"
     broker_log = log.read_text()
     assert "u'north-depot/gw-0001'" in broker_log  # the CN became the username
     assert "Denied" not in broker_log, broker_log
+    assert "not permitted" not in out, out  # nothing ran into the system call filter
 
 
 def test_sandbox_emulation_refuses_what_the_unit_refuses(tmp_path):
