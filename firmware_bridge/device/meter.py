@@ -41,6 +41,31 @@ _INF = float("inf")
 _FMT = {"float32": ">f", "int32": ">i", "uint32": ">I", "int16": ">h", "uint16": ">H"}
 
 
+# Read-only tables of detectors and policies with equal settings, shared between meters.
+_SHARED = {}
+
+
+def _share(obj, names):
+    """Let meters with the same settings share one copy of the core's read-only tables.
+
+    On MicroPython every float in a settings dict is a heap object: a detector's 28
+    settings and its night/evening slot lists cost about 1 KB per meter on the unix port
+    (bench/footprint.py), the same for every meter of a class. The core only assigns
+    these in ``__init__`` and never mutates them, so later meters point at the first
+    meter's copies. Anything the core renames is simply left unshared.
+    """
+    s = getattr(obj, "_set", None)
+    if not isinstance(s, dict):
+        return
+    key = (type(obj).__name__,) + tuple(sorted(s.items()))
+    canon = _SHARED.get(key)
+    if canon is None:
+        _SHARED[key] = {n: getattr(obj, n) for n in names if hasattr(obj, n)}
+        return
+    for n in canon:
+        setattr(obj, n, canon[n])
+
+
 def family(name):
     for suffix in ("_l1", "_l2", "_l3"):
         if name.endswith(suffix):
@@ -154,6 +179,8 @@ class Meter:
         if self.detector is None:
             self.detector = Detector(dset)
             self.policy = Policy(self.id, pset)
+        _share(self.detector, ("_set", "_night", "_evening"))
+        _share(self.policy, ("_set",))
         self.slot = Slot(telemetry_s)
         self.health = Health(self.id)
         self.health_sent = ""

@@ -1,0 +1,188 @@
+"""Firmware footprint: bytecode size, heap per meter and at idle, time per sample.
+
+    .venv/bin/python bench/footprint.py [--meters 1,8,32] [--days 3]
+
+Builds the firmware (``firmware_bridge.build``) for esp32, rp2 and the unix port, then
+runs the unix build's .mpy files in the real MicroPython unix port:
+
+* **bytecode**: total .mpy bytes per board (target < 64 KB), split core / device app;
+* **heap at idle**: ``gc.mem_alloc()`` after importing the app (modules are loaded into
+  the heap on a board too, unless frozen into the firmware image);
+* **heap per meter**: ``mem_alloc`` delta over N meters, each fed ``--days`` of 10-minute
+  samples so the detector's day rings are full (target < 2 KB a meter);
+* **time per sample**: the device pipeline (register decode + detector + policy +
+  telemetry slot + the uplink's JSON record) and the bare core, MicroPython beside
+  CPython running the same core on the same samples.
+
+Figures are for the unix port on this machine; a 240 MHz ESP32 is roughly 10-30x slower
+per sample than a desktop unix port, which still leaves milliseconds per sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agent.policy import Policy  # noqa: E402
+from agent.signature import Detector  # noqa: E402
+from firmware_bridge import devconfig  # noqa: E402
+from firmware_bridge.build import build  # noqa: E402
+
+TARGET_MPY = 64 * 1024
+TARGET_METER = 2048
+T0 = 1767225600.0
+STEP = 600.0
+
+MP_SCRIPT = r"""
+import gc, json, math, struct, time
+gc.collect()
+base = gc.mem_alloc()
+import app, meter, codec, uplink_serial, modbus_rtu, store, devclock
+from agent.bridge import framing
+gc.collect()
+idle = gc.mem_alloc()
+ARGS = json.loads(%(args)r)
+mcfg = ARGS["meter"]
+T0 = ARGS["t0"]; STEP = ARGS["step"]; N_SAMPLES = ARGS["samples"]
+
+def power(t, k):
+    h = ((t - T0) %% 86400) / 3600.0
+    p = 250.0 + 900.0 * math.exp(-((h - 19.0) ** 2) / 4.0) + 60.0 * math.sin(t / 700.0 + k)
+    if t > T0 + 1.5 * 86400:
+        p += 1400.0
+    return p
+
+def regs(p):
+    w = struct.unpack(">HH", struct.pack(">f", p))
+    pf = struct.unpack(">HH", struct.pack(">f", 0.95))
+    e = struct.unpack(">HH", struct.pack(">f", 1000.0 + (p / 1000.0)))
+    return list(w) + list(pf) + [0] * 6 + list(e)
+
+heap = {}
+for n in ARGS["ns"]:
+    gc.collect()
+    before = gc.mem_alloc()
+    ms = []
+    for i in range(n):
+        c = dict(mcfg); c["id"] = "m%%d" %% i
+        ms.append(meter.Meter(c, 900.0))
+    for j in range(N_SAMPLES):
+        t = T0 + j * STEP
+        for k in range(n):
+            m = ms[k]
+            v, q = m.decode(t, [(3, 0, regs(power(t, k)))], "")
+            m.process(t, v, q)
+    gc.collect()
+    heap[n] = (gc.mem_alloc() - before) / n
+    ms = None
+    gc.collect()
+
+# Time per sample: one meter, the full device pipeline and the bare core.
+m = meter.Meter(dict(mcfg), 900.0)
+samples = [(T0 + j * STEP, regs(power(T0 + j * STEP, 0))) for j in range(N_SAMPLES)]
+gc.collect()
+t_start = time.ticks_us()
+for t, r in samples:
+    v, q = m.decode(t, [(3, 0, r)], "")
+    evs = m.process(t, v, q)
+    rec = json.dumps({"k": "r", "m": m.id, "t": t, "v": v, "q": q})
+pipeline_us = time.ticks_diff(time.ticks_us(), t_start) / len(samples)
+from agent.signature import Detector
+from agent.policy import Policy
+d = Detector({}); p = Policy("x", {})
+pw = [(t, power(t, 0)) for t, _ in samples]
+gc.collect()
+t_start = time.ticks_us()
+for t, w in pw:
+    s = d.update(t, w, 0.95)
+    p.update(t, s, d.ready, d.contributions(), d.evidence())
+core_us = time.ticks_diff(time.ticks_us(), t_start) / len(pw)
+state_bytes = len(json.dumps({"detector": m.detector.state(), "policy": m.policy.state()}))
+print(json.dumps({"idle": idle, "modules": idle - base, "heap": heap,
+                  "pipeline_us": pipeline_us, "core_us": core_us, "state_bytes": state_bytes,
+                  "score": d.score}))
+"""
+
+
+def cpython_core_us(samples: int) -> float:
+    d, p = Detector({}), Policy("x", {})
+    pw = []
+    for j in range(samples):
+        t = T0 + j * STEP
+        h = ((t - T0) % 86400) / 3600.0
+        w = 250.0 + 900.0 * math.exp(-((h - 19.0) ** 2) / 4.0) + 60.0 * math.sin(t / 700.0)
+        if t > T0 + 1.5 * 86400:
+            w += 1400.0
+        pw.append((t, w))
+    start = time.perf_counter()
+    for t, w in pw:
+        s = d.update(t, w, 0.95)
+        p.update(t, s, d.ready, d.contributions(), d.evidence())
+    return (time.perf_counter() - start) * 1e6 / len(pw)
+
+
+def _label(n: int) -> str:
+    # The first meter of a settings class also holds the tables the others share.
+    return "heap per meter, %d meter%s" % (n, " (+shared)" if n == 1 else "s")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--meters", default="1,8,32", help="meter counts for the heap figure")
+    ap.add_argument("--days", type=float, default=3.0, help="days of samples per meter")
+    ap.add_argument("--micropython", default=str(Path(sys.executable).with_name(
+        "micropython")))
+    args = ap.parse_args()
+    ns = [int(x) for x in args.meters.split(",")]
+    samples = int(args.days * 86400 / STEP)
+    with tempfile.TemporaryDirectory() as tmp:
+        sizes = {}
+        for board in ("esp32", "rp2", "unix"):
+            m = build(board, out=Path(tmp) / board)
+            sizes[board] = (m["mpy_bytes"], m["core_mpy_bytes"])
+        meter_cfg = devconfig.load(None)["meters"][0]
+        mp_args = json.dumps({"meter": meter_cfg, "t0": T0, "step": STEP,
+                              "samples": samples, "ns": ns})
+        proc = subprocess.run([args.micropython, "-X", "heapsize=8M", "-c",
+                               MP_SCRIPT % {"args": mp_args}], capture_output=True,
+                              text=True, cwd=str(Path(tmp) / "unix"),
+                              env={"MICROPYPATH": "."}, timeout=600, check=False)
+        if proc.returncode != 0:
+            print(proc.stdout, proc.stderr, file=sys.stderr)
+            return 1
+        mp = json.loads(proc.stdout.strip().splitlines()[-1])
+    cp_us = cpython_core_us(samples)
+    print("firmware footprint (MicroPython unix port %s; %d samples a meter, every %.0f s)"
+          % (subprocess.run([args.micropython, "-c", "import sys; print(sys.version)"],
+                            capture_output=True, text=True).stdout.strip(), samples, STEP))
+    print()
+    print("%-34s %12s %12s %8s" % ("figure", "measured", "target", "ratio"))
+    for board in ("esp32", "rp2"):
+        total, core = sizes[board]
+        print("%-34s %10d B %10d B %8.2f" % (".mpy total, %s (core %d B)" % (board, core),
+                                              total, TARGET_MPY, total / TARGET_MPY))
+    print("%-34s %10d B %12s %8s" % ("heap at idle (app imported)", mp["idle"], "-", "-"))
+    for n in ns:
+        per = mp["heap"][str(n)]
+        print("%-34s %10.0f B %10d B %8.2f" % (_label(n), per,
+                                              TARGET_METER, per / TARGET_METER))
+    print("%-34s %10d B %12s %8s" % ("saved state per meter (JSON)", mp["state_bytes"], "-",
+                                     "-"))
+    print("%-34s %10.1f us %12s %8s" % ("device pipeline per sample (MP)", mp["pipeline_us"],
+                                       "-", "-"))
+    print("%-34s %10.1f us %10.1f us %8.2f" % ("core per sample: MP vs CPython",
+                                               mp["core_us"], cp_us, mp["core_us"] / cp_us))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
