@@ -133,6 +133,9 @@ class Agent:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # guards pipelines against the command thread
+        # Serialises checkpoint writers: the periodic one runs on an executor thread while
+        # an alert can trigger one on the loop thread; both use the same tmp file.
+        self._checkpoint_lock = threading.Lock()
         self.started_at = time.time()
         self._build_pipelines(self._read_checkpoint())
 
@@ -181,11 +184,18 @@ class Agent:
             self.health[m.id] = Health(m.id)
 
     def checkpoint(self) -> None:
-        """Write all learned state atomically (tmp file, fsync, rename)."""
-        with self._lock:
-            meters = {mid: {"detector": p.detector.state(), "policy": p.policy.state()}
-                      for mid, p in self.pipelines.items()}
-        data = {"version": STATE_VERSION, "t": self.clock.now(), "meters": meters}
+        """Write all learned state atomically (tmp file, fsync, rename).
+
+        The snapshot is taken under the checkpoint lock too, so an older snapshot can never
+        overwrite a newer one."""
+        with self._checkpoint_lock:
+            with self._lock:
+                meters = {mid: {"detector": p.detector.state(), "policy": p.policy.state()}
+                          for mid, p in self.pipelines.items()}
+            data = {"version": STATE_VERSION, "t": self.clock.now(), "meters": meters}
+            self._write_state(data)
+
+    def _write_state(self, data: dict) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_path.with_suffix(".tmp")
         with open(tmp, "w") as f:
