@@ -775,9 +775,20 @@ async def serve(sc: Scenario, data_dir: Path | None, serial: list[str], host: st
             where = "%s:%d" % (ep["host"], ep["port"]) if ep["kind"] == "tcp" else ep["port"]
             units = ", ".join("%s=%d" % (m.id, m.unit) for m in sc.meters_on(bus.name))
             say("bus %s (%s) on %s: units %s" % (bus.name, bus.describe(), where, units))
+            if bus.name in rig.links:
+                say("  a pty has no parity: open it at %d 8N1; the link emulator paces the "
+                    "wire as %s" % (bus.baud, bus.describe()))
         for m in sc.meters:
             if m.miner is not None:
                 say("miner on %s (%s) from day %g" % (m.id, m.miner.kind, m.miner.from_day))
+        for f in sc.faults:
+            if f.kind == "broker_down":
+                continue
+            if f.kind in ("crc", "bus_gone") and f.bus not in rig.links:
+                say("fault: %s - ignored: it needs the link emulator, not a real port"
+                    % f.describe())
+            else:
+                say("fault: %s" % f.describe())
         say("serving at x%g; Ctrl-C to stop" % speed)
         while not stop.is_set():
             rig.apply_faults(clock.now(), None)
