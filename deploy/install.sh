@@ -50,7 +50,7 @@ FORCE_PYTHON=0
 
 say() { echo "loadwatch-install: $*"; }
 die() { echo "loadwatch-install: error: $*" >&2; exit "${2:-1}"; }
-usage() { sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2; }
 
 while [ $# -gt 0 ]; do
     case "$1" in

@@ -30,7 +30,7 @@ DAYS=825
 umask 077
 
 die() { echo "mkcert.sh: $*" >&2; exit 2; }
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2; }
 
 while [ $# -gt 0 ]; do
     case "$1" in

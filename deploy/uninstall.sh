@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
         --purge) PURGE=1; shift ;;
         --root) ROOT=${2:?}; shift 2 ;;
         --prefix) PREFIX=${2:?}; shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2 ;;
         *) die "unknown option $1 (see --help)" 2 ;;
     esac
 done
