@@ -106,6 +106,17 @@ def run_loadwatch(case: Case, dset: dict, pset: dict) -> Result:
     return Result(scores, raises)
 
 
+def case_record(c: Case, r: Result) -> dict:
+    """One case's outcome for Loadwatch: what it was, its max score, when it raised."""
+    start = c.onset if c.onset is not None else c.eval_from
+    m = (c.t >= start) & (c.t < start + WINDOW)
+    return {"meter": c.meter, "kind": c.kind, "cls": c.cls, "size_kw": c.size_kw,
+            "schedule": c.schedule, "onset": c.onset, "eval_from": c.eval_from,
+            "max72": float(r.scores[m].max()) if m.any() else None,
+            "max_scored": float(r.scores[c.t >= c.eval_from].max()),
+            "raised_h_after_eval": [round((x - c.eval_from) / 3600.0, 2) for x in r.raises]}
+
+
 # --------------------------------------------------------------------------- metrics
 
 
@@ -208,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="2 homes, fewer miners: a smoke run")
     ap.add_argument("--json", default=None, help="also write the figures as JSON here")
+    ap.add_argument("--cases", default=None,
+                    help="write Loadwatch's result per case as JSON lines here (for tuning)")
     a = ap.parse_args(argv)
     t_run = time.monotonic()
     kw: dict = {}
@@ -246,12 +259,16 @@ def main(argv: list[str] | None = None) -> int:
         ", ".join("%s %.3g" % (k, v) for k, v in thr.items())))
 
     tallies = {name: Tally() for name in DETECTORS}
+    per_case: list[dict] | None = [] if a.cases else None
     timing = dict.fromkeys(DETECTORS, 0.0)
     samples = 0
     for c in cases:
         samples += len(c)
         t1 = time.monotonic()
-        tallies["Loadwatch"].add(c, run_loadwatch(c, dset, pset))
+        lw = run_loadwatch(c, dset, pset)
+        tallies["Loadwatch"].add(c, lw)
+        if per_case is not None:
+            per_case.append(case_record(c, lw))
         timing["Loadwatch"] += time.monotonic() - t1
         t1 = time.monotonic()
         sc = {"monthly-kWh": peer_monthly(c), "z-score": peer_zscore(c)}
@@ -266,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     report = render(cases, tallies, timing, samples, thr)
     print(report["text"])
     print("total run time %.0f s" % (time.monotonic() - t_run))
+    if a.cases and per_case is not None:
+        Path(a.cases).write_text("".join(json.dumps(r) + "\n" for r in per_case))
     if a.json:
         Path(a.json).write_text(json.dumps(report["figures"], indent=1) + "\n")
     return 0
