@@ -729,12 +729,21 @@ def _header(sc: Scenario, rep: Report, obs: _Observer, data_dir: Path | None,
     mean_speed = sc.days * DAY / rep.real_s if rep.real_s > 0 else sc.speed
     slowed = ""
     if rep.slowdowns:
-        slowed = ", slowed %d times to keep the poll interval" % rep.slowdowns
+        slowed = ", slowed %d time%s to keep the poll interval" % (
+            rep.slowdowns, "" if rep.slowdowns == 1 else "s")
     out.append("timeline: %.1f simulated days in %.1f s real (x%.0f asked, x%.0f mean%s)" % (
         sc.days, rep.real_s, sc.speed, mean_speed, slowed))
     out.append("polls: every %gs asked, %s median, %s longest gap" % (
         sc.poll_s, "%.0fs" % eff if eff is not None else "n/a",
         "%.0fs" % obs.max_gap_s() if obs.max_gap_s() is not None else "n/a"))
+    for m in sc.meters:
+        extra = [_appliance(sc, m, spec, i).description + _days(spec)
+                 for i, spec in enumerate(m.appliances)]
+        if m.miner is not None:
+            extra.append("MINER " + _miner(sc, m, m.miner, sc.start).description
+                         + _days(m.miner))
+        if extra:
+            out.append("  %s: %s" % (m.id, "; ".join(extra)))
     if sc.faults:
         out.append("faults: " + "; ".join(f.describe() for f in sc.faults))
     if broker_events:
@@ -743,6 +752,14 @@ def _header(sc: Scenario, rep: Report, obs: _Observer, data_dir: Path | None,
         out.append("bus %s %s" % (name, text))
     for w in rep.warnings:
         out.append("warning: " + w)
+
+
+def _days(spec) -> str:
+    if spec.from_day <= 0.0 and spec.to_day is None:
+        return ""
+    if spec.to_day is None:
+        return " from day %g" % spec.from_day
+    return " day %g-%g" % (spec.from_day, spec.to_day)
 
 
 def _footer(rep: Report) -> None:
