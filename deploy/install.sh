@@ -208,7 +208,8 @@ check_config() {
     if [ -z "$ROOT" ] && [ "$IS_ROOT" = 1 ] && command -v runuser >/dev/null 2>&1; then
         as=(runuser -u "$SVC_USER" --)
     fi
-    "${as[@]}" "$1/bin/loadwatch" check-config "$2"
+    # From /, so the service user never trips over an unreadable working directory.
+    (cd / && "${as[@]}" "$1/bin/loadwatch" check-config "$2")
 }
 put "$B/config/loadwatch.example.toml" "$ETC_R/loadwatch.toml.example" 0640 root
 STAGED=""
@@ -280,8 +281,8 @@ started() {
         local as=() rc=0
         if [ -z "$ROOT" ] && [ "$IS_ROOT" = 1 ]; then as=(runuser -u "$SVC_USER" --); fi
         say "no systemd: starting the agent in the foreground for ${secs}s"
-        timeout -s TERM -k 10 "$secs" "${as[@]}" "$(R "$PREFIX")/current/bin/loadwatch" \
-            run --config "$CONF" || rc=$?
+        (cd / && timeout -s TERM -k 10 "$secs" "${as[@]}" "$(R "$PREFIX")/current/bin/loadwatch" \
+            run --config "$CONF") || rc=$?
         [ "$rc" = 124 ]
     fi
 }
