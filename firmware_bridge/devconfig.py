@@ -107,8 +107,9 @@ def load_text(text: str, source: str, base: Path | None = None) -> dict:
     out: dict[str, Any] = {
         "site": site, "gateway": gateway, "uplink": uplink,
         "telemetry_every_s": root.get("telemetry_every_s", float, 900.0, lo=1.0, hi=86400.0),
-        "state_every_s": root.get("state_every_s", float, 300.0, lo=10.0, hi=86400.0),
+        "state_every_s": root.get("state_every_s", float, 900.0, lo=10.0, hi=86400.0),
         "wdt_ms": root.get("wdt_ms", int, 8000, lo=0, hi=60000),
+        "sync_wait_ms": root.get("sync_wait_ms", int, 10000, lo=0, hi=600000),
         "state_dir": root.get("state_dir", str, "/"),
         "queue_max": root.get("queue_max", int, 64, lo=4, hi=4096),
         "clock": {"mode": "real"},

@@ -14,7 +14,9 @@ A frame is acknowledged only after its records went through the callbacks, which
 to the outbox before returning: an ack means "durable on the host", the same guarantee
 the outbox gives the agent's own events. A corrupt frame is answered with a NAK (the MCU
 retransmits at once); a duplicate (our ack was lost) is acked again and not delivered.
-If the port disappears (USB unplugged, MCU reset) the source reopens it with back-off.
+The ack of the MCU's hello carries the host's clock (``{"t": ...}``): a board has no
+calendar time at power-up. If the port disappears (USB unplugged, MCU reset) the source
+reopens it with back-off.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Callable
 import serial
 
 from agent.backoff import Backoff
-from agent.bridge.framing import T_HELLO, T_NAK, FrameReader, Receiver, encode
+from agent.bridge.framing import T_ACK, T_HELLO, T_NAK, FrameReader, Receiver, encode
 from agent.model import ALERT_KINDS, Event, Health, Reading
 
 log = logging.getLogger("loadwatch.bridge")
@@ -114,6 +116,9 @@ class BridgeSource:
         for ftype, seq, payload in frames:
             self.stats["frames"] += 1
             deliver, reply = self.receiver.accept(ftype, seq)
+            if ftype == T_HELLO:
+                # The hello's ack carries our clock: the MCU has no calendar time at boot.
+                reply = encode(T_ACK, seq, json.dumps({"t": self.clock.now()}).encode())
             if deliver:
                 self._deliver(ftype, payload)
             elif reply:

@@ -110,6 +110,7 @@ class App:
             from uplink_serial import SerialUplink
 
             self.uplink = SerialUplink(open_uart(cfg["link"]), cfg["link"], self.queue)
+            self.uplink.on_time = self.clock.set
         self.polls = 0
         self.sample_us = 0
         self.last_save = self.clock.now()
@@ -181,10 +182,28 @@ class App:
         if self.wdt is not None:
             self.wdt.feed()
 
+    def wait_for_time(self):
+        """No polling before the clock holds calendar time (see devclock.py)."""
+        next_ntp = time.ticks_ms()
+        give_up = time.ticks_add(next_ntp, int(self.cfg.get("sync_wait_ms", 10000)))
+        kind = self.cfg.get("uplink", "serial")
+        while not self.clock.synced:
+            if time.ticks_diff(time.ticks_ms(), give_up) >= 0 and self.clock.plausible():
+                print("clock: no time from the %s uplink; using the board's" % kind)
+                break
+            self.feed()
+            if kind == "mqtt" and time.ticks_diff(time.ticks_ms(), next_ntp) >= 0:
+                self.clock.ntp()
+                next_ntp = time.ticks_add(time.ticks_ms(), 30000)
+            self.uplink.service()
+            time.sleep_ms(10)
+
     def run(self):
         info = {"k": "hello", "fw": VERSION, "boots": self.boots, "restored": self.restored,
                 "meters": [m.id for m in self.meters], "t": self.clock.now()}
         self.uplink.start(info)
+        self.wait_for_time()
+        self.last_save = self.clock.now()
         stop_at = self.cfg.get("stop_at")
         now = self.clock.now()
         for m in self.meters:
@@ -220,7 +239,11 @@ class App:
         close = getattr(self.uplink, "close", None)
         if close is not None:
             close()
-        print("stopped: polls=%d uplink=%s" % (self.polls, json.dumps(self.uplink.stats())))
+        bus = {"requests": self.master.requests, "errors": self.master.errors,
+               "de_rises": getattr(self.de, "rises", -1), "sample_us": self.sample_us
+               // max(1, self.polls), "flash_writes": self.store.writes}
+        print("stopped: polls=%d uplink=%s bus=%s" % (self.polls, json.dumps(
+            self.uplink.stats()), json.dumps(bus)))
 
 
 def load_config(path):

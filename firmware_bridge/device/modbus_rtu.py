@@ -17,7 +17,7 @@ import time
 
 class ModbusError(Exception):
     def __init__(self, kind, message, code=0):
-        Exception.__init__(self, message)
+        super().__init__(message)
         self.kind = kind
         self.code = code
 

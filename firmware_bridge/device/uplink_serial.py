@@ -5,10 +5,12 @@ outstanding, retransmitted on a NAK at once or after ``ack_ms`` without an ack, 
 wait doubling up to ``ack_max_ms`` while the host stays silent (bounded retry: the link
 is never flooded, and nothing is given up). A frame batches records up to ``batch_bytes``.
 
-What goes up: every reading (the host runs them through its own pipeline, so its
-telemetry and score topics are the agent's own), the MCU's alert events and health
-changes. Alerts and health wait in the on-flash queue until acknowledged, so a reboot
-before the ack does not lose them; readings wait in RAM (bounded, oldest dropped first).
+The host answers the hello with its UNIX time in the ack, which sets the MCU's clock
+(a board has no calendar time at power-up). What goes up: every reading (the host runs
+them through its own pipeline, so its telemetry and score topics are the agent's own),
+the MCU's alert events and health changes. Alerts and health wait in the on-flash
+queue until acknowledged, so a reboot before the ack does not lose them; readings wait
+in RAM (bounded, oldest dropped first).
 """
 
 import json
@@ -38,6 +40,7 @@ class SerialUplink:
         self.naks = 0
         self.dropped = 0
         self.acked = 0
+        self.on_time = None  # called with the host's UNIX time from the hello's ack
 
     # ------------------------------------------------------------ what to send
 
@@ -113,6 +116,11 @@ class SerialUplink:
                 if self.out is None:
                     continue
                 if ftype == T_ACK and seq == self.out_seq:
+                    if seq == 0 and _payload and self.on_time is not None:
+                        try:
+                            self.on_time(float(json.loads(_payload)["t"]))
+                        except (ValueError, KeyError, TypeError):
+                            pass
                     self._acked()
                 elif ftype == T_NAK:
                     self.naks += 1

@@ -12,8 +12,10 @@ import json
 import os
 import time
 
+from agent.bridge.source import BridgeSource
+from agent.clock import Clock
 from agent.config import load_text
-from agent.model import Event, Reading
+from agent.model import Q_TIMEOUT, Event, Reading
 from agent.policy import Policy
 from agent.runtime import Agent
 from agent.signature import Detector
@@ -69,7 +71,6 @@ def test_mcu_over_serial_bridge_raises_the_agents_alert(tmp_path, micropython_bi
         finally:
             recorder.stop()
     device_log, mcu_events, pipeline_events, readings, source_stats, relay = result
-    print(device_log[-600:], source_stats, [(e.kind, e.id) for e in mcu_events])
     # The MCU caught the miner, and the agent scoring the same readings with the CPython
     # core decided exactly the same alert (kind, stable alert id, message id, score).
     raised = [e for e in mcu_events if e.kind == "raised"]
@@ -94,10 +95,13 @@ def test_mcu_over_serial_bridge_raises_the_agents_alert(tmp_path, micropython_bi
     assert source_stats["corrupt"] >= 1 and source_stats["naks"] >= 1
     stopped = [ln for ln in device_log.splitlines() if ln.startswith("stopped:")]
     assert stopped, device_log
-    up = json.loads(stopped[-1].split("uplink=", 1)[1])
+    up = json.loads(stopped[-1].split("uplink=", 1)[1].split(" bus=")[0])
     assert up["naks"] >= 1 and up["retransmits"] >= 1
     polls = int(stopped[-1].split("polls=")[1].split()[0])
     assert polls == len(readings)
+    # The RS-485 driver was enabled once per request (and released for every reply).
+    bus = json.loads(stopped[-1].split(" bus=", 1)[1])
+    assert bus["de_rises"] == bus["requests"] >= polls
     # The broker got the alert once (the second copy has the same id: dropped).
     assert [a["payload"]["alert_id"] for a in alerts if a["payload"]["kind"] == "raised"] \
         == [raised[0].alert_id]
@@ -147,3 +151,60 @@ async def _scenario(tmp_path, micropython_bin, broker_port: int):
         await rig.stop()
     source = agent._pollers["mcu"]
     return device.log(), mcu_events, pipeline_events, readings, dict(source.stats), relay
+
+
+def test_real_clock_from_the_host_and_a_dead_meter_does_not_stall_the_other(
+        tmp_path, micropython_bin, arun):
+    """Real-time mode, as on a board: the MCU takes calendar time from the host's ack of
+    its hello; unit 2 never answers (no such meter on the bus): it is reported down with
+    timeouts and backs off, while unit 1 keeps its poll rate."""
+    readings: list[Reading] = []
+    health = []
+
+    async def scenario():
+        relay = await PtyRelay(tmp_path).start()
+        cfg = device_config(tmp_path, "serial", str(tmp_path / "rs485"), relay.device_port,
+                            poll_s=0.25)
+        cfg["rs485"].update(timeout_ms=60, retries=0, backoff_max_s=2.0)
+        dead = dict(cfg["meters"][0], id="m2", unit=2)
+        cfg["meters"].append(dead)
+        cfg["stop_at"] = T0 + 4.0
+        fw = tmp_path / "fw"
+        from firmware_bridge.build import build
+
+        build("unix", device_config=cfg, out=fw)
+        clock = Clock(speed=1.0, t0=T0)  # the host's calendar: 2026-01-01
+        rig = await MeterRig(miner_load(), clock).start()
+        os.symlink(rig.port, tmp_path / "rs485")
+        bus = load_text(AGENT_TOML.format(state_dir=tmp_path / "agent", port=1883,
+                                          link=relay.host_port)
+                        + '[[meters]]\nid = "m2"\nbus = "mcu"\n', "t").buses[0]
+        source = BridgeSource(bus, clock, readings.append, lambda ev: None, health.append)
+        task = asyncio.create_task(source.run())
+        device = Device(micropython_bin, fw, tmp_path / "device.log")
+        try:
+            await device.start()
+            code = await device.wait(30.0)
+            assert code == 0, device.log()
+            await asyncio.sleep(0.2)
+        finally:
+            await device.kill()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await relay.stop()
+            await rig.stop()
+        return device.log()
+
+    log = arun(scenario(), 60.0)
+    m1 = [r for r in readings if r.meter == "m1"]
+    m2 = [r for r in readings if r.meter == "m2"]
+    assert "clock set to 17672256" in log, log
+    assert m1 and all(T0 <= r.t < T0 + 4.5 for r in m1), [r.t for r in m1[:3]]
+    assert all(r.scorable and r.values["p_w"] > 100 for r in m1)
+    # unit 1 polled about every 0.25 s for ~4 s despite unit 2's timeouts and back-off
+    assert len(m1) >= 10, log
+    assert m2 and all(r.quality & Q_TIMEOUT for r in m2)
+    assert len(m2) < len(m1)
+    downs = [h for h in health if h.meter == "m2"]
+    assert downs and downs[-1].state in ("degraded", "down")
+    assert downs[-1].errors.get("timeout", 0) >= 1
