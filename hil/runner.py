@@ -233,6 +233,7 @@ class _Observer:
         self.sc = sc
         self.emitted: dict[str, Event] = {}  # id -> critical event (alerts, health)
         self.poll_times: dict[str, list[float]] = {}
+        self.poll_ok: dict[str, list[bool]] = {}
         self.errors: dict[str, int] = {}
         self.flags: dict[str, dict[str, int]] = {}
         self.scored_bad = 0
@@ -255,6 +256,7 @@ class _Observer:
             original(raw)
             self.polls += 1
             self.poll_times.setdefault(raw.meter, []).append(raw.t)
+            self.poll_ok.setdefault(raw.meter, []).append(raw.ok)
             if raw.error_kind:
                 self.errors[raw.error_kind] = self.errors.get(raw.error_kind, 0) + 1
             if pipeline is None or pipeline.last_reading is None:
@@ -283,14 +285,20 @@ class _Observer:
             worst = gap if worst is None else max(worst, gap)
         return worst
 
+    def _gaps(self) -> list[float]:
+        """Gaps after a successful poll: a gap after a failure is the back-off, by design."""
+        out = []
+        for meter, ts in self.poll_times.items():
+            ok = self.poll_ok[meter]
+            out.extend(b - a for a, b, good in zip(ts, ts[1:], ok) if good)
+        return out
+
     def max_gap_s(self) -> float | None:
-        gaps = [b - a for ts in self.poll_times.values() for a, b in zip(ts, ts[1:])]
+        gaps = self._gaps()
         return max(gaps) if gaps else None
 
     def effective_poll_s(self) -> float | None:
-        gaps = []
-        for ts in self.poll_times.values():
-            gaps.extend(b - a for a, b in zip(ts, ts[1:]))
+        gaps = self._gaps()
         return statistics.median(gaps) if gaps else None
 
 
@@ -733,7 +741,7 @@ def _header(sc: Scenario, rep: Report, obs: _Observer, data_dir: Path | None,
             rep.slowdowns, "" if rep.slowdowns == 1 else "s")
     out.append("timeline: %.1f simulated days in %.1f s real (x%.0f asked, x%.0f mean%s)" % (
         sc.days, rep.real_s, sc.speed, mean_speed, slowed))
-    out.append("polls: every %gs asked, %s median, %s longest gap" % (
+    out.append("polls: every %gs asked, %s median, %s longest gap after a good poll" % (
         sc.poll_s, "%.0fs" % eff if eff is not None else "n/a",
         "%.0fs" % obs.max_gap_s() if obs.max_gap_s() is not None else "n/a"))
     for m in sc.meters:
