@@ -124,6 +124,14 @@ def bundles(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+@pytest.fixture
+def bundle_builder(tmp_path):
+    """bundle_builder(python_version) -> a bundle of this tree for that Python."""
+    def build(pyver: str) -> Path:
+        return build_bundle(ROOT, tmp_path / "out", pyver, _no_isolation_builder())
+    return build
+
+
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory) -> Path:
     """CA, broker, two gateways of two sites and a utility, minted by deploy/mkcert.sh."""

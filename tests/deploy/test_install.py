@@ -296,3 +296,22 @@ def test_damaged_bundle_is_refused(tmp_path, bundles, gateway_python):
     assert proc.returncode == 1, proc.output
     assert "checksums do not match" in proc.output
     assert not g.path("/opt/loadwatch").exists()
+
+
+
+def test_bundle_for_another_python_is_refused(tmp_path, gateway_python, bundle_builder):
+    """A technician who built for the wrong Python is told which one to build for, before
+    anything is touched."""
+    have = subprocess.run([gateway_python, "-c",
+                           "import sys; print('%d.%d' % sys.version_info[:2])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    other = "3.12" if have != "3.12" else "3.11"
+    bundle = bundle_builder(other)
+    _seed_root(tmp_path / "root")
+    g = Gateway(tmp_path / "root", tmp_path / "none.toml", gateway_python)
+    proc = g.run("install.sh", "--bundle", str(bundle))
+    assert proc.returncode == 1, proc.output
+    assert "bundle is for Python %s, this gateway has %s" % (other, have) in proc.output
+    assert "--python-version %s" % have in proc.output
+    assert not g.path("/opt/loadwatch").exists()
+    assert "loadwatch" not in g.path("/etc/passwd").read_text()
