@@ -295,25 +295,27 @@ class Publisher:
     # ----------------------------------------------------------------- thread
 
     def _main(self) -> None:
-        try:
-            while not self._stopping:
+        while not self._stopping:
+            try:
                 client = self._connect()
-                if client is None:
-                    if self._stopping:
-                        break
-                    delay = self.backoff.failure()
-                    log.info("reconnecting to %s:%d in %.1f s", self.broker.host,
-                             self.broker.port, delay)
-                    self._stop_evt.wait(delay)
+                if client is not None:
+                    self.backoff.success()
+                    try:
+                        self._serve(client)
+                    finally:
+                        self._drop_connection(client)
                     continue
-                self.backoff.success()
-                try:
-                    self._serve(client)
-                finally:
-                    self._drop_connection(client)
-        except Exception:
-            log.exception("publisher thread crashed")
-            raise
+            except Exception as e:
+                # Never a dead publisher: whatever went wrong, the outbox still has every
+                # message; log it, back off and connect afresh.
+                log.exception("publisher error")
+                self._fail("io", "publisher error: %s" % e)
+            if self._stopping:
+                break
+            delay = self.backoff.failure()
+            log.info("reconnecting to %s:%d in %.1f s", self.broker.host, self.broker.port,
+                     delay)
+            self._stop_evt.wait(delay)
 
     def _new_client(self) -> mqtt.Client:
         v5 = self.protocol == 5
@@ -445,13 +447,18 @@ class Publisher:
                     pass
             except (BlockingIOError, OSError):
                 pass
-        if sock in r or pending:
-            if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+        try:
+            if sock in r or pending:
+                if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+                    return False
+            if sock in w and client.socket() is not None:
+                if client.loop_write() != mqtt.MQTT_ERR_SUCCESS:
+                    return False
+            if client.loop_misc() != mqtt.MQTT_ERR_SUCCESS:
                 return False
-        if sock in w and client.socket() is not None:
-            if client.loop_write() != mqtt.MQTT_ERR_SUCCESS:
-                return False
-        if client.loop_misc() != mqtt.MQTT_ERR_SUCCESS:
+        except Exception as e:  # a malformed packet or a dying socket: reconnect
+            self._fail("io", "connection to broker %s:%d failed: %s"
+                       % (self.broker.host, self.broker.port, e))
             return False
         return client.socket() is not None and not self._closed
 

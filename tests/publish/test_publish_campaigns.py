@@ -81,7 +81,9 @@ def _broker_campaign(tmp_path, subscribers, capsys, name, outage):
             prod.halt.set()
             prod.join()
             assert wait(lambda: ob.stats()["pending"] == 0), ob.stats()
-            assert sub.wait_for(lambda s: all(i in s.ids for i in prod.raised), 15)
+            ok = sub.wait_for(lambda s: all(i in s.ids for i in prod.raised), 15)
+            assert ok, ("missing", [(n, i) for n, i in enumerate(prod.raised)
+                                    if i not in sub.ids], len(prod.raised))
         finally:
             prod.halt.set()
             if prod.is_alive():

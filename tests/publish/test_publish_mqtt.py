@@ -291,3 +291,14 @@ def test_commands_are_answered_and_bad_ones_change_nothing(broker, subscribers, 
         req.stop()
         pub.stop(2)
         ob.close()
+
+
+def test_tls_insecure_skip_verify_connects_without_a_matching_ca(tls_broker, pki, tmp_path):
+    settings = broker_settings(tls_broker.port, tls=True, ca_file=pki["rogue_ca"],
+                               insecure_skip_verify=True)
+    pub, ob, _c = start_publisher(settings, tmp_path / "o.db")
+    try:
+        assert pub.connected.wait(10), pub.last_error
+    finally:
+        pub.stop(1)
+        ob.close()
