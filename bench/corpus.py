@@ -234,8 +234,8 @@ class Home:
         self.index = index
 
 
-def _homes(data_dir: Path | None, seed: int, synthetic_homes: int = 12,
-           synthetic_days: float = 200.0) -> tuple[list[Home], bool]:
+def _homes(data_dir: Path | None, seed: int, split: str = "all", limit: int | None = None,
+           synthetic_homes: int = 12, synthetic_days: float = 200.0) -> tuple[list[Home], bool]:
     """SGSC homes (+ the UCI house) when the data is there, else synthetic households."""
     if data_dir is not None and (Path(data_dir) / SGSC_FILE).is_file():
         series = read_sgsc(data_dir)
@@ -251,6 +251,10 @@ def _homes(data_dir: Path | None, seed: int, synthetic_homes: int = 12,
     t0 = 1704067200.0 - 10 * 3600.0  # 2024-01-01 local midnight at UTC+10
     t = t0 + 1800.0 * np.arange(int(synthetic_days * 48))
     for i in range(synthetic_homes):
+        if split != "all" and (i % 2 == 0) != (split == "tune"):
+            continue
+        if limit is not None and len(homes) >= limit:
+            break
         h = SyntheticHousehold(seed=seed * 7919 + i, tz_hours=10.0)
         p, _ = load_means(h, t, 1800.0)
         homes.append(Home("synthetic-%02d" % i, t.copy(), p, None, 1800.0, 10.0,
@@ -299,7 +303,7 @@ def build_corpus(data_dir: str | Path | None = "../shared/data", split: str = "t
     if split not in SPLITS:
         raise ValueError("split must be one of %s" % ", ".join(SPLITS))
     data = Path(data_dir) if data_dir is not None else None
-    all_homes, real = _homes(data, seed)
+    all_homes, real = _homes(data, seed, split, max_homes)
     homes = [h for h in all_homes if split == "all" or h.split == split]
     if max_homes is not None:
         homes = homes[:max_homes]
