@@ -144,6 +144,11 @@ def replay_main(args: argparse.Namespace) -> int:
         return 2
     try:
         detector_settings, policy_settings = _settings(args)
+        from agent.policy import Policy
+        from agent.signature import Detector
+
+        Detector(detector_settings)  # settings the core rejects are a usage error, not a crash
+        Policy("check", policy_settings)
     except ValueError as e:  # ConfigError is a ValueError
         print("loadwatch replay: %s" % e, file=err)
         return 2
@@ -155,9 +160,6 @@ def replay_main(args: argparse.Namespace) -> int:
     except OSError as e:
         print("loadwatch replay: %s: cannot read: %s" % (name, e.strerror or e), file=err)
         return 2
-
-    from agent.policy import Policy
-    from agent.signature import Detector
 
     out = sys.stdout
     meters: dict[str, _Meter] = {}

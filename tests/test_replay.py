@@ -138,6 +138,10 @@ def test_config_settings_are_used(tmp_path: Path, capsys: pytest.CaptureFixture)
     bad.write_text("[policy]\nraise_att = 50\n")
     rc, _, err = run(capsys, str(GOLDEN / "street-s9" / "input.csv"), "--config", str(bad))
     assert rc == 2 and "raise_att" in err
+    odd = tmp_path / "odd.toml"
+    odd.write_text("[detector]\nslot_s = 7.0\n")  # a valid number the core rejects
+    rc, _, err = run(capsys, str(GOLDEN / "street-s9" / "input.csv"), "--config", str(odd))
+    assert rc == 2 and "slot_s" in err
 
 
 def test_gzip_input_matches_plain(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
