@@ -40,7 +40,16 @@ for d in %r:
     except OSError:
         pass
 """
-_PROBE = "import sys; print(sys.implementation._mpy & 0xff, sys.platform)"
+# mpy version, platform, and whether floats are 64-bit (1.0 still visible next to a
+# 2026 UNIX time: false with the 32-bit floats of stock ESP32/RP2040 builds).
+_PROBE = ("import sys; x = 1767225600.0; "
+          "print(sys.implementation._mpy & 0xff, sys.platform, int(x + 1.0 != x))")
+FLOAT32_WARNING = (
+    "WARNING: this board's MicroPython uses 32-bit floats: UNIX timestamps resolve to "
+    "~128 s there and the detector's figures will not match the agent's. For results "
+    "that match, build MicroPython with double-precision floats (ESP32: `make "
+    "BOARD=ESP32_GENERIC MICROPY_FLOAT_IMPL=double`; RP2040: set MICROPY_FLOAT_IMPL to "
+    "MICROPY_FLOAT_IMPL_DOUBLE in the board's mpconfigboard.h) and flash that first.")
 
 
 class FlashError(RuntimeError):
@@ -130,6 +139,8 @@ def flash(build_dir: str | Path, port: str, mpremote: str | None = None, reset: 
     out = f.run("probe", "exec", _PROBE).split()
     log("board at %s: MicroPython mpy v%s on %s" % (port, out[0] if out else "?",
                                                    out[1] if len(out) > 1 else "?"))
+    if len(out) > 2 and out[2] == "0":
+        log(FLOAT32_WARNING)
     mpy_version = _mpy_version(build, files)
     if out and mpy_version is not None and out[0].isdigit() and int(out[0]) != mpy_version:
         raise FlashError("the board's MicroPython loads .mpy v%s but this build is v%d: "

@@ -140,6 +140,10 @@ class BridgeSource:
             self.stats["hellos"] += 1
             self.last_hello = body if isinstance(body, dict) else {"raw": body}
             log.info("bridge %s: MCU hello %s", self.bus.name, self.last_hello)
+            if self.last_hello.get("float_bits") == 32:
+                log.warning("bridge %s: the MCU runs MicroPython with 32-bit floats; its "
+                            "alerts will not match this agent's (see README, firmware)",
+                            self.bus.name)
             return
         for rec in body if isinstance(body, list) else [body]:
             try:

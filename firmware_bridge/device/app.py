@@ -23,6 +23,10 @@ from modbus_rtu import ModbusError, RtuMaster
 from store import AlertQueue, Store
 
 VERSION = "0.1.0"
+# Stock ESP32/RP2040 builds use 32-bit floats: a 2026 UNIX time then moves in 128 s
+# steps. The app still runs, but says so loudly (hello, status, console).
+_X = 1767225600.0
+FLOAT_BITS = 64 if _X + 1.0 != _X else 32
 STATE_FILE = "state.json"
 STATE_VERSION = 1
 
@@ -117,7 +121,7 @@ class App:
 
     def status_extra(self):
         return {"version": VERSION, "meters": len(self.meters), "firmware": "micropython",
-                "boots": self.boots}
+                "boots": self.boots, "float_bits": FLOAT_BITS}
 
     # ------------------------------------------------------------ state
 
@@ -200,7 +204,11 @@ class App:
 
     def run(self):
         info = {"k": "hello", "fw": VERSION, "boots": self.boots, "restored": self.restored,
-                "meters": [m.id for m in self.meters], "t": self.clock.now()}
+                "meters": [m.id for m in self.meters], "t": self.clock.now(),
+                "float_bits": FLOAT_BITS}
+        if FLOAT_BITS == 32:
+            print("WARNING: 32-bit floats: timestamps resolve to ~128 s; use a "
+                  "double-precision MicroPython build (see README)")
         self.uplink.start(info)
         self.wait_for_time()
         self.last_save = self.clock.now()

@@ -51,8 +51,22 @@ class MqttUplink:
         self.client.set_last_will(topic, payload, retain=True, qos=1)
         self.service()
 
+    def _probe(self):
+        """TCP reachability with a timeout first: umqtt.simple's own connect() has none,
+        and an unreachable broker would block it past the watchdog."""
+        import socket
+
+        addr = socket.getaddrinfo(self.client.server, self.client.port)[0][-1]
+        s = socket.socket()
+        try:
+            s.settimeout(self.timeout_s)
+            s.connect(addr)
+        finally:
+            s.close()
+
     def _connect(self):
         try:
+            self._probe()
             self.client.timeout = self.timeout_s
             self.client.connect()
             sock = getattr(self.client, "sock", None)
