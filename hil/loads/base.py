@@ -30,11 +30,31 @@ def mix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
+_SEED_MIX: dict[int, int] = {}
+
+
+def _seed_mix(seed: int) -> int:
+    h = _SEED_MIX.get(seed)
+    if h is None:
+        h = mix64(seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019)
+        if len(_SEED_MIX) > 4096:
+            _SEED_MIX.clear()
+        _SEED_MIX[seed] = h
+    return h
+
+
 def hash_u01(seed: int, *keys: int) -> float:
-    """A uniform number in [0, 1) determined only by ``seed`` and the integer ``keys``."""
-    h = mix64(seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019)
+    """A uniform number in [0, 1) determined only by ``seed`` and the integer ``keys``.
+
+    The SplitMix64 rounds are inlined (this is the hot spot of every model); the seed's
+    own mix is memoised (a pure function, so the cache cannot change any value).
+    """
+    h = _seed_mix(seed)
     for k in keys:
-        h = mix64(h ^ ((k * 0xD1B54A32D192ED03) & M64))
+        x = h ^ ((k * 0xD1B54A32D192ED03) & M64)
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
+        h = x ^ (x >> 31)
     return (h >> 11) * (1.0 / 9007199254740992.0)
 
 
@@ -45,6 +65,21 @@ def hash_normal(seed: int, *keys: int) -> float:
     return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(2.0 * math.pi * u2)
 
 
+_KNOTS: dict[tuple[int, int], float] = {}
+
+
+def _knot(seed: int, k: int) -> float:
+    """Value-noise knot in [-1, 1) (memoised: a pure function of its arguments)."""
+    key = (seed, k)
+    v = _KNOTS.get(key)
+    if v is None:
+        v = 2.0 * hash_u01(seed, 77, k) - 1.0
+        if len(_KNOTS) > 8192:
+            _KNOTS.clear()
+        _KNOTS[key] = v
+    return v
+
+
 def smooth_noise(seed: int, t: float, period: float) -> float:
     """Value noise in about [-1, 1]: hashed knots every ``period`` s, cosine-interpolated.
 
@@ -53,8 +88,8 @@ def smooth_noise(seed: int, t: float, period: float) -> float:
     x = t / period
     k = math.floor(x)
     f = x - k
-    a = 2.0 * hash_u01(seed, 77, int(k)) - 1.0
-    b = 2.0 * hash_u01(seed, 77, int(k) + 1) - 1.0
+    a = _knot(seed, k)
+    b = _knot(seed, k + 1)
     w = 0.5 - 0.5 * math.cos(math.pi * f)
     return a + (b - a) * w
 

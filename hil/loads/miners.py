@@ -94,6 +94,7 @@ class Miner(Load):
         self.description = description or "%s %.0f W (%s)" % (kind, self.rated_w, schedule)
         # A fixed phase for the duty cycle, so two seeds do not switch in lockstep.
         self._duty_phase = hash_u01(self.seed, 11) * (self.duty_on_s + self.duty_off_s)
+        self._restarts: dict[int, tuple[float, float] | None] = {}
 
     # -- evasion: the fraction of the unit running at t (0..1)
     def running_fraction(self, t: float) -> float:
@@ -127,14 +128,25 @@ class Miner(Load):
         if self.restarts_per_day <= 0.0:
             return False
         hour = math.floor(t / 3600.0)
-        p = self.restarts_per_day / 24.0
         for k in (hour, hour - 1):
-            if hash_u01(self.seed, 21, k) < p:
-                begin = k * 3600.0 + hash_u01(self.seed, 22, k) * 3600.0
-                length = 120.0 + 300.0 * hash_u01(self.seed, 23, k)
-                if begin <= t < begin + length:
-                    return True
+            r = self._restart(k)
+            if r is not None and r[0] <= t < r[1]:
+                return True
         return False
+
+    def _restart(self, hour: int) -> tuple[float, float] | None:
+        """The reboot starting in this hour, if any: (begin, end). Memoised (pure)."""
+        cache = self._restarts
+        if hour in cache:
+            return cache[hour]
+        r = None
+        if hash_u01(self.seed, 21, hour) < self.restarts_per_day / 24.0:
+            begin = hour * 3600.0 + hash_u01(self.seed, 22, hour) * 3600.0
+            r = (begin, begin + 120.0 + 300.0 * hash_u01(self.seed, 23, hour))
+        if len(cache) > 512:
+            cache.clear()
+        cache[hour] = r
+        return r
 
     def power(self, t: float) -> tuple[float, float]:
         frac = self.running_fraction(t)
