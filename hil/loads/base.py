@@ -190,6 +190,11 @@ class Window(Load):
     """A load switched on only in [start, end) (UNIX s; None = unbounded): "miner from day 5"."""
 
     def __init__(self, load: Load, start: float | None = None, end: float | None = None):
+        # A model that keeps time from its own onset (a miner's ramp-up) and was built
+        # without one takes the window's start: Window(miner, day 5) ramps from day 5.
+        if start is not None and getattr(load, "start", 0.0) is None \
+                and hasattr(load, "with_start"):
+            load = load.with_start(start)
         self.load = load
         self.start = start
         self.end = end

@@ -34,6 +34,7 @@ so no single big step appears).
 
 from __future__ import annotations
 
+import copy
 import math
 
 from hil.loads.base import (
@@ -95,6 +96,13 @@ class Miner(Load):
         # A fixed phase for the duty cycle, so two seeds do not switch in lockstep.
         self._duty_phase = hash_u01(self.seed, 11) * (self.duty_on_s + self.duty_off_s)
         self._restarts: dict[int, tuple[float, float] | None] = {}
+
+    def with_start(self, start: float) -> Miner:
+        """A copy switched on at ``start`` (used by Window when the miner had no onset)."""
+        m = copy.copy(self)
+        m.start = start
+        m._restarts = {}
+        return m
 
     # -- evasion: the fraction of the unit running at t (0..1)
     def running_fraction(self, t: float) -> float:
@@ -174,6 +182,10 @@ class Farm(Load):
         self.kind = "farm"
         self.description = description or "farm %.1f kW, %d units (%s)" % (
             self.rated_w / 1000.0, len(units), self.schedule)
+
+    def with_start(self, start: float) -> Farm:
+        """A copy whose units are all switched on at ``start``."""
+        return Farm([u.with_start(start) for u in self.units], self.description)
 
     def power(self, t: float) -> tuple[float, float]:
         sp = sq = 0.0

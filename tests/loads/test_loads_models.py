@@ -179,6 +179,10 @@ def test_evasion_schedules() -> None:
     daily = [ramp.power(start + d * DAY + 43200.0)[0] for d in range(8)]
     assert daily == sorted(daily) and daily[0] < 0.3 * daily[-1]
     assert all(m.power(start - 1.0) == (0.0, 1.0) for m in (night, duty, ramp))
+    # a ramp built without an onset (scenarios) ramps from the Window that switches it on
+    late = Window(make_miner("gpu", schedule="ramp", noise=0.0, restarts_per_day=0.0),
+                  start + 10 * DAY)
+    assert late.power(start + 10 * DAY + 3600.0)[0] < 0.3 * late.power(start + 20 * DAY)[0]
     with pytest.raises(ValueError):
         antminer_s9(schedule="sometimes")
 
