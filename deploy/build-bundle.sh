@@ -136,11 +136,14 @@ NAME=loadwatch-$VERSION-py$PYVER-$ARCH
 B=$WORK/$NAME
 mkdir -p "$B/systemd" "$B/config" "$B/mosquitto"
 mv "$WORK/wheels" "$B/wheels"
-install -m 0755 "$HERE/install.sh" "$HERE/uninstall.sh" "$B/"
-install -m 0644 "$HERE/systemd/loadwatch.service" "$B/systemd/"
-install -m 0644 "$HERE/loadwatch.example.toml" "$B/config/"
-install -m 0644 "$HERE"/mosquitto/* "$B/mosquitto/"
-install -m 0755 "$HERE/mkcert.sh" "$B/mosquitto/"
+# The deploy files of the tree being bundled (--source), so a release ships its own.
+D=$SOURCE/deploy
+[ -f "$D/install.sh" ] || D=$HERE
+install -m 0755 "$D/install.sh" "$D/uninstall.sh" "$B/"
+install -m 0644 "$D/systemd/loadwatch.service" "$B/systemd/"
+install -m 0644 "$D/loadwatch.example.toml" "$B/config/"
+install -m 0644 "$D"/mosquitto/* "$B/mosquitto/"
+install -m 0755 "$D/mkcert.sh" "$B/mosquitto/"
 {
     echo "name=loadwatch"
     echo "version=$VERSION"

@@ -252,6 +252,8 @@ sed -e "s,/opt/loadwatch,$PREFIX,g" -e "s,/etc/loadwatch,$ETC,g" \
     -e "s,/var/lib/loadwatch,$STATE,g" -e "s,^User=loadwatch,User=$SVC_USER," \
     -e "s,^Group=loadwatch,Group=$SVC_USER," "$B/systemd/loadwatch.service" >"$UNIT_SRC"
 ensure_dir "$UNIT_R" 0755 system
+UNIT_OLD=$WORK/loadwatch.service.old   # for a rollback
+[ ! -f "$UNIT_R/loadwatch.service" ] || cp -p "$UNIT_R/loadwatch.service" "$UNIT_OLD"
 UNIT_CHANGED=$CHANGED; CHANGED=0
 put "$UNIT_SRC" "$UNIT_R/loadwatch.service" 0644 system
 UNIT_WRITTEN=$CHANGED; CHANGED=$((UNIT_CHANGED | CHANGED))
@@ -293,7 +295,7 @@ switch_to() {  # atomic: a new symlink renamed over the old one
 
 SWITCHED=0
 OLD_PREVIOUS=""; [ -L "$PREFIX_R/previous" ] && OLD_PREVIOUS=$(readlink "$PREFIX_R/previous")
-# rollback: back to the release that ran before, with its config and "previous" link.
+# rollback: back to the release that ran before, with its config, unit and "previous" link.
 rollback() {
     switch_to "$CURRENT"
     [ ! -f "$CONF.bak" ] || [ -z "$STAGED" ] || cp -p "$CONF.bak" "$CONF"
@@ -301,6 +303,10 @@ rollback() {
         ln -sfn "$OLD_PREVIOUS" "$PREFIX_R/.previous.new" && mv -T -f "$PREFIX_R/.previous.new" "$PREFIX_R/previous"
     else
         rm -f "$PREFIX_R/previous"
+    fi
+    if [ "$UNIT_WRITTEN" = 1 ]; then
+        if [ -f "$UNIT_OLD" ]; then cp -p "$UNIT_OLD" "$UNIT_R/loadwatch.service"; else rm -f "$UNIT_R/loadwatch.service"; fi
+        if systemd_up; then systemctl daemon-reload || true; fi
     fi
     rm -rf "$REL"
 }

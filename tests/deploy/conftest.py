@@ -29,6 +29,7 @@ def load(path):  # test build: this version rejects every config
     raise ConfigError("", "this build rejects every config", str(path))
 '''
 # Appended to agent/cli.py of the "crashes" build: the agent dies right after starting.
+# That build also ships a changed unit file, which a rollback must put back.
 CRASH_ON_RUN = '''
 
 def cmd_run(args):  # test build: dies at start, as a release with a broken import would
@@ -110,7 +111,8 @@ def bundles(tmp_path_factory) -> dict[str, Path]:
     variants = {
         "upgrade": ("999.0.1", {}),
         "rejects": ("999.0.2", {"agent/config.py": REJECT_ALL}),
-        "crashes": ("999.0.3", {"agent/cli.py": CRASH_ON_RUN}),
+        "crashes": ("999.0.3", {"agent/cli.py": CRASH_ON_RUN,
+                                "deploy/systemd/loadwatch.service": "# changed in 999.0.3\n"}),
     }
     sources = {"base": ROOT}  # built straight from the work tree, as a technician would
     for name, (version, patches) in variants.items():

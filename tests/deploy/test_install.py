@@ -235,6 +235,7 @@ def test_upgrade_rejecting_the_config_rolls_back(gw, bundles):
 def test_upgrade_that_dies_at_start_rolls_back(gw, bundles):
     before = gw.current()
     previous = os.readlink(gw.path("/opt/loadwatch/previous"))
+    unit = gw.path("/etc/systemd/system/loadwatch.service").read_text()
     proc = gw.run("install.sh", "--upgrade", "--bundle", str(bundles["crashes"]),
                   "--start-check", "5")
     assert proc.returncode == 1, proc.output
@@ -242,6 +243,8 @@ def test_upgrade_that_dies_at_start_rolls_back(gw, bundles):
     assert "rolled back to" in proc.output
     assert gw.current() == before
     assert os.readlink(gw.path("/opt/loadwatch/previous")) == previous
+    assert "wrote %s" % gw.path("/etc/systemd/system/loadwatch.service") in proc.output
+    assert gw.path("/etc/systemd/system/loadwatch.service").read_text() == unit
     assert not any(r.startswith("999.0.3-") for r in gw.releases())
     # The rolled-back release still runs.
     assert os.access(gw.path("/opt/loadwatch/current/bin/loadwatch"), os.X_OK)
