@@ -341,12 +341,12 @@ def build_corpus(data_dir: str | Path | None = "../shared/data", split: str = "t
                 after = t >= onset
                 add = np.zeros(len(t))
                 if isinstance(src, Series):
-                    # map the source so the onset falls at its season start, same local clock
+                    # map the source so the onset's local day starts at its season start:
+                    # both are local midnights written in UTC, so local clocks line up
                     src_start = OPSD_SEASON_START if cls.startswith("opsd") else UCI_START
-                    local_shift = (h.tz_hours - src.tz_hours) * 3600.0
                     day_aligned = math.floor((onset + h.tz_hours * 3600.0) / DAY) * DAY \
                         - h.tz_hours * 3600.0
-                    offset = day_aligned - src_start - local_shift
+                    offset = day_aligned - src_start
                     add[after] = interval_means(src, t[after], h.step_s, offset)
                     add_q = None
                 else:
