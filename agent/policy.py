@@ -15,9 +15,9 @@ from agent.model import Event
 def default_policy_settings():
     """Policy tunables as plain numbers (seconds, score points 0..100)."""
     return {
-        "raise_at": 60.0,  # score that must hold for hold_s to raise
+        "raise_at": 72.0,  # score that must hold for hold_s to raise
         "clear_at": 30.0,  # score below which, held for clear_hold_s, the alert clears
-        "hold_s": 7200.0,  # 2 h above raise_at before raising
+        "hold_s": 3600.0,  # 1 h above raise_at before raising
         "clear_hold_s": 86400.0,  # 24 h below clear_at before clearing
         "update_every_s": 21600.0,  # at most one `updated` per this while active
         "update_delta": 5.0,  # ... and only if the score moved this much

@@ -233,6 +233,92 @@ def auc(pos, neg):
     return (rp - n1 * (n1 + 1) / 2.0) / (n1 * n0) if n1 and n0 else float("nan")
 
 
+def corpus_job(args):
+    case, dset, pset = args
+    s = dict(dset)
+    s["tz_offset_s"] = case.tz_hours * 3600.0
+    d = Detector(s)
+    pol = Policy(case.meter, pset)
+    raised = []
+    ts = []
+    scores = []
+    for t, p, pf in case.samples():
+        sc = d.update(t, p, pf)
+        for ev in pol.update(t, sc, d.ready, d.contributions(), d.evidence()):
+            if ev.kind == "raised" and t >= case.eval_from:
+                raised.append((t, ev.evidence.get("summary", "")))
+        ts.append(t)
+        scores.append(sc)
+    out = {"kind": case.kind, "cls": case.cls, "home": case.home, "raised": raised,
+           "days": (ts[-1] - case.eval_from) / DAY, "size": case.size_kw,
+           "schedule": case.schedule}
+    if case.kind == "miner":
+        first = [t for t, _ in raised if t >= case.onset]
+        out["ttd_h"] = (first[0] - case.onset) / 3600.0 if first else None
+        out["max72"] = max([sc for t, sc in zip(ts, scores)
+                            if case.onset <= t < case.onset + 3 * DAY] or [0.0])
+    else:
+        win = []
+        cur = None
+        start = case.onset if case.onset is not None else case.eval_from
+        for t, sc in zip(ts, scores):
+            if t < start:
+                continue
+            k = int((t - start) // (3 * DAY))
+            if k != cur:
+                win.append(sc)
+                cur = k
+            elif sc > win[-1]:
+                win[-1] = sc
+        out["win"] = win
+    return out
+
+
+def main_corpus(a, dset, pset) -> None:
+    """Tune on bench/corpus.py (the loads room's corpus, its tune split)."""
+    from bench.corpus import build_corpus
+
+    start = time.time()
+    cases = build_corpus(a.data, a.split, 1)
+    with Pool(a.jobs) as pool:
+        results = pool.map(corpus_job, [(c, dset, pset) for c in cases], chunksize=1)
+    print("corpus split=%s cases=%d settings=%s (%.0f s)" % (a.split, len(cases), a.set,
+                                                            time.time() - start))
+    days: dict[str, float] = {}
+    fa: dict[str, int] = {}
+    neg_win: list[float] = []
+    pos: dict[tuple, list] = {}
+    pos_max = []
+    for r in results:
+        if r["kind"] != "miner":
+            days[r["cls"]] = days.get(r["cls"], 0.0) + r["days"]
+            fa[r["cls"]] = fa.get(r["cls"], 0) + len(r["raised"])
+            neg_win.extend(r["win"])
+            if a.verbose:
+                for t, summ in r["raised"][:3]:
+                    print("   FA %s %s %s %s" % (r["cls"], r["home"], dt.datetime.utcfromtimestamp(
+                        t).isoformat(), summ))
+        else:
+            pos.setdefault((r["size"], r["schedule"]), []).append(r)
+            if r["schedule"] == "constant" and r["size"] >= 1.0:
+                pos_max.append(r["max72"])
+    for c in sorted(days):
+        print("  neg %-16s days %7.0f  raised %3d  per 1000 meter-days %.2f"
+              % (c, days[c], fa[c], 1000.0 * fa[c] / max(days[c], 1e-9)))
+    td = sum(days.values())
+    tf = sum(fa.values())
+    print("  neg ALL              days %7.0f  raised %3d  per 1000 meter-days %.2f"
+          % (td, tf, 1000.0 * tf / td))
+    for key in sorted(pos):
+        rs = pos[key]
+        hits = [r["ttd_h"] for r in rs if r["ttd_h"] is not None and r["ttd_h"] <= 72.0]
+        med = sorted(hits)[len(hits) // 2] if hits else float("nan")
+        print("  pos %5.2f kW %-10s recall72 %5.1f%%  median ttd %5.1f h  (n=%d)"
+              % (key[0], key[1], 100.0 * len(hits) / len(rs), med, len(rs)))
+    print("  AUC (>=1 kW constant, 72-h max vs every 3-day window of non-miners): %.4f"
+          % auc(pos_max, neg_win))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
@@ -240,9 +326,11 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="detector/policy key=value")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--own", action="store_true",
+                    help="use this file's own quick injections instead of bench/corpus.py")
     a = ap.parse_args()
     data = Path(a.data)
-    dset = {"tz_offset_s": TZ}
+    dset = {"tz_offset_s": TZ} if a.own else {}
     pset = {}
     dkeys, pkeys = default_settings(), default_policy_settings()
     for kv in a.set:
@@ -253,6 +341,9 @@ def main() -> None:
             pset[k] = float(v)
         else:
             raise SystemExit("unknown setting %s" % k)
+    if not a.own:
+        main_corpus(a, dset, pset)
+        return
     start = time.time()
     homes = load_sgsc(data)
     homes = [h for i, h in enumerate(homes) if (i % 2 == 0) == (a.split == "tune")]

@@ -55,7 +55,7 @@ def test_raise_only_after_hold_and_with_a_stable_id() -> None:
 
 
 def test_a_dip_below_raise_at_restarts_the_hold() -> None:
-    p = Policy("m", {"hold_s": 4 * H})
+    p = Policy("m", {"hold_s": 4 * H, "raise_at": 60.0})
     assert feed(p, T0, T0 + 3 * H, 70.0) == []
     assert feed(p, T0 + 3 * H, T0 + 3 * H + 600.0, 50.0) == []
     assert feed(p, T0 + 3 * H + 600.0, T0 + 7 * H, 70.0) == []
@@ -74,7 +74,8 @@ def test_not_ready_never_raises_nor_clears() -> None:
 
 
 def test_updates_are_rate_limited_and_only_on_change() -> None:
-    s = {"hold_s": H, "update_every_s": 6 * H, "update_delta": 5.0, "update_step_kw": 0.2}
+    s = {"hold_s": H, "update_every_s": 6 * H, "update_delta": 5.0, "update_step_kw": 0.2,
+         "raise_at": 60.0}
     p = Policy("m", s)
     assert [e.kind for e in feed(p, T0, T0 + 2 * H, 70.0)] == ["raised"]
     # Same score for a day: nothing changed, nothing sent.

@@ -55,8 +55,8 @@ def default_settings():
         "warmup_days": 2.0,  # full days learned before the score may leave 0
         "step_lo_kw": 0.3,  # floor rise that starts to count (and CUSUM drift)
         "step_hi_kw": 0.8,  # floor rise that counts fully
-        "persist_lo_h": 12.0,  # hours the risen floor must hold before any score
-        "persist_full_h": 40.0,  # hours the risen floor must hold for full persistence
+        "persist_lo_h": 8.0,  # hours the risen floor must hold before any score
+        "persist_full_h": 34.0,  # hours the risen floor must hold for full persistence
         "spread_pct": 0.35,  # upper edge of the low tail (evidence: tail spread)
         "steady_good": 0.08,  # floor moved at most this share of the step in 24 h: rig
         "steady_bad": 0.25,  # ... this share or more: heating that follows the weather
@@ -67,6 +67,8 @@ def default_settings():
         "share_hi": 0.75,  # ... miner-like at or above this
         "night_lo": 0.45,  # night(01-05) / evening(17-22) mean: rhythm at or below this
         "night_hi": 0.9,  # ... no rhythm at or above this
+        "night_over": 1.1,  # nights heavier than evenings: heating, not a rig, from here
+        "night_max": 1.4,  # ... no credit at all from here
         "jitter_good": 0.02,  # in-slot relative spread at the floor: rig-like at or below
         "jitter_bad": 0.1,  # ... thermostat / compressor at or above
         "pf_good": 0.93,  # power factor at the floor: switch-mode PSU (APFC) at or above
@@ -509,7 +511,14 @@ class Detector:
         drift = (hi - lo) / 1000.0
         f_steady = _ramp(drift / step, s["steady_bad"], s["steady_good"]) if step > 0.0 else 0.0
         f_flat = _ramp(share, s["share_lo"], s["share_hi"])
-        f_diur = _ramp(ratio, s["night_lo"], s["night_hi"]) if ratio >= 0.0 else 0.5
+        if ratio < 0.0:
+            f_diur = 0.5
+        elif ratio <= s["night_over"]:
+            f_diur = _ramp(ratio, s["night_lo"], s["night_hi"])
+        else:
+            # A rig adds the same to night and evening, so the ratio tends to 1 from below;
+            # night well above evening is the cold-night signature of space heating.
+            f_diur = _ramp(ratio, s["night_max"], s["night_over"])
         f_jit = _ramp(self._jit, s["jitter_bad"], s["jitter_good"]) if self._jit >= 0.0 else 0.5
         f_pf = _ramp(self._pf, s["pf_bad"], s["pf_good"]) if self._pf >= 0.0 else 0.5
         level = 100.0 * _clamp01(self._lvl_h / s["persist_full_h"]) \
