@@ -44,6 +44,10 @@ def add_hil_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--port", type=int, default=5020,
                    help="--agent none: TCP port of the first TCP bus, next buses +1 "
                    "(default 5020)")
+    r.add_argument("--state-dir", default=None, metavar="DIR",
+                   help="--agent local: where the agent keeps its state and outbox (default "
+                   "/dev/shm: the outbox fsyncs every alert and health event, which on a "
+                   "disk slows a fast clock)")
     r.add_argument("--quiet", action="store_true", help="no progress lines, only the report")
     sub.add_parser("list", help="list the shipped scenarios")
 
@@ -84,7 +88,7 @@ def hil_main(args: argparse.Namespace) -> int:
                   "with --agent none", file=sys.stderr)
             return 2
         sc.with_timeline(args.speed)
-        return _run_local(sc, data_dir, args.quiet)
+        return _run_local(sc, data_dir, args.quiet, args.state_dir)
     rtu = [b for b in sc.buses if b.kind == "rtu"]
     if len(args.serial) > len(rtu):
         print("loadwatch hil: %d --serial ports given but the scenario has %d rtu bus(es)"
@@ -93,11 +97,12 @@ def hil_main(args: argparse.Namespace) -> int:
     return _serve(sc, data_dir, args)
 
 
-def _run_local(sc, data_dir: Path | None, quiet: bool) -> int:
+def _run_local(sc, data_dir: Path | None, quiet: bool, state_dir: str | None) -> int:
     from hil.runner import run_local
 
     try:
-        report = asyncio.run(run_local(sc, data_dir, log=None if quiet else _say))
+        report = asyncio.run(run_local(sc, data_dir, log=None if quiet else _say,
+                                       state_root=state_dir))
     except KeyboardInterrupt:
         return 130
     except ValueError as e:  # a load that cannot be built from the scenario's values

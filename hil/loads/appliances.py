@@ -157,22 +157,29 @@ class HeatPump(Load):
         if f <= 0.0:
             return standby, 0.6
         pump = 45.0
-        # Defrost: fixed 75-min grid, 4-8 min each, only in frosting weather.
+        # Defrost: one 4-8 min reverse cycle per 75-min period, only in frosting weather.
+        # Real units start it from coil temperature and run time, never on the clock: its
+        # place in each period is hashed, so a poller on a round grid (every 15 or 30 min
+        # from the hour) does not alias onto it; it stays inside its period, so the
+        # function stays pure.
         period = 75.0 * MINUTE
         k = math.floor(t / period)
-        start = k * period
         length = (4.0 + 4.0 * hash_u01(self.seed, 11, k)) * MINUTE
+        start = k * period + (period - length) * hash_u01(self.seed, 14, k)
         t_start = self.weather.temperature(start)
-        if -10.0 <= t_start <= 5.0 and f > 0.2 and t - start < length:
+        if -10.0 <= t_start <= 5.0 and f > 0.2 and start <= t < start + length:
             return 0.95 * self.rated_w + pump + standby, 0.95
         jitter = 1.0 + 0.03 * noise(self.seed, t, MINUTE, 12)
         if f >= self.min_modulation:
             # Modulating: continuous running, input roughly proportional to demand.
             return f * self.rated_w * jitter + pump + standby, 0.97
         # Cycling: on for a fraction f/min_modulation of each cycle.
-        cycle = (20.0 + 20.0 * hash_u01(self.seed, 13, math.floor(t / (2 * HOUR)))) * MINUTE
-        n = math.floor(t / cycle)
-        phase = (t - n * cycle) / cycle
+        # Cycle length drifts every 2 h; the cycles' phase is hashed per 2-h block too, so
+        # they are not aligned to the UNIX epoch (and to a poller's round-minute grid).
+        block = math.floor(t / (2 * HOUR))
+        cycle = (20.0 + 20.0 * hash_u01(self.seed, 13, block)) * MINUTE
+        x = (t + cycle * hash_u01(self.seed, 15, block)) / cycle
+        phase = x - math.floor(x)
         duty = f / self.min_modulation
         if phase < duty:
             return self.min_modulation * self.rated_w * jitter + pump + standby, 0.96
@@ -333,8 +340,10 @@ class GrowLights(Load):
     def power(self, t: float) -> tuple[float, float]:
         p = self.fans_w * (1.0 + 0.02 * noise(self.seed, t, MINUTE, 41))
         q = reactive(p, 0.85)
+        # Dehumidifier compressor: ~30-min cycles at a seeded phase (not on the hour).
         cycle = 30.0 * MINUTE
-        if (t % cycle) / cycle < 0.4 + 0.2 * hash_u01(self.seed, 42, int(t // cycle)):
+        x = (t + cycle * hash_u01(self.seed, 44)) / cycle
+        if x - math.floor(x) < 0.4 + 0.2 * hash_u01(self.seed, 42, math.floor(x)):
             dehum = 350.0
             p += dehum
             q += reactive(dehum, 0.9)
