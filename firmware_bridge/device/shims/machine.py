@@ -4,8 +4,8 @@ on a Linux box in tests and on the bench (never copied to a board).
 * ``UART(id, baudrate, ..., port=PATH)``: a serial device or pseudo-terminal opened in raw
   mode. Reads never block longer than asked: the unix port's ``FileIO.read(n)`` waits for
   all ``n`` bytes, so bytes are taken one at a time while ``poll`` says more are there.
-  The baud rate is not applied to a pty (it has none); the device app does its own
-  inter-frame timing from the configured rate, as on a board.
+  The line speed is set with termios (so a USB RS-485 adapter works too); a pty ignores
+  it, and the device app does its own inter-frame timing from the configured rate.
 * ``Pin``: remembers its value (the RS-485 driver-enable line) and counts transitions, so
   a test can check the direction pin was raised for every request.
 * ``WDT``: checks the feed interval at each feed and exits with status 3 (a real
@@ -37,7 +37,16 @@ class UART:
         self.baudrate = baudrate
         self.timeout = timeout
         self._f = open(port, "r+b")
-        termios.setraw(self._f.fileno())
+        fd = self._f.fileno()
+        termios.setraw(fd)
+        # A real USB-serial adapter needs its line speed (8N1 from setraw); harmless on a
+        # pty. Parity other than none is not applied by this shim.
+        speed = getattr(termios, "B%d" % baudrate, None)
+        if speed is not None:
+            attrs = termios.tcgetattr(fd)
+            attrs[4] = speed
+            attrs[5] = speed
+            termios.tcsetattr(fd, termios.TCSANOW, attrs)
         self._poll = select.poll()
         self._poll.register(self._f, select.POLLIN)
         self._one = bytearray(1)
