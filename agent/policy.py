@@ -67,11 +67,15 @@ class Policy:
     @classmethod
     def from_state(cls, meter_id, settings, state):
         p = cls(meter_id, settings)
+        if not isinstance(state, dict):
+            raise ValueError("policy state must be a dict, not %r" % (type(state),))
         if state.get("v") != 1:
             raise ValueError("policy state version %r is not 1" % (state.get("v"),))
         p.active = bool(state["active"])
         p.alert_id = str(state["alert_id"])
         n = state["n"]
+        if len(n) != 8:
+            raise ValueError("policy state has %d numbers, expected 8" % len(n))
         p._above = int(n[0])
         p._above_t = float(n[1])
         p._below = int(n[2])

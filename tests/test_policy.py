@@ -184,3 +184,9 @@ def test_policy_runs_on_micropython(micropython_bin: str) -> None:
                           text=True, timeout=60, cwd=str(ROOT))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "raised:m:1700000000,cleared:m:1700000000 True"
+
+
+@pytest.mark.parametrize("bad", [[], {"v": 2}, {"v": 1, "active": 1, "alert_id": "x", "n": [1]}])
+def test_corrupt_state_is_rejected(bad) -> None:
+    with pytest.raises((KeyError, TypeError, ValueError)):
+        Policy.from_state("m", {}, bad)

@@ -233,8 +233,22 @@ class Detector:
 
     @classmethod
     def from_state(cls, settings, state):
-        """A detector with ``settings`` that continues exactly where ``state`` left off."""
+        """A detector with ``settings`` that continues exactly where ``state`` left off.
+
+        Raises ValueError (or KeyError/TypeError) for a state that does not fit, so the
+        caller can start that meter afresh instead of crashing.
+        """
         d = cls(settings)
+        if not isinstance(state, dict):
+            raise ValueError("detector state must be a dict, not %r" % (type(state),))
+        try:
+            d._restore(state)
+        except IndexError:
+            raise ValueError("detector state is truncated") from None
+        return d
+
+    def _restore(self, state):
+        d = self
         if state.get("v") != _STATE_VERSION:
             raise ValueError("detector state version %r is not %d" % (state.get("v"),
                                                                        _STATE_VERSION))
@@ -291,7 +305,6 @@ class Detector:
             for i in range(len(FEATURES)):
                 c[FEATURES[i]] = float(cl[i])
             d._contrib = c
-        return d
 
     # ------------------------------------------------------------------ per sample
 

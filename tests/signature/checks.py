@@ -232,6 +232,20 @@ def check_from_state_rejects_other_slot_length():
     raise CheckFailed("state of 900-s slots accepted with slot_s=1800")
 
 
+def check_corrupt_state_is_rejected_not_crashing():
+    good = Detector({}).state()
+    short = {}
+    for k in good:
+        short[k] = good[k]
+    short["open"] = [1.0, 2.0]
+    for bad in ([], {"v": 99}, {"v": 1}, short):
+        try:
+            Detector.from_state({}, bad)
+        except (KeyError, TypeError, ValueError):
+            continue
+        raise CheckFailed("corrupt state %r was accepted" % (bad,))
+
+
 def check_bad_readings_are_not_learned():
     nan = float("nan")
     inf = float("inf")
