@@ -126,11 +126,22 @@ class App:
     # ------------------------------------------------------------ state
 
     def save(self):
-        data = {"version": STATE_VERSION, "t": self.clock.now(), "boots": self.boots,
-                "meters": {m.id: m.state() for m in self.meters}}
-        self.store.save(STATE_FILE, data)
+        """All meters' learned state, one meter at a time: with 32 meters the whole
+        document as Python objects would not fit next to the detectors on an ESP32."""
+        meters = self.meters
+
+        def write(f):
+            f.write('{"version":%d,"boots":%d,"t":%s,"meters":{'
+                    % (STATE_VERSION, self.boots, repr(self.clock.now())))
+            for i in range(len(meters)):
+                m = meters[i]
+                f.write("%s%s:" % ("," if i else "", json.dumps(m.id)))
+                json.dump(m.state(), f)
+                gc.collect()
+            f.write("}}")
+
+        self.store.save_with(STATE_FILE, write)
         self.last_save = self.clock.now()
-        gc.collect()
 
     # ------------------------------------------------------------ one meter
 

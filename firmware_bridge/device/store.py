@@ -25,10 +25,15 @@ class Store:
         return "%s/%s" % (self.root, name) if self.root else "/" + name
 
     def save(self, name, obj):
+        self.save_with(name, lambda f: json.dump(obj, f))
+
+    def save_with(self, name, write):
+        """Atomic write of whatever ``write(file)`` writes: lets the app stream a big
+        document (all meters' state) without holding it in RAM at once."""
         path = self.path(name)
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(obj, f)
+            write(f)
         try:
             os.rename(tmp, path)
         except OSError:
