@@ -16,8 +16,10 @@ Why it is shaped so (DESIGN.md 4):
   and on microcontrollers; no typing, no dataclasses, no f-strings with ``=``.
 
 The score is 0..100: ``gate * (sum of weighted feature strengths)``, where ``gate`` is
-the strength of the floor step, so a flat vacant home (no step) scores 0 however flat it
-is. A separate ``level`` backstop scores a sustained floor far above any household (farms).
+step strength x persistence, so a flat vacant home (no step) or a one-night heater (no
+persistence) scores 0 however flat it is. Each feature's share of the score is reported by
+``contributions()``. A separate ``level`` backstop scores a sustained floor far above any
+household of the class (farms, or a rig that was running before the gateway was fitted).
 """
 
 import math
@@ -62,7 +64,7 @@ def default_settings():
         "steady_bad": 0.25,  # ... this share or more: heating that follows the weather
         "learn_up": 0.2,  # per day: how fast the baseline follows a rise (when allowed)
         "learn_down": 0.3,  # per day: how fast it follows a drop
-        "learn_below": 40.0,  # the baseline may rise only while the score is below this
+        "learn_below": 40.0,  # a big rise is learned only if, once judged, it scored below
         "share_lo": 0.35,  # floor / mean of the day: home-like at or below this
         "share_hi": 0.75,  # ... miner-like at or above this
         "night_lo": 0.45,  # night(01-05) / evening(17-22) mean: rhythm at or below this
