@@ -41,6 +41,10 @@ APP = ["app.py", "codec.py", "devclock.py", "meter.py", "modbus_rtu.py", "store.
 UNIX_SHIMS = ["machine.py", "umqtt/__init__.py", "umqtt/simple.py"]
 
 
+# machine.WDT on the RP2040 takes at most 0x7fffff us (8.388 s).
+RP2_WDT_MAX_MS = 8388
+
+
 class BuildError(RuntimeError):
     """A build problem for the technician: what failed and what to do."""
 
@@ -79,6 +83,9 @@ def build(board: str = "esp32", config: str | None = None, out: str | Path | Non
     cfg = device_config if device_config is not None else devconfig.load(config)
     cfg = dict(cfg)
     cfg["board"] = board
+    if board == "rp2" and cfg.get("wdt_ms", 0) > RP2_WDT_MAX_MS:
+        raise BuildError("wdt_ms = %d: the RP2040 watchdog allows at most %d ms"
+                         % (cfg["wdt_ms"], RP2_WDT_MAX_MS))
     out_dir = Path(out) if out is not None else ROOT / "build" / ("firmware-%s" % board)
     if out_dir.exists():
         shutil.rmtree(out_dir)
