@@ -272,3 +272,78 @@ def test_agent_none_serves_meters_in_real_time(arun, tmp_path) -> None:
     assert any("miner on r-1 (s9) from day 0" in line for line in lines)
     assert any(line.startswith("bus rtubus rtu 19200 8E1:") and "frames" in line
                for line in lines)
+
+
+FAULTS = """
+[scenario]
+name = "faults"
+tz_offset_hours = 10.0
+[timeline]
+days = 1.5
+speed = 17280.0
+poll_s = 1800.0
+hold_poll_interval = false
+[[buses]]
+name = "bus"
+kind = "rtu"
+baud = 38400
+timeout_ms = 150
+retries = 0
+[[meters]]
+id = "m-{n}"
+count = 3
+bus = "bus"
+profile = "sdm630"
+household = "synthetic"
+[[faults]]
+kind = "exception"
+meter = "m-1"
+rate = 1.0
+code = 2
+from_day = 0.2
+to_day = 0.6
+[[faults]]
+kind = "slow"
+meter = "m-2"
+delay_ms = 400
+from_day = 0.4
+to_day = 0.8
+[[faults]]
+kind = "bus_gone"
+bus = "bus"
+from_day = 1.0
+to_day = 1.2
+[expect]
+[[expect.health]]
+meter = "m-1"
+state = "degraded"
+by_day = 0.7
+[[expect.health]]
+meter = "m-2"
+state = "down"
+by_day = 0.9
+[[expect.quality]]
+meter = "m-1"
+flag = "modbus_exception"
+[[expect.quality]]
+meter = "m-2"
+flag = "timeout"
+"""
+
+
+def test_meter_and_bus_faults_reach_the_agent(arun) -> None:
+    """Exception replies, a slow unit and an unplugged bus, each seen as the agent must."""
+    from hil.runner import run_local
+
+    sc = parse_text(FAULTS, "faults.toml")
+    rep = arun(run_local(sc), timeout=120.0)
+    print(rep.text())
+    assert rep.passed, rep.text()
+    assert rep.poll_errors.get("exception", 0) >= 1
+    assert rep.poll_errors.get("timeout", 0) >= 1  # m-2 answers after the agent gave up
+    assert rep.poll_errors.get("io", 0) >= 1  # the master's port vanished
+    # After the adapter is back, every meter answers again.
+    for meter in ("m-1", "m-2", "m-3"):
+        late = [s for t, s in rep.health_seen[meter] if t > sc.start + 1.25 * DAY]
+        assert late and late[-1] == "ok", (meter, rep.health_seen[meter][-5:])
+    assert rep.scored_bad == 0
