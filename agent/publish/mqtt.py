@@ -237,6 +237,7 @@ class Publisher:
         self._last_fill = -1
         self._seen_puts = -1
         self._idle = True  # wake() only signals a loop that is (about to be) waiting
+        self._lost_at: float | None = None  # when the last session ended (None: never)
 
     # ----------------------------------------------------------------- public API
 
@@ -402,12 +403,18 @@ class Publisher:
         log.info("connected to %s:%d (MQTT %s%s)", self.broker.host, self.broker.port,
                  "5" if self.protocol == 5 else "3.1.1", ", TLS" if self.broker.tls else "")
         self._client = client
+        replayed = self.outbox.replay(self._lost_at)
+        if replayed:
+            log.info("re-sending %d alert/health/status messages acknowledged just before the "
+                     "reconnect (a crashed broker may have lost them)", replayed)
         client.subscribe(self.codec.command_filter, qos=1)
         self._publish_status("online")
         self.connected.set()
         return client
 
     def _drop_connection(self, client: mqtt.Client) -> None:
+        if self.connected.is_set():
+            self._lost_at = time.time()
         self.connected.clear()
         try:
             client.disconnect()
@@ -617,6 +624,8 @@ class Publisher:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._closed = True
+        if self.connected.is_set():
+            self._lost_at = time.time()
         self.connected.clear()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:

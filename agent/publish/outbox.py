@@ -59,9 +59,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     retain  INTEGER NOT NULL,
     msg_id  TEXT NOT NULL,
     size    INTEGER NOT NULL,
-    parked  INTEGER NOT NULL DEFAULT 0
+    parked  INTEGER NOT NULL DEFAULT 0,
+    acked   REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_droppable ON outbox (kind, seq);
+CREATE INDEX IF NOT EXISTS outbox_acked ON outbox (acked) WHERE acked > 0;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
@@ -94,13 +96,17 @@ class Outbox:
     runs ``begin()``/``ack()``/``nack()``.
     """
 
-    def __init__(self, path: str | os.PathLike, max_bytes: int = 64 * 1024 * 1024):
+    def __init__(self, path: str | os.PathLike, max_bytes: int = 64 * 1024 * 1024,
+                 keep_acked_s: float = 1.0):
         if max_bytes <= 0:
             raise ValueError("outbox max_bytes must be > 0")
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
+        self.keep_acked_s = keep_acked_s
+        self._last_purge = 0.0
         self._lock = threading.RLock()
-        self._inflight: dict[int, int] = {}  # seq -> size, handed out by begin()
+        # seq -> (size, droppable kind), for the rows handed out by begin()
+        self._inflight: dict[int, tuple[int, bool]] = {}
         self._cursor = 0  # every row up to here has been handed out (or is gone)
         self.puts = 0  # messages stored by this instance: a cheap "anything new?" for readers
         self._sync = ""
@@ -121,6 +127,9 @@ class Outbox:
             check = db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError("quick_check: %s" % check)
+            cols = [r[1] for r in db.execute("PRAGMA table_info(outbox)")]
+            if cols and "acked" not in cols:  # an outbox from before acked rows were kept
+                db.execute("ALTER TABLE outbox ADD COLUMN acked REAL NOT NULL DEFAULT 0")
             db.executescript(_SCHEMA)
             # A message parked after a broker rejection gets another chance every run:
             # the ACL may have been fixed meanwhile.
@@ -141,7 +150,8 @@ class Outbox:
                 raise OutboxError("cannot create a fresh outbox at %s after moving the old "
                                   "one to %s: %s" % (self.path, aside, e2)) from e2
         self._set_sync("FULL", db)
-        row = db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM outbox").fetchone()
+        row = db.execute("SELECT COALESCE(SUM(size), 0), COALESCE(SUM(acked <= 0), 0) "
+                         "FROM outbox").fetchone()
         self._bytes, self._count = int(row[0]), int(row[1])
         self._counters = {name: 0 for name in COUNTERS}
         for name, value in db.execute("SELECT name, value FROM counters"):
@@ -262,7 +272,8 @@ class Outbox:
         return freed, len(victims)
 
     def _reload_totals(self) -> None:
-        row = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM outbox").fetchone()
+        row = self._db.execute("SELECT COALESCE(SUM(size), 0), COALESCE(SUM(acked <= 0), 0) "
+                               "FROM outbox").fetchone()
         self._bytes, self._count = int(row[0]), int(row[1])
 
     def _recover(self, err: Exception) -> None:
@@ -287,38 +298,84 @@ class Outbox:
             # nack() moves the cursor back.
             rows = self._db.execute(
                 "SELECT seq, topic, payload, qos, retain, kind, meter, msg_id, size FROM outbox "
-                "WHERE seq > ? AND parked = 0 ORDER BY seq LIMIT ?",
+                "WHERE seq > ? AND parked = 0 AND acked <= 0 ORDER BY seq LIMIT ?",
                 (self._cursor, limit + sum(1 for q in self._inflight if q > self._cursor)))
             rows = [r for r in rows if r[0] not in self._inflight][:limit]
             out = [Entry(seq, Message(topic, bytes(payload), qos, bool(retain), kind, meter,
                                       mid))
                    for seq, topic, payload, qos, retain, kind, meter, mid, _ in rows]
             for r in rows:
-                self._inflight[r[0]] = r[8]
+                self._inflight[r[0]] = (r[8], r[5] in DROPPABLE_KINDS)
             if rows:
                 self._cursor = max(self._cursor, rows[-1][0])
             return out
 
     def ack(self, seqs: list[int]) -> None:
         """Delivered: delete. A lost ack (crash before this commits) only means a resend,
-        which subscribers drop by ``id``, so this commit need not be fsync'ed."""
+        which subscribers drop by ``id``, so this commit need not be fsync'ed.
+
+        Alerts, health and status are not deleted at once but kept, marked acknowledged,
+        for ``keep_acked_s``: a broker that is killed can lose a message it has already
+        acknowledged (Mosquitto writes to the subscribers and PUBACKs in the same event
+        loop turn, and saves its state only every ``autosave_interval``), so after a
+        reconnect ``replay()`` sends those again (same ``id``: subscribers drop the copy).
+        """
         if not seqs:
             return
         with self._lock:
             self._set_sync("NORMAL")
             db = self._db
             known = [(seq, self._inflight.pop(seq)) for seq in seqs if seq in self._inflight]
+            now = time.time()
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany("DELETE FROM outbox WHERE seq = ?", [(q,) for q, _ in known])
+                if self.keep_acked_s > 0:
+                    # A replayed row (acked < 0) gets its first acknowledgement time back, so
+                    # replays never extend how long a row is kept.
+                    db.executemany("UPDATE outbox SET acked = CASE WHEN acked < 0 THEN -acked "
+                                   "ELSE ? END WHERE seq = ? AND kind NOT IN "
+                                   "('telemetry', 'score')", [(now, q) for q, _ in known])
+                    db.executemany("DELETE FROM outbox WHERE seq = ? AND acked <= 0",
+                                   [(q,) for q, _ in known])
+                else:
+                    db.executemany("DELETE FROM outbox WHERE seq = ?", [(q,) for q, _ in known])
+                purged = 0
+                if now - self._last_purge >= 1.0:
+                    self._last_purge = now
+                    row = db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox WHERE "
+                                     "acked > 0 AND acked < ?",
+                                     (now - self.keep_acked_s,)).fetchone()
+                    purged = int(row[0])
+                    db.execute("DELETE FROM outbox WHERE acked > 0 AND acked < ?",
+                               (now - self.keep_acked_s,))
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 self._reload_totals()
                 raise
-            self._bytes -= sum(size for _, size in known)
             self._count -= len(known)
+            # Kept (acknowledged) rows still occupy their bytes until they are purged.
+            kept = self.keep_acked_s > 0
+            self._bytes -= purged + sum(size for _, (size, droppable) in known
+                                        if droppable or not kept)
+
+    def replay(self, lost_at: float | None) -> int:
+        """Put back in the queue the alerts/health/status acknowledged in the last
+        ``keep_acked_s`` before the connection was lost at ``lost_at`` (UNIX time; None,
+        a fresh start: nothing). The publisher calls this after every (re)connect; returns
+        how many messages go out again."""
+        with self._lock:
+            if self.keep_acked_s <= 0 or lost_at is None:
+                return 0
+            self._set_sync("NORMAL")
+            cur = self._db.execute("UPDATE outbox SET acked = -acked WHERE acked >= ? AND "
+                                   "parked = 0", (lost_at - self.keep_acked_s,))
+            n = cur.rowcount if cur.rowcount and cur.rowcount > 0 else 0
+            if n:
+                self._count += n
+                self._cursor = 0
+            return n
 
     def nack(self, seqs: list[int] | None = None) -> None:
         """Not delivered: back in the queue at their original place (None: all in flight)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 
 from publish_helpers import alert, codec, health, score, telemetry
 
@@ -157,4 +158,30 @@ def test_put_many_is_one_transaction_with_the_same_rules(tmp_path):
     assert left[-1] == msgs[-1].id and ob.stats()["bytes"] <= 6_000
     assert ob.stats()["dropped"]["telemetry"] == 10 - (len(left) - 1)
     assert ob.puts == 11
+    ob.close()
+
+
+def test_acknowledged_alerts_are_kept_briefly_for_replay(tmp_path):
+    c = codec()
+    ob = Outbox(tmp_path / "o.db", 1_000_000, keep_acked_s=0.5)
+    a, t = c.event(alert("m1", 1)), c.event(telemetry("m1", 1))
+    ob.put(a)
+    ob.put(t)
+    ob.ack([e.seq for e in ob.begin(10)])
+    assert ob.pending() == 0 and ob.begin(10) == []
+    # After a reconnect the alert goes out again (same id); telemetry was deleted.
+    assert ob.replay(None) == 0  # a fresh start: nothing to replay
+    assert ob.replay(time.time()) == 1
+    again = ob.begin(10)
+    assert [e.message for e in again] == [a]
+    ob.ack([e.seq for e in again])
+    time.sleep(1.1)  # past the window, and past the once-a-second purge
+    b = c.event(alert("m1", 2))
+    ob.put(b)
+    ob.ack([e.seq for e in ob.begin(10)])  # ...which purges the first alert for good
+    db = sqlite3.connect(tmp_path / "o.db")
+    assert [r[0] for r in db.execute("SELECT msg_id FROM outbox")] == [b.id]
+    db.close()
+    assert ob.replay(time.time()) == 1 and [e.message for e in ob.begin(10)] == [b]
+    assert ob.replay(time.time() + 10) == 0  # a session that ended long after: nothing
     ob.close()
