@@ -67,14 +67,13 @@ def regs(p):
     e = struct.unpack(">HH", struct.pack(">f", 1000.0 + (p / 1000.0)))
     return list(w) + list(pf) + [0] * 6 + list(e)
 
-heap = {}
-for n in ARGS["ns"]:
+def heap_per_meter(n, tel_s):
     gc.collect()
     before = gc.mem_alloc()
     ms = []
     for i in range(n):
         c = dict(mcfg); c["id"] = "m%%d" %% i
-        ms.append(meter.Meter(c, 900.0))
+        ms.append(meter.Meter(c, tel_s))
     for j in range(N_SAMPLES):
         t = T0 + j * STEP
         for k in range(n):
@@ -82,9 +81,15 @@ for n in ARGS["ns"]:
             v, q = m.decode(t, [(3, 0, regs(power(t, k)))], "")
             m.process(t, v, q)
     gc.collect()
-    heap[n] = (gc.mem_alloc() - before) / n
+    per = (gc.mem_alloc() - before) / n
     ms = None
     gc.collect()
+    return per
+
+heap = {}
+for n in ARGS["ns"]:
+    heap[n] = heap_per_meter(n, 900.0)
+serial_heap = heap_per_meter(ARGS["ns"][-1], 0.0)
 
 # Time per sample: one meter, the full device pipeline and the bare core.
 m = meter.Meter(dict(mcfg), 900.0)
@@ -108,6 +113,7 @@ for t, w in pw:
 core_us = time.ticks_diff(time.ticks_us(), t_start) / len(pw)
 state_bytes = len(json.dumps({"detector": m.detector.state(), "policy": m.policy.state()}))
 print(json.dumps({"idle": idle, "modules": idle - base, "heap": heap,
+                  "serial_heap": serial_heap,
                   "pipeline_us": pipeline_us, "core_us": core_us, "state_bytes": state_bytes,
                   "score": d.score}))
 """
@@ -175,6 +181,9 @@ def main() -> int:
         per = mp["heap"][str(n)]
         print("%-34s %10.0f B %10d B %8.2f" % (_label(n), per,
                                               TARGET_METER, per / TARGET_METER))
+    per = mp["serial_heap"]
+    print("%-34s %10.0f B %10d B %8.2f" % ("  same, serial uplink (no slots)", per,
+                                          TARGET_METER, per / TARGET_METER))
     print("%-34s %10d B %12s %8s" % ("saved state per meter (JSON)", mp["state_bytes"], "-",
                                      "-"))
     print("%-34s %10.1f us %12s %8s" % ("device pipeline per sample (MP)", mp["pipeline_us"],

@@ -78,6 +78,8 @@ class App:
         self.boots = int(saved.get("boots", 0)) + 1
         saved_meters = saved.get("meters", {})
         tel_s = float(cfg.get("telemetry_every_s", 900.0))
+        if cfg.get("uplink", "serial") != "mqtt":
+            tel_s = 0.0  # the host makes telemetry and score from the readings
         self.meters = []
         restored = {}
         for mc in cfg["meters"]:

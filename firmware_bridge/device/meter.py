@@ -181,7 +181,9 @@ class Meter:
             self.policy = Policy(self.id, pset)
         _share(self.detector, ("_set", "_night", "_evening"))
         _share(self.policy, ("_set",))
-        self.slot = Slot(telemetry_s)
+        # No telemetry slot when telemetry_s is 0: behind the serial bridge the host
+        # builds telemetry and score from the readings itself.
+        self.slot = Slot(telemetry_s) if telemetry_s > 0 else None
         self.health = Health(self.id)
         self.health_sent = ""
         self.seq = 0
@@ -275,7 +277,7 @@ class Meter:
         """A reading -> events, exactly as agent.runtime.MeterPipeline.process_reading."""
         events = []
         det = self.detector
-        closed = self.slot.add(t, values, quality)
+        closed = self.slot.add(t, values, quality) if self.slot is not None else None
         if closed is not None:
             state = "ready" if det.ready else "warming"
             closed["score"] = _round2(det.score)
