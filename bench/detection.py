@@ -1,7 +1,7 @@
 """Detection benchmark: Loadwatch vs the peers, on real homes, in one run.
 
     .venv/bin/python bench/detection.py [--data ../shared/data] [--split report|tune|all]
-                                        [--quick] [--seed 1] [--json FILE]
+                                        [--quick] [--seed 1] [--json FILE] [--cases FILE]
 
 Every case of bench/corpus.py (real SGSC homes at their native 30 min, the UCI house at
 1 min with pf, confounders switched on from an onset, miners injected from an onset) runs
@@ -30,7 +30,8 @@ Metrics (per detector):
 - ROC AUC, every window (stricter): negatives = max score over every 72 h window (from the
   end of the warm-up, or the confounder's onset) of every negative and confounder case.
 - recall within 72 h: share of miner cases with a ``raised`` event in [onset, onset + 72 h],
-  by size and by schedule (evasion mode).
+  by size and by schedule (evasion mode). An alert already open at the onset (a false
+  alarm during the warm-up, counted in "raised before onset") does not count as a detection.
 - false alarms per 1,000 meter-days: ``raised`` events in the scored window of negative and
   confounder cases, by class.
 - median time to detect: over miner cases raised at any time in the 14 days after onset.
