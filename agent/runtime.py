@@ -55,8 +55,12 @@ class MeterPipeline:
     """decode -> signature -> policy for one meter, plus its telemetry slot."""
 
     def __init__(self, plan: MeterPlan, detector: Detector, policy: Policy,
-                 telemetry_s: float):
+                 telemetry_s: float, decides_alerts: bool = True):
         self.plan = plan
+        # A meter behind an MCU bridge has its alerts decided on the MCU (same core, same
+        # policy); the agent still scores its readings for the score and telemetry topics,
+        # but must not raise a second, possibly different, alert of its own.
+        self.decides_alerts = decides_alerts
         self.decoder = Decoder(plan)
         self.detector = detector
         self.policy = policy
@@ -94,9 +98,10 @@ class MeterPipeline:
             return events
         self.samples += 1
         score = self.detector.update(reading.t, reading.values["p_w"], reading.values.get("pf"))
-        events.extend(self.policy.update(reading.t, score, self.detector.ready,
-                                         self.detector.contributions(),
-                                         self.detector.evidence()))
+        if self.decides_alerts:
+                events.extend(self.policy.update(reading.t, score, self.detector.ready,
+                                             self.detector.contributions(),
+                                             self.detector.evidence()))
         return events
 
     def snapshot(self) -> dict:
@@ -164,6 +169,7 @@ class Agent:
         return data.get("meters", {})
 
     def _build_pipelines(self, saved: dict) -> None:
+        bridged = {m.id for b in self.plan.buses if b.kind == "bridge" for m in b.meters}
         for m in self.plan.meters:
             dset = self.plan.detector_settings(m.meter_class)
             pset = self.plan.policy_settings(m.meter_class)
@@ -180,7 +186,7 @@ class Agent:
                 detector = policy = None
             self.pipelines[m.id] = MeterPipeline(
                 m, detector or Detector(dset), policy or Policy(m.id, pset),
-                self.plan.telemetry_every_s)
+                self.plan.telemetry_every_s, decides_alerts=m.id not in bridged)
             self.health[m.id] = Health(m.id)
 
     def checkpoint(self) -> None:

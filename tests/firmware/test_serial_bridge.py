@@ -71,14 +71,13 @@ def test_mcu_over_serial_bridge_raises_the_agents_alert(tmp_path, micropython_bi
         finally:
             recorder.stop()
     device_log, mcu_events, pipeline_events, readings, source_stats, relay = result
-    # The MCU caught the miner, and the agent scoring the same readings with the CPython
-    # core decided exactly the same alert (kind, stable alert id, message id, score).
+    # The MCU caught the miner; the agent published the MCU's alert and decided none of
+    # its own for a bridged meter (one alert, one decider).
     raised = [e for e in mcu_events if e.kind == "raised"]
     assert raised, device_log
     onset = T0 + 2.2 * DAY
     assert raised[0].t > onset
-    key = [(e.kind, e.alert_id, e.id, round(e.score, 6)) for e in mcu_events]
-    assert key == [(e.kind, e.alert_id, e.id, round(e.score, 6)) for e in pipeline_events]
+    assert pipeline_events == []
     # ... and so does a fresh CPython Detector + Policy fed those readings directly.
     det, pol, ref = Detector({"tz_offset_s": 0.0}), Policy("m1", {}), []
     for r in readings:
