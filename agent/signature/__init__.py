@@ -40,7 +40,7 @@ _NO_DATA = const(-1)  # ring value of a slot with no usable samples
 
 # Feature names, in the order contributions are reported.
 FEATURES = ("step", "persistence", "flatness", "steadiness", "diurnal", "jitter", "power_factor",
-            "level")
+            "rise", "level")
 
 
 def default_settings():
@@ -83,6 +83,7 @@ def default_settings():
         "w_diurnal": 10.0,
         "w_jitter": 6.0,
         "w_power_factor": 4.0,
+        "w_rise": 12.0,  # ungated, below any alert: a small or partial rise still ranks
     }
 
 
@@ -197,6 +198,7 @@ class Detector:
         self._days = 0  # full days learned into the baseline
         self._base = 0.0  # protected baseline floor, kW
         self._bspread = 0.0  # learned low-tail spread (p(spread_pct) - floor), kW
+        self._bmean = 0.0  # learned daily mean, kW (protected like the floor)
         self._fring = array("i", [_NO_DATA] * 24)  # rolling floor (W) at each local hour
         self._day_idx = 0  # local day number of the last day close
         self._have_day = 0  # 0 until a first day close has been seen
@@ -228,7 +230,7 @@ class Detector:
             "last": [self._last_mean, self._last_idx, _enc(self._t_close)],
             "learned": [self._days, self._base, self._day_idx, self._have_day, self._floor,
                         self._cover, self._g, self._t_up, self._lvl_h, self._jit, self._pf,
-                        _enc(self._t_eval), self.score, self._bspread],
+                        _enc(self._t_eval), self.score, self._bspread, self._bmean],
             "fig": list(self._fig),
             "contrib": [c[name] for name in FEATURES] if len(c) > 0 else [],
         }
@@ -293,6 +295,7 @@ class Detector:
         d._t_eval = _dec(ln[11])
         d.score = float(ln[12])
         d._bspread = float(ln[13])
+        d._bmean = float(ln[14])
         d.ready = d._days >= d._set["warmup_days"]
         fig = [float(x) for x in state["fig"]]
         if len(fig) == 12:
@@ -482,15 +485,18 @@ class Detector:
             if self._days == 0:
                 self._base = floor
                 self._bspread = spread
+                self._bmean = mean
             elif floor < self._base:
                 self._base += s["learn_down"] * (floor - self._base)
                 self._bspread += s["learn_down"] * (spread - self._bspread)
+                self._bmean += s["learn_down"] * (mean - self._bmean)
             elif floor - self._base < s["step_lo_kw"] or (
                     self.score < s["learn_below"] and persist_h >= s["persist_full_h"]):
                 # A small rise is normal drift. A large one is learned only once it has
                 # lasted long enough to be judged and was judged not miner-like.
                 self._base += s["learn_up"] * (floor - self._base)
                 self._bspread += s["learn_up"] * (spread - self._bspread)
+                self._bmean += s["learn_up"] * (mean - self._bmean)
             self._days += 1
             self.ready = self._days >= s["warmup_days"]
 
@@ -549,6 +555,12 @@ class Detector:
             "diurnal": g * f_diur * s["w_diurnal"],
             "jitter": g * f_jit * s["w_jitter"],
             "power_factor": g * f_pf * s["w_power_factor"],
+            # Ungated weak evidence, worth at most w_rise (below any raise threshold): a
+            # floor or mean that rose a little, or a rise not yet judged, still ranks above
+            # the same home without it. It fades as the gate opens.
+            "rise": (1.0 - g) * s["w_rise"] * max(
+                _ramp(step, 0.05, s["step_hi_kw"]),
+                _ramp(mean - self._bmean if self._days > 0 else 0.0, 0.1, 1.5)),
             "level": 0.0,
         }
         total = 0.0
