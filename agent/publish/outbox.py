@@ -211,6 +211,20 @@ class Outbox:
         db = self._db
         critical_batch = any(m.kind in CRITICAL_KINDS for m in msgs)
         self._set_sync("FULL" if critical_batch else "NORMAL")
+        if len(msgs) == 1:
+            msg = msgs[0]
+            size = _size(msg)
+            if self._bytes + size <= self.max_bytes:
+                # The common case: it fits. One INSERT in autocommit mode is its own
+                # transaction (same durability, a third of the statements).
+                db.execute("INSERT INTO outbox (kind, meter, topic, payload, qos, retain, "
+                           "msg_id, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (msg.kind, msg.meter, msg.topic, msg.payload, msg.qos,
+                            1 if msg.retain else 0, msg.id, size))
+                self._bytes += size
+                self._count += 1
+                self.puts += 1
+                return [True]
         db.execute("BEGIN IMMEDIATE")
         stored: list[bool] = []
         total, count = self._bytes, self._count
