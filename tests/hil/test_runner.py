@@ -190,6 +190,12 @@ def test_cli_exit_codes(tmp_path, capsys) -> None:
     assert run_cli(["run", "street-gpu", "--data", str(tmp_path)]) == 2
     assert run_cli(["list"]) == 0
     assert "village-bus" in capsys.readouterr().out
+    # ``loadwatch hil ...`` reaches the same code through agent/cli.py's delegation.
+    from agent.cli import main
+
+    assert main(["hil", "list"]) == 0
+    assert "night-miner" in capsys.readouterr().out
+    assert main(["hil"]) == 2
 
 
 SERVE = """
