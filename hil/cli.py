@@ -108,6 +108,9 @@ def _run_local(sc, data_dir: Path | None, quiet: bool, state_dir: str | None) ->
     except ValueError as e:  # a load that cannot be built from the scenario's values
         print("scenario error: %s in %s" % (e, sc.source), file=sys.stderr)
         return 2
+    except (OSError, RuntimeError, TimeoutError) as e:  # broker, ports, the agent itself
+        print("loadwatch hil: the run could not complete: %s" % e, file=sys.stderr)
+        return 1
     print(report.text(), flush=True)
     return 0 if report.passed else 1
 
