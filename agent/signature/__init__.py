@@ -37,6 +37,11 @@ _INF = float("inf")
 _DAY = const(86400)
 _STATE_VERSION = const(1)
 _NO_DATA = const(-1)  # ring value of a slot with no usable samples
+# A sample more than a day older than the newest one is ignored, unless this many such
+# samples arrive before the next slot closes: then the earlier clock was the wrong one
+# (e.g. an RTC that jumped years ahead and was corrected), and the detector re-anchors
+# its slots on the new clock instead of ignoring every sample until the bogus time.
+_RESYNC = const(30)
 
 # Feature names, in the order contributions are reported.
 FEATURES = ("step", "persistence", "flatness", "steadiness", "diurnal", "jitter", "power_factor",
@@ -199,6 +204,7 @@ class Detector:
         self._base = 0.0  # protected baseline floor, kW
         self._bspread = 0.0  # learned low-tail spread (p(spread_pct) - floor), kW
         self._bmean = 0.0  # learned daily mean, kW (protected like the floor)
+        self._back = 0  # samples from far in the past since the last slot close
         self._fring = array("i", [_NO_DATA] * 24)  # rolling floor (W) at each local hour
         self._day_idx = 0  # local day number of the last day close
         self._have_day = 0  # 0 until a first day close has been seen
@@ -230,7 +236,8 @@ class Detector:
             "last": [self._last_mean, self._last_idx, _enc(self._t_close)],
             "learned": [self._days, self._base, self._day_idx, self._have_day, self._floor,
                         self._cover, self._g, self._t_up, self._lvl_h, self._jit, self._pf,
-                        _enc(self._t_eval), self.score, self._bspread, self._bmean],
+                        _enc(self._t_eval), self.score, self._bspread, self._bmean,
+                        self._back],
             "fig": list(self._fig),
             "contrib": [c[name] for name in FEATURES] if len(c) > 0 else [],
         }
@@ -296,6 +303,7 @@ class Detector:
         d.score = float(ln[12])
         d._bspread = float(ln[13])
         d._bmean = float(ln[14])
+        d._back = int(ln[15])
         d.ready = d._days >= d._set["warmup_days"]
         fig = [float(x) for x in state["fig"]]
         if len(fig) == 12:
@@ -337,9 +345,18 @@ class Detector:
         return self._slow(t, p_w, pf)
 
     def _slow(self, t, p_w, pf):
-        if not (0.0 <= p_w < _INF) or not (-_INF < t < _INF) or t < self._t_last:
-            return self.score  # bad reading or clock went backwards: ignore
+        if not (0.0 <= p_w < _INF) or not (-_INF < t < _INF):
+            return self.score  # bad reading: ignore
+        if t < self._t_last:
+            # Clock went backwards: ignore, unless it has clearly stayed back (_RESYNC).
+            if t >= self._t_last - _DAY:
+                return self.score
+            self._back += 1
+            if self._back < _RESYNC:
+                return self.score
+            self._resync()
         if t >= self._slot_end:
+            self._back = 0
             if self._n > 0:
                 self._close_slot()
             idx = _ifloor((t + self._tz) / self._slot)
@@ -367,6 +384,27 @@ class Detector:
             self._npf += 1
             self._spf += pf
         return self.score
+
+    def _resync(self):
+        """Forget the time base (open slot, day ring, persistence), keep what was learned."""
+        self._slot_end = -_INF
+        self._t_last = -_INF
+        self._n = 0
+        for i in range(self._nslots):
+            self._ring[i] = _NO_DATA
+        for i in range(24):
+            self._fring[i] = _NO_DATA
+        self._last_mean = _NO_DATA
+        self._t_close = -_INF
+        self._t_eval = -_INF
+        self._have_day = 0
+        self._g = 0.0
+        self._lvl_h = 0.0
+        self._back = 0
+        self.score = 0.0
+        self._contrib = {}
+        self._fig = []
+        self._evidence = {"summary": "clock re-synchronised: re-reading the last 24 h"}
 
     # ------------------------------------------------------------------ per slot
 

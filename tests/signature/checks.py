@@ -291,6 +291,30 @@ def check_clock_going_backwards_is_ignored():
     expect(a.state() == b.state(), "samples from the past were learned")
 
 
+def check_clock_that_stays_back_is_followed():
+    # One bogus reading years ahead must not make the detector ignore the real clock.
+    d = Detector({})
+    feed(d, T0, T0 + 3 * DAY, 60.0, household)
+    d.update(T0 + 3650 * DAY, 500.0)
+    days = d.evidence()["days_learned"]
+    feed(d, T0 + 3 * DAY, T0 + 6 * DAY, 60.0, lambda t: household(t) + miner(t, T0, 0.0))
+    ev = d.evidence()
+    expect(ev.get("days_learned", -1) >= days + 2, "stopped learning after a clock jump: %r"
+           % ev)
+    expect(d.ready and ev["coverage"] >= 0.99, "did not recover after a clock jump: %r" % ev)
+    # A few stray old samples are still just ignored.
+    a = Detector({})
+    b = Detector({})
+    t = T0
+    while t < T0 + 2 * DAY:
+        a.update(t, household(t))
+        b.update(t, household(t))
+        if int(t) % 3600 == 0:
+            b.update(t - 5 * DAY, 800.0)
+        t += 60.0
+    expect(a.state()["ring"] == b.state()["ring"], "stray old samples were learned")
+
+
 def check_gaps_are_survived_and_not_alarming():
     d = Detector({})
     feed(d, T0, T0 + 4 * DAY, 60.0, household)
