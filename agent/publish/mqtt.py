@@ -61,6 +61,7 @@ CONNACK_TIMEOUT_S = 10.0
 MAX_COMMAND_BYTES = 4096
 COMMAND_QUEUE = 16
 ACK_BATCH = 64
+STABLE_SESSION_S = 10.0  # a session that lasted this long resets the back-off
 
 # MQTT 5 reason codes (OASIS MQTT 5.0, 3.2.2.2 CONNACK and 3.4.2.1 PUBACK); paho maps the
 # 3.1.1 CONNACK return codes 1..5 onto 0x84..0x88, so one table serves both.
@@ -255,6 +256,9 @@ class Publisher:
         """New messages are in the outbox: send them now rather than at the next tick."""
         if not self._idle:
             return  # the loop is running and looks at the outbox before it waits again
+        self._poke()
+
+    def _poke(self) -> None:
         try:
             self._wake_w.send(b"\0")
         except (BlockingIOError, OSError):
@@ -267,7 +271,7 @@ class Publisher:
         self._stop_deadline = time.monotonic() + max(0.0, timeout)
         self._stopping = True
         self._stop_evt.set()
-        self.wake()
+        self._poke()
         if self._thread is not None:
             self._thread.join(timeout + CONNACK_TIMEOUT_S + 2.0)
             if self._thread.is_alive():
@@ -300,12 +304,16 @@ class Publisher:
             try:
                 client = self._connect()
                 if client is not None:
-                    self.backoff.success()
+                    started = time.monotonic()
                     try:
                         self._serve(client)
                     finally:
                         self._drop_connection(client)
-                    continue
+                    if time.monotonic() - started >= STABLE_SESSION_S:
+                        self.backoff.success()
+                        continue
+                    # A session that dies at once (a client-id clash, a broker that drops
+                    # us after CONNACK) backs off like a failed connect: no hot loop.
             except Exception as e:
                 # Never a dead publisher: whatever went wrong, the outbox still has every
                 # message; log it, back off and connect afresh.
