@@ -10,7 +10,9 @@ mapped to its outbox row; ``on_publish`` (PUBACK for QoS 1, the socket write for
 acks the row, which deletes it. When the connection drops, every row in flight is
 ``nack``-ed and the paho client is thrown away: paho keeps unacknowledged messages only in
 memory, so the outbox, not paho, re-sends them after the reconnect (in order, with the
-same ``id``, which is what subscribers de-duplicate by).
+same ``id``, which is what subscribers de-duplicate by). Alerts, health and status
+acknowledged in the last second before the connection dropped are sent once more too
+(``Outbox.replay``): a Mosquitto killed with SIGKILL can lose a message it has PUBACKed.
 
 Connection. MQTT 5 (``protocol = "5"``), 3.1.1, or ``auto``: 5 first, and 3.1.1 for the
 rest of the run if the broker answers "unsupported protocol version" or hangs up before

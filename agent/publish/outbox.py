@@ -25,6 +25,10 @@ even past the bound (logged, counted as ``over_bound``). Every drop is counted b
 in the database (so counts survive restarts) and reported in ``stats()``, which the
 publisher puts in the retained ``status`` message.
 
+After a broker crash. Acknowledged alerts, health and status rows are kept (marked) for
+``keep_acked_s`` (1 s) and ``replay()`` re-queues those acknowledged just before a lost
+connection: a broker killed with SIGKILL can lose a message it already acknowledged.
+
 Corruption. A database that SQLite cannot open or that fails ``quick_check`` is moved
 aside (``<path>.corrupt-<unix time>``, with its ``-wal``/``-shm``), an error is logged
 loudly, and a fresh outbox is started: the gateway keeps working rather than crash-looping.
