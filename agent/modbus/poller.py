@@ -85,6 +85,7 @@ class BusPoller:
         self.requests = 0
         self.failures = 0
         self.cycles = 0
+        self._stopped = False  # set when run() ends: every loop and delivery stops
 
     def _make_transport(self) -> Transport:
         b = self.bus
@@ -190,6 +191,8 @@ class BusPoller:
         return raw
 
     def _deliver(self, st: MeterState, raw: RawPoll) -> None:
+        if self._stopped:
+            return  # a read that finished after stop: its receivers may be closed
         try:
             self.on_poll(raw)
         except Exception:
@@ -272,20 +275,32 @@ class BusPoller:
         now = self.clock.now()
         for st in states:
             st.next_due = now
+        self._stopped = False
+        tasks: list[asyncio.Task] = []
         try:
             if self.shared:
-                while True:
+                while not self._stopped:
                     await self.run_cycle()
                     await asyncio.sleep(self._sleep_s(states))
             else:
-                await asyncio.gather(*(self._meter_loop(st) for st in states))
+                tasks = [asyncio.create_task(self._meter_loop(st), name="poll-%s" % st.plan.id)
+                         for st in states]
+                await asyncio.gather(*tasks)
         finally:
+            # pymodbus can turn a cancellation inside a read into an I/O error, so a loop
+            # may not see its CancelledError: the flag stops every loop at its next turn,
+            # and the tasks are awaited so none outlives the poller.
+            self._stopped = True
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
             self.close()
 
     async def _meter_loop(self, st: MeterState) -> None:
         """TCP: each meter on its own schedule; the pool bounds concurrency per host."""
         _, pool = self._resources()
-        while True:
+        while not self._stopped:
             now = self.clock.now()
             if st.next_due <= now and st.retry_at <= self.clock.monotonic():
                 transport = await pool.get()
