@@ -227,10 +227,11 @@ class Agent:
     def _emit(self, events: list[Event]) -> None:
         if not events:
             return
+        if self.outbox is not None:
+            # One transaction (one fsync) for everything one reading produced.
+            self.outbox.put_many([self.codec.event(ev) for ev in events])
         alert_changed = False
         for ev in events:
-            if self.outbox is not None:
-                self.outbox.put(self.codec.event(ev))
             alert_changed = alert_changed or ev.is_alert
             for fn in self._listeners:
                 try:
