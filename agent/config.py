@@ -300,6 +300,27 @@ def _policy_defaults() -> dict | None:
     return default_policy_settings()
 
 
+def _check_settings(where: str, detector: dict, policy: dict, own: dict,
+                    source: str) -> None:
+    """Build a detector and a policy from the merged settings once, so that a value the
+    components reject (a slot that does not divide a day, clear_at above raise_at) is a
+    config error naming the key, not a crash when the runtime starts."""
+    try:
+        from agent.policy import Policy
+        from agent.signature import Detector
+    except ImportError:  # pragma: no cover - the core is part of the package
+        return
+    for table, settings, build in (("detector", detector, Detector),
+                                   ("policy", policy, lambda s: Policy("check", s))):
+        try:
+            build(dict(settings))
+        except (ValueError, TypeError) as e:
+            names = [k for k in settings if k in str(e)]
+            prefix = "" if where == "detector" else where + "."
+            key = "%s%s" % (prefix, table) + (".%s" % names[0] if names else "")
+            raise ConfigError(key, str(e), source) from None
+
+
 def _read_secret(t: _Table, name: str, base: Path) -> str:
     path = t.get(name, str, "")
     if not path:
@@ -505,6 +526,11 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
                           "policy": _settings_table(one, "policy", pol_defaults)}
         one.finish()
     ct.finish()
+
+    _check_settings("detector", detector, policy, {}, source)
+    for cname, one in classes.items():
+        _check_settings("classes.%s" % cname, {**detector, **one["detector"]},
+                        {**policy, **one["policy"]}, one, source)
 
     root.used.add("buses")
     raw_buses = data.get("buses", [])
