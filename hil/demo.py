@@ -176,10 +176,13 @@ async def run_demo(args: argparse.Namespace) -> int:
             table.message("alert received on %s:\n%s" % (
                 msg["topic"], json.dumps(msg["payload"], indent=2)))
         raised = recorder.raised_meters()
+        false_alarms = sorted(raised - {households.miner_meter})
         table.message("")
         table.message("summary: %d alert messages received; raised for: %s; miner was on %s"
                       % (alerts_seen, ", ".join(sorted(raised)) or "none",
                          households.miner_meter))
+        if false_alarms:
+            table.message("false alarms (no miner there): %s" % ", ".join(false_alarms))
         if stop.is_set():
             table.message("interrupted: everything stopped cleanly")
             return 130
