@@ -136,6 +136,7 @@ class Agent:
         self._listeners: list[Callable[[Event], None]] = []
         self._pollers: dict[str, object] = {}
         self._stop: asyncio.Event | None = None
+        self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # guards pipelines against the command thread
         # Serialises checkpoint writers: the periodic one runs on an executor thread while
@@ -311,6 +312,9 @@ class Agent:
     # ----------------------------------------------------------------- lifecycle
 
     def request_stop(self) -> None:
+        """Stop from any thread, also before ``run()`` got going (a Ctrl-C during start-up
+        must not be lost)."""
+        self._stop_requested = True
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
 
@@ -336,6 +340,8 @@ class Agent:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        if self._stop_requested:
+            self._stop.set()
         Path(self.plan.state_dir).mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(self.plan.outbox.path, self.plan.outbox.max_bytes)
         self.publisher = Publisher(self.plan.broker, self.outbox, self.codec,
