@@ -11,6 +11,7 @@ default is how a gateway ends up polling a bus every second for a year.
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import os
 import re
@@ -197,13 +198,16 @@ class Plan:
 # --------------------------------------------------------------------------- validation
 
 
-class _Table:
+class SettingsTable:
     """A TOML table being validated: typed getters that name the key on error, and a
-    check that every key was consumed."""
+    check that every key was consumed. Shared with the rig's scenario files and the
+    firmware config, which only swap ``error_class``."""
 
-    def __init__(self, data: dict, path: str, source: str):
+    error_class: type[ValueError] = ConfigError
+
+    def __init__(self, data: Any, path: str, source: str):
         if not isinstance(data, dict):
-            raise ConfigError(path, "must be a table", source)
+            raise self.error_class(path, "must be a table", source)
         self.data = data
         self.path = path
         self.source = source
@@ -212,8 +216,8 @@ class _Table:
     def key(self, name: str) -> str:
         return "%s.%s" % (self.path, name) if self.path else name
 
-    def error(self, name: str, message: str) -> ConfigError:
-        return ConfigError(self.key(name), message, self.source)
+    def error(self, name: str, message: str) -> ValueError:
+        return self.error_class(self.key(name), message, self.source)
 
     def has(self, name: str) -> bool:
         return name in self.data
@@ -242,9 +246,18 @@ class _Table:
             raise self.error(name, "%r is above the maximum %r" % (value, hi))
         return value
 
-    def table(self, name: str) -> _Table:
+    def table(self, name: str) -> SettingsTable:
         self.used.add(name)
-        return _Table(self.data.get(name, {}), self.key(name), self.source)
+        return type(self)(self.data.get(name, {}), self.key(name), self.source)
+
+    def array(self, name: str) -> list[SettingsTable]:
+        """An array of tables (``[[name]]``), each validated on its own."""
+        self.used.add(name)
+        raw = self.data.get(name, [])
+        if not isinstance(raw, list):
+            raise self.error(name, "must be an array of tables ([[%s]])" % name)
+        return [type(self)(x, "%s[%d]" % (self.key(name), i), self.source)
+                for i, x in enumerate(raw)]
 
     def finish(self) -> None:
         unknown = sorted(set(self.data) - self.used)
@@ -253,9 +266,13 @@ class _Table:
                              % ", ".join(sorted(self.used)))
 
 
+_Table = SettingsTable  # the name the firmware config builder imports
+
+
 def _kind_name(kinds: tuple) -> str:
     names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-             list: "a list", dict: "a table"}
+             list: "a list", dict: "a table", datetime.datetime: "a date-time",
+             datetime.date: "a date"}
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 

@@ -91,7 +91,8 @@ import datetime as _dt
 import re
 import sys
 from pathlib import Path
-from typing import Any
+
+from agent.config import SettingsTable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -282,69 +283,11 @@ class Scenario:
 # --------------------------------------------------------------------------- parsing
 
 
-class _Table:
-    """A TOML table being validated; every getter names the key on error."""
+class _Table(SettingsTable):
+    """A scenario table being validated: the agent's config validator, whose errors
+    name the scenario file and key."""
 
-    def __init__(self, data: Any, path: str, source: str):
-        if not isinstance(data, dict):
-            raise ScenarioError(path, "must be a table", source)
-        self.data = data
-        self.path = path
-        self.source = source
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return "%s.%s" % (self.path, name) if self.path else name
-
-    def error(self, name: str, message: str) -> ScenarioError:
-        return ScenarioError(self.key(name), message, self.source)
-
-    def get(self, name: str, kind: Any, default: Any = ..., *, choices: tuple = (),
-            lo: float | None = None, hi: float | None = None) -> Any:
-        self.used.add(name)
-        if name not in self.data:
-            if default is ...:
-                raise self.error(name, "is required")
-            return default
-        value = self.data[name]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) and bool not in kinds:
-            raise self.error(name, "%r must be %s" % (value, _kind_name(kinds)))
-        if not isinstance(value, kinds):
-            raise self.error(name, "%r must be %s" % (value, _kind_name(kinds)))
-        if choices and value not in choices:
-            raise self.error(name, "%r is not one of %s" % (value, "|".join(map(str, choices))))
-        if lo is not None and value < lo:
-            raise self.error(name, "%r is below the minimum %r" % (value, lo))
-        if hi is not None and value > hi:
-            raise self.error(name, "%r is above the maximum %r" % (value, hi))
-        return value
-
-    def table(self, name: str) -> _Table:
-        self.used.add(name)
-        return _Table(self.data.get(name, {}), self.key(name), self.source)
-
-    def array(self, name: str) -> list[_Table]:
-        self.used.add(name)
-        raw = self.data.get(name, [])
-        if not isinstance(raw, list):
-            raise self.error(name, "must be an array of tables ([[%s]])" % name)
-        return [_Table(x, "%s[%d]" % (self.key(name), i), self.source)
-                for i, x in enumerate(raw)]
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise self.error(unknown[0], "unknown key (typo?); known keys here: %s"
-                             % ", ".join(sorted(self.used)))
-
-
-def _kind_name(kinds: tuple) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-             list: "a list", dict: "a table", _dt.datetime: "a date-time"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
+    error_class = ScenarioError
 
 
 def _load_spec(t: _Table, days: float, what: str) -> LoadSpec:
