@@ -266,9 +266,6 @@ class SettingsTable:
                              % ", ".join(sorted(self.used)))
 
 
-_Table = SettingsTable  # the name the firmware config builder imports
-
-
 def _kind_name(kinds: tuple) -> str:
     names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
              list: "a list", dict: "a table", datetime.datetime: "a date-time",
@@ -285,7 +282,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _settings_table(t: _Table, name: str, defaults: dict | None) -> dict:
+def _settings_table(t: SettingsTable, name: str, defaults: dict | None) -> dict:
     """A free-form settings table checked against the component's known defaults."""
     sub = t.table(name)
     out = {}
@@ -317,8 +314,7 @@ def _policy_defaults() -> dict | None:
     return default_policy_settings()
 
 
-def _check_settings(where: str, detector: dict, policy: dict, own: dict,
-                    source: str) -> None:
+def _check_settings(where: str, detector: dict, policy: dict, source: str) -> None:
     """Build a detector and a policy from the merged settings once, so that a value the
     components reject (a slot that does not divide a day, clear_at above raise_at) is a
     config error naming the key, not a crash when the runtime starts."""
@@ -338,7 +334,30 @@ def _check_settings(where: str, detector: dict, policy: dict, own: dict,
             raise ConfigError(key, str(e), source) from None
 
 
-def _read_secret(t: _Table, name: str, base: Path) -> str:
+def scoring_settings(root: SettingsTable) -> tuple[dict, dict, dict[str, dict]]:
+    """``[detector]``, ``[policy]`` and ``[classes.NAME.detector|policy]`` of a config,
+    validated against the components' defaults and by building them once (the agent's
+    config and the firmware config share this)."""
+    det_defaults = _detector_defaults()
+    pol_defaults = _policy_defaults()
+    detector = _settings_table(root, "detector", det_defaults)
+    policy = _settings_table(root, "policy", pol_defaults)
+    classes: dict[str, dict] = {}
+    ct = root.table("classes")
+    for cname in list(ct.data):
+        one = ct.table(cname)
+        classes[cname] = {"detector": _settings_table(one, "detector", det_defaults),
+                          "policy": _settings_table(one, "policy", pol_defaults)}
+        one.finish()
+    ct.finish()
+    _check_settings("detector", detector, policy, root.source)
+    for cname, one in classes.items():
+        _check_settings("classes.%s" % cname, {**detector, **one["detector"]},
+                        {**policy, **one["policy"]}, root.source)
+    return detector, policy, classes
+
+
+def _read_secret(t: SettingsTable, name: str, base: Path) -> str:
     path = t.get(name, str, "")
     if not path:
         return ""
@@ -351,7 +370,7 @@ def _read_secret(t: _Table, name: str, base: Path) -> str:
         raise t.error(name, "cannot read %s: %s" % (p, e.strerror)) from None
 
 
-def _broker(root: _Table, site: str, gateway: str, base: Path) -> BrokerSettings:
+def _broker(root: SettingsTable, site: str, gateway: str, base: Path) -> BrokerSettings:
     t = root.table("broker")
     host = t.get("host", str, "127.0.0.1")
     tls_setting = t.get("tls", (bool, str), "auto")
@@ -403,7 +422,7 @@ def _broker(root: _Table, site: str, gateway: str, base: Path) -> BrokerSettings
     return settings
 
 
-def _bus(t: _Table) -> BusPlan:
+def _bus(t: SettingsTable) -> BusPlan:
     name = t.get("name", str)
     if not ID_RE.match(name):
         raise t.error("name", "%r must be letters, digits, '_', '.', '-' (max 64)" % name)
@@ -431,7 +450,7 @@ _QUIRK_KEYS = {"max_registers": (int, 1, 125), "max_gap": (int, 0, 125),
                "pause_ms": (int, 0, 10000), "timeout_ms": (int, 10, 60000)}
 
 
-def _quirk_overrides(t: _Table) -> dict:
+def _quirk_overrides(t: SettingsTable) -> dict:
     q = t.table("quirks")
     out: dict[str, Any] = {}
     for key in list(q.data):
@@ -444,7 +463,7 @@ def _quirk_overrides(t: _Table) -> dict:
     return out
 
 
-def _meter(t: _Table, buses: dict[str, BusPlan], base: Path, classes: dict,
+def _meter(t: SettingsTable, buses: dict[str, BusPlan], base: Path, classes: dict,
            default_poll_s: float) -> MeterPlan:
     mid = t.get("id", str)
     if not ID_RE.match(mid):
@@ -507,7 +526,7 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("", "not valid TOML: %s" % e, source) from None
     base = base_dir if base_dir is not None else Path.cwd()
-    root = _Table(data, "", source)
+    root = SettingsTable(data, "", source)
     site = root.get("site", str)
     gateway = root.get("gateway", str)
     for name, value in (("site", site), ("gateway", gateway)):
@@ -531,23 +550,7 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
                                               * 1024 * 1024))
     ot.finish()
 
-    det_defaults = _detector_defaults()
-    pol_defaults = _policy_defaults()
-    detector = _settings_table(root, "detector", det_defaults)
-    policy = _settings_table(root, "policy", pol_defaults)
-    classes: dict[str, dict] = {}
-    ct = root.table("classes")
-    for cname in list(ct.data):
-        one = ct.table(cname)
-        classes[cname] = {"detector": _settings_table(one, "detector", det_defaults),
-                          "policy": _settings_table(one, "policy", pol_defaults)}
-        one.finish()
-    ct.finish()
-
-    _check_settings("detector", detector, policy, {}, source)
-    for cname, one in classes.items():
-        _check_settings("classes.%s" % cname, {**detector, **one["detector"]},
-                        {**policy, **one["policy"]}, one, source)
+    detector, policy, classes = scoring_settings(root)
 
     root.used.add("buses")
     raw_buses = data.get("buses", [])
@@ -555,7 +558,7 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
         raise root.error("buses", "must be an array of tables ([[buses]])")
     buses: dict[str, BusPlan] = {}
     for i, raw in enumerate(raw_buses):
-        bus = _bus(_Table(raw, "buses[%d]" % i, source))
+        bus = _bus(SettingsTable(raw, "buses[%d]" % i, source))
         if bus.name in buses:
             raise ConfigError("buses[%d].name" % i, "%r is defined twice" % bus.name, source)
         buses[bus.name] = bus
@@ -569,7 +572,7 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
     seen_ids: set[str] = set()
     seen_units: set[tuple[str, int]] = set()
     for i, raw in enumerate(raw_meters):
-        t = _Table(raw, "meters[%d]" % i, source)
+        t = SettingsTable(raw, "meters[%d]" % i, source)
         m = _meter(t, buses, base, classes, default_poll_s)
         if m.id in seen_ids:
             raise ConfigError("meters[%d].id" % i, "%r is used by another meter" % m.id, source)
@@ -614,7 +617,7 @@ def load_detector_settings(path: str | os.PathLike) -> tuple[dict, dict]:
         raise ConfigError("", "cannot read: %s" % e.strerror, str(p)) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("", "not valid TOML: %s" % e, str(p)) from None
-    root = _Table(data, "", str(p))
+    root = SettingsTable(data, "", str(p))
     detector = _settings_table(root, "detector", _detector_defaults())
     policy = _settings_table(root, "policy", _policy_defaults())
     tz = root.get("tz_offset_hours", float, 0.0, lo=-14.0, hi=14.0)

@@ -33,11 +33,9 @@ from agent.config import (
     DEFAULT_PREFIX,
     ID_RE,
     ConfigError,
-    _detector_defaults,
-    _policy_defaults,
+    SettingsTable,
     _quirk_overrides,
-    _settings_table,
-    _Table,
+    scoring_settings,
 )
 from agent.modbus.blocks import plan_reads
 from agent.profiles import ProfileError, load_profile
@@ -71,7 +69,7 @@ profile = "generic"
 """
 
 
-def _uart(t: _Table, baud_default: int) -> dict[str, Any]:
+def _uart(t: SettingsTable, baud_default: int) -> dict[str, Any]:
     out = {
         "uart": t.get("uart", int, 1, lo=0, hi=7),
         "baud": t.get("baud", int, baud_default, choices=(1200, 2400, 4800, 9600, 19200,
@@ -95,7 +93,7 @@ def load_text(text: str, source: str, base: Path | None = None) -> dict:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("", "not valid TOML: %s" % e, source) from None
     base = base if base is not None else Path.cwd()
-    root = _Table(data, "", source)
+    root = SettingsTable(data, "", source)
     site = root.get("site", str)
     gateway = root.get("gateway", str)
     for name, value in (("site", site), ("gateway", gateway)):
@@ -166,18 +164,7 @@ def load_text(text: str, source: str, base: Path | None = None) -> dict:
         out["wifi"] = {"ssid": t.get("ssid", str), "password": t.get("password", str, "")}
     t.finish()
 
-    det_defaults = _detector_defaults()
-    pol_defaults = _policy_defaults()
-    detector = _settings_table(root, "detector", det_defaults)
-    policy = _settings_table(root, "policy", pol_defaults)
-    classes: dict[str, dict] = {}
-    ct = root.table("classes")
-    for cname in list(ct.data):
-        one = ct.table(cname)
-        classes[cname] = {"detector": _settings_table(one, "detector", det_defaults),
-                          "policy": _settings_table(one, "policy", pol_defaults)}
-        one.finish()
-    ct.finish()
+    detector, policy, classes = scoring_settings(root)
 
     root.used.add("meters")
     raw_meters = data.get("meters", [])
@@ -187,7 +174,7 @@ def load_text(text: str, source: str, base: Path | None = None) -> dict:
     seen: set[str] = set()
     units: set[int] = set()
     for i, raw in enumerate(raw_meters):
-        mt = _Table(raw, "meters[%d]" % i, source)
+        mt = SettingsTable(raw, "meters[%d]" % i, source)
         m = _meter(mt, base, classes, detector, policy, default_poll_s, tz_s)
         if m["id"] in seen:
             raise ConfigError("meters[%d].id" % i, "%r is used by another meter" % m["id"],
@@ -203,7 +190,7 @@ def load_text(text: str, source: str, base: Path | None = None) -> dict:
     return out
 
 
-def _meter(t: _Table, base: Path, classes: dict, detector: dict, policy: dict,
+def _meter(t: SettingsTable, base: Path, classes: dict, detector: dict, policy: dict,
            default_poll_s: float, tz_s: float) -> dict:
     mid = t.get("id", str)
     if not ID_RE.match(mid):
