@@ -26,6 +26,8 @@ DELEGATED: dict[str, tuple[str, str, str, str]] = {
              "find Modbus units on a serial bus or TCP host and guess their profile"),
     "read": ("agent.modbus.tools", "add_read_arguments", "read_main",
              "read every quantity of one meter once and print a table"),
+    "status": ("agent.status", "add_status_arguments", "status_main",
+               "the technician's status page: meters, scores, alerts, outbox (no network)"),
     "watch": ("agent.publish.watch", "add_watch_arguments", "watch_main",
               "subscribe to a broker and print alerts and status live (de-duplicated)"),
     "hil": ("hil.cli", "add_hil_arguments", "hil_main",

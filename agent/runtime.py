@@ -32,6 +32,7 @@ from agent.publish.codec import Codec
 from agent.publish.mqtt import Publisher
 from agent.publish.outbox import Outbox
 from agent.signature import Detector
+from agent.status import write_status
 
 log = logging.getLogger("loadwatch.runtime")
 
@@ -190,8 +191,9 @@ class Agent:
                 self.plan.telemetry_every_s, decides_alerts=m.id not in bridged)
             self.health[m.id] = Health(m.id)
 
-    def checkpoint(self) -> None:
-        """Write all learned state atomically (tmp file, fsync, rename).
+    def checkpoint(self, running: bool = True) -> None:
+        """Write all learned state atomically (tmp file, fsync, rename), then the status
+        page.
 
         The snapshot is taken under the checkpoint lock too, so an older snapshot can never
         overwrite a newer one."""
@@ -201,6 +203,25 @@ class Agent:
                           for mid, p in self.pipelines.items()}
             data = {"version": STATE_VERSION, "t": self.clock.now(), "meters": meters}
             self._write_state(data)
+        self.write_status(running)
+
+    def write_status(self, running: bool = True) -> None:
+        """The technician's page (``loadwatch status``): what this agent sees right now."""
+        publisher, outbox = self.publisher, self.outbox
+        try:
+            write_status(self.plan.state_dir, {
+                "written": time.time(), "running": running, "version": _version(),
+                "site": self.plan.site, "gateway": self.plan.gateway,
+                "checkpoint_every_s": self.plan.checkpoint_every_s,
+                "clock_t": self.clock.now(),
+                "broker": {"host": self.plan.broker.host, "port": self.plan.broker.port,
+                           "connected": bool(publisher is not None
+                                             and publisher.connected.is_set())},
+                "outbox": outbox.stats() if outbox is not None else None,
+                "meters": self.snapshot(),
+            })
+        except OSError as e:
+            log.warning("could not write the status page: %s", e)
 
     def _write_state(self, data: dict) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -348,6 +369,7 @@ class Agent:
                                    on_command=self.on_command,
                                    status_extra=self._status_extra)
         self.publisher.start()
+        self.write_status()
         tasks = [asyncio.create_task(src.run(), name="source-%s" % name)
                  for name, src in zip([b.name for b in self.plan.buses],
                                       self._make_sources())]
@@ -373,7 +395,7 @@ class Agent:
     async def _shutdown(self) -> None:
         """Flush what can be flushed; what cannot stays in the outbox for next time."""
         try:
-            self.checkpoint()
+            self.checkpoint(running=False)
         except OSError as e:
             log.error("could not save detector state: %s", e)
         if self.publisher is not None:

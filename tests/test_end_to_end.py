@@ -104,6 +104,18 @@ def test_miner_is_caught_end_to_end(source: str, tmp_path: Path, arun, request) 
     assert {"status", "telemetry", "score", "alert", "health"} <= kinds, kinds
     assert duplicates == 0 or all(m["payload"].get("id") for m in messages)
 
+    # The technician's status page shows what the stopped agent last saw.
+    page = subprocess.run([sys.executable, "-m", "agent.cli", "status", "--state-dir",
+                           str(tmp_path / "state")], capture_output=True, text=True,
+                          check=False, cwd=ROOT)
+    assert page.returncode == 0, page.stderr
+    assert "agent stopped" in page.stdout.splitlines()[0]
+    rows = {line.split()[0]: line for line in page.stdout.splitlines()[3:]
+            if line.startswith("home-")}
+    assert set(rows) == {h.meter for h in households.meters}
+    assert "ALERT %s:" % households.miner_meter in rows[households.miner_meter]
+    assert "outbox: 0 waiting" in page.stdout
+
 
 def _descendants(pid: int) -> set[int]:
     out: set[int] = set()
