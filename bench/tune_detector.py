@@ -289,6 +289,7 @@ def main_corpus(a, dset, pset) -> None:
     neg_win: list[float] = []
     pos: dict[tuple, list] = {}
     pos_max = []
+    pos_all: list[float] = []
     for r in results:
         if r["kind"] != "miner":
             days[r["cls"]] = days.get(r["cls"], 0.0) + r["days"]
@@ -302,6 +303,7 @@ def main_corpus(a, dset, pset) -> None:
             pos.setdefault((r["size"], r["schedule"]), []).append(r)
             if r["schedule"] == "constant" and r["size"] >= 1.0:
                 pos_max.append(r["max72"])
+            pos_all.append(r["max72"])
     for c in sorted(days):
         print("  neg %-16s days %7.0f  raised %3d  per 1000 meter-days %.2f"
               % (c, days[c], fa[c], 1000.0 * fa[c] / max(days[c], 1e-9)))
@@ -317,6 +319,8 @@ def main_corpus(a, dset, pset) -> None:
               % (key[0], key[1], 100.0 * len(hits) / len(rs), med, len(rs)))
     print("  AUC (>=1 kW constant, 72-h max vs every 3-day window of non-miners): %.4f"
           % auc(pos_max, neg_win))
+    print("  AUC (every miner size and schedule, 72-h max vs every 3-day window):  %.4f"
+          % auc(pos_all, neg_win))
 
 
 def main() -> None:

@@ -44,8 +44,21 @@ _NO_DATA = const(-1)  # ring value of a slot with no usable samples
 _RESYNC = const(30)
 
 # Feature names, in the order contributions are reported.
-FEATURES = ("step", "persistence", "flatness", "steadiness", "diurnal", "jitter", "power_factor",
-            "rise", "level")
+FEATURES = ("step", "persistence", "flatness", "steadiness", "uniformity", "diurnal", "jitter",
+            "power_factor", "rise", "level")
+_NBLK = const(4)  # the day in blocks of 6 h local, for the shape of the excess
+_NFIG = const(15)  # figures kept from the last evaluation (see _explain)
+_EV_WARM = const(0)  # what evidence() describes: warming up with no history yet,
+_EV_FIG = const(1)  # ... the figures of the last evaluation,
+_EV_COVER = const(2)  # ... too little data in the last 24 h,
+_EV_RESYNC = const(3)  # ... a clock re-synchronisation
+_TABLES = []  # (settings, night slots, evening slots) shared by detectors of equal settings
+_UID = [0]
+# evidence() and contributions() are built on demand from a few stored numbers (a cached
+# dict per meter would be ~1 KB of heap on MicroPython). The runtime asks for both on every
+# sample, so the last built pair is kept here, once for all detectors, keyed by detector
+# and evaluation: [uid, evaluation number, evidence, contributions].
+_OUT = [0, -1, None, None]
 
 
 def default_settings():
@@ -85,11 +98,29 @@ def default_settings():
         "w_persistence": 20.0,
         "w_flatness": 15.0,
         "w_steadiness": 25.0,
+        "w_uniformity": 0.0,  # credited as far as steadiness also holds (see _evaluate)
+        "couple_steady": 0.0,  # 1: steadiness needs uniformity too (the low-alarm mode)
         "w_diurnal": 10.0,
         "w_jitter": 6.0,
         "w_power_factor": 4.0,
         "w_rise": 12.0,  # ungated, below any alert: a small or partial rise still ranks
+        "rise_dev_kw": 0.03,  # added to a block's learned deviation (meter and noise floor)
+        "rise_z_lo": 3.0,  # block rise / its deviation: starts to rank
+        "rise_z_hi": 15.0,  # ... ranks fully
+        "uni_good": 0.12,  # spread of the 6-h block floors' excess / its mean: rig at or below
+        "uni_bad": 0.3,  # ... weather-driven heating, part-day loads at or above
     }
+
+
+def _learn_rate(days, rise, judged, s):
+    """How far the protected baseline moves toward a day's value (0: not at all)."""
+    if days == 0:
+        return 1.0
+    if rise < 0.0:
+        return s["learn_down"]
+    if rise < s["step_lo_kw"] or judged:
+        return s["learn_up"]
+    return 0.0
 
 
 def _ifloor(x):
@@ -161,21 +192,34 @@ class Detector:
             raise ValueError("detector setting slot_s=%r must divide a day (e.g. 900)" % slot)
         if not 0.0 <= s["floor_pct"] < 1.0:
             raise ValueError("detector setting floor_pct must be in [0, 1)")
-        self._set = s
+        # Meters with the same settings share one settings dict and one table of night and
+        # evening slots (read-only), so a 32-meter MCU holds them once, not 32 times.
+        tb = None
+        for x in _TABLES:
+            if x[0] == s:
+                tb = x
+                break
+        if tb is None:
+            # Which ring positions are night (01-05) and evening (17-22) local time.
+            night = []
+            evening = []
+            for i in range(n):
+                h = (i * slot) / 3600.0
+                if 1.0 <= h < 5.0:
+                    night.append(i)
+                elif 17.0 <= h < 22.0:
+                    evening.append(i)
+            tb = (s, tuple(night), tuple(evening))
+            if len(_TABLES) < 8:
+                _TABLES.append(tb)
+        self._set = tb[0]
         self._slot = slot
         self._tz = s["tz_offset_s"]
         self._nslots = n
-        # Which ring positions are night (01-05) and evening (17-22) local time.
-        night = []
-        evening = []
-        for i in range(n):
-            h = (i * slot) / 3600.0
-            if 1.0 <= h < 5.0:
-                night.append(i)
-            elif 17.0 <= h < 22.0:
-                evening.append(i)
-        self._night = night
-        self._evening = evening
+        self._night = tb[1]
+        self._evening = tb[2]
+        _UID[0] += 1
+        self._uid = _UID[0]  # identifies this detector in the shared output cache
         self._reset()
 
     # ------------------------------------------------------------------ state
@@ -204,6 +248,11 @@ class Detector:
         self._base = 0.0  # protected baseline floor, kW
         self._bspread = 0.0  # learned low-tail spread (p(spread_pct) - floor), kW
         self._bmean = 0.0  # learned daily mean, kW (protected like the floor)
+        # Learned floor (lowest slot mean) of each 6-h block of the local day, kW, protected
+        # like the floor: a rig lifts all four by the same watts, heating does not.
+        self._bblk = array("d", [0.0] * _NBLK)
+        # Learned day-to-day deviation of each block floor, kW.
+        self._bdev = array("d", [0.0] * _NBLK)
         self._back = 0  # samples from far in the past since the last slot close
         self._fring = array("i", [_NO_DATA] * 24)  # rolling floor (W) at each local hour
         self._day_idx = 0  # local day number of the last day close
@@ -218,13 +267,14 @@ class Detector:
         self._t_eval = -_INF
         self.score = 0.0
         self.ready = False
-        self._contrib = {}
-        self._evidence = {"summary": "warming up: no history yet"}
-        self._fig = []  # feature figures of the last evaluation (for evidence)
+        self._c = array("d", [0.0] * len(FEATURES))  # contributions, in FEATURES order
+        self._hasc = 0  # 1 once contributions have been computed
+        self._evk = _EV_WARM
+        self._evn = 0  # evaluation number (keys the shared output cache)
+        self._fig = array("d")  # feature figures of the last evaluation (for evidence)
 
     def state(self):
         """Everything learned, as JSON-able plain numbers and lists (no infinities)."""
-        c = self._contrib
         return {
             "v": _STATE_VERSION,
             "slot_s": self._slot,
@@ -237,9 +287,9 @@ class Detector:
             "learned": [self._days, self._base, self._day_idx, self._have_day, self._floor,
                         self._cover, self._g, self._t_up, self._lvl_h, self._jit, self._pf,
                         _enc(self._t_eval), self.score, self._bspread, self._bmean,
-                        self._back],
+                        self._back] + list(self._bblk) + list(self._bdev),
             "fig": list(self._fig),
-            "contrib": [c[name] for name in FEATURES] if len(c) > 0 else [],
+            "contrib": list(self._c) if self._hasc else [],
         }
 
     @classmethod
@@ -304,20 +354,25 @@ class Detector:
         d._bspread = float(ln[13])
         d._bmean = float(ln[14])
         d._back = int(ln[15])
+        if len(ln) >= 16 + 2 * _NBLK:
+            for i in range(_NBLK):
+                d._bblk[i] = float(ln[16 + i])
+                d._bdev[i] = float(ln[16 + _NBLK + i])
+        else:  # a state saved before the block floors existed: start them at the floor
+            for i in range(_NBLK):
+                d._bblk[i] = d._base
         d.ready = d._days >= d._set["warmup_days"]
         fig = [float(x) for x in state["fig"]]
-        if len(fig) == 12:
-            d._fig = fig
-            d._evidence = d._explain(d._t_eval)
+        if len(fig) == _NFIG:
+            d._fig = array("d", fig)
+            d._evk = _EV_FIG
         elif d._t_eval > -_INF:
-            d._evidence = {"summary": "not enough data in the last 24 h (%d%%)"
-                           % int(d._cover * 100), "coverage": _r(d._cover, 100)}
+            d._evk = _EV_COVER
         cl = state["contrib"]
         if len(cl) == len(FEATURES):
-            c = {}
             for i in range(len(FEATURES)):
-                c[FEATURES[i]] = float(cl[i])
-            d._contrib = c
+                d._c[i] = float(cl[i])
+            d._hasc = 1
 
     # ------------------------------------------------------------------ per sample
 
@@ -402,9 +457,12 @@ class Detector:
         self._lvl_h = 0.0
         self._back = 0
         self.score = 0.0
-        self._contrib = {}
-        self._fig = []
-        self._evidence = {"summary": "clock re-synchronised: re-reading the last 24 h"}
+        self._hasc = 0
+        for i in range(len(FEATURES)):
+            self._c[i] = 0.0
+        self._fig = array("d")
+        self._evk = _EV_RESYNC
+        self._evn += 1
 
     # ------------------------------------------------------------------ per slot
 
@@ -475,9 +533,9 @@ class Detector:
         if cover < s["min_cover"]:
             for i in range(24):
                 self._fring[i] = _NO_DATA
-            self._fig = []
-            self._evidence = {"summary": "not enough data in the last 24 h (%d%%)"
-                              % int(cover * 100), "coverage": _r(cover, 100)}
+            self._fig = array("d")
+            self._evk = _EV_COVER
+            self._evn += 1
             return
         vals.sort()
         k = int(s["floor_pct"] * (len(vals) - 1))
@@ -507,6 +565,15 @@ class Detector:
             if ring[i] >= 0:
                 esum += ring[i]
                 ne += 1
+        # Floor of each 6-h block of the local day: its 1/8 quantile of slot means, so that a
+        # rig restart (a dip of a few minutes, one or two slots) does not move it.
+        blk = [-1] * _NBLK
+        per = n // _NBLK
+        for b in range(_NBLK):
+            bv = [x for x in ring[b * per:(b + 1) * per] if x >= 0]
+            if len(bv) > 0:
+                bv.sort()
+                blk[b] = bv[len(bv) // 8]
         ratio = -1.0
         if nn > 0 and ne > 0 and esum > 0:
             ratio = (nsum / nn) / (esum / ne)
@@ -520,21 +587,27 @@ class Detector:
             self._day_idx = day
         elif day != self._day_idx:
             self._day_idx = day
-            if self._days == 0:
-                self._base = floor
-                self._bspread = spread
-                self._bmean = mean
-            elif floor < self._base:
-                self._base += s["learn_down"] * (floor - self._base)
-                self._bspread += s["learn_down"] * (spread - self._bspread)
-                self._bmean += s["learn_down"] * (mean - self._bmean)
-            elif floor - self._base < s["step_lo_kw"] or (
-                    self.score < s["learn_below"] and persist_h >= s["persist_full_h"]):
-                # A small rise is normal drift. A large one is learned only once it has
-                # lasted long enough to be judged and was judged not miner-like.
-                self._base += s["learn_up"] * (floor - self._base)
-                self._bspread += s["learn_up"] * (spread - self._bspread)
-                self._bmean += s["learn_up"] * (mean - self._bmean)
+            # A small rise is normal drift. A large one is learned only once it has lasted
+            # long enough to be judged and was judged not miner-like.
+            judged = self.score < s["learn_below"] and persist_h >= s["persist_full_h"]
+            rate = _learn_rate(self._days, floor - self._base, judged, s)
+            if rate > 0.0:
+                self._base += rate * (floor - self._base)
+                self._bspread += rate * (spread - self._bspread)
+                self._bmean += rate * (mean - self._bmean)
+            bb = self._bblk
+            for b in range(_NBLK):
+                # Each block is protected on its own: a rig switched on in the evening
+                # lifts that block's floor a day before it lifts the day's floor.
+                if blk[b] >= 0:
+                    x = blk[b] / 1000.0
+                    dx = x - bb[b]
+                    rate = _learn_rate(self._days, dx, judged, s)
+                    if rate > 0.0:
+                        bb[b] += rate * dx
+                        if self._days > 0:
+                            dv = self._bdev
+                            dv[b] += s["learn_up"] * ((dx if dx > 0.0 else -dx) - dv[b])
             self._days += 1
             self.ready = self._days >= s["warmup_days"]
 
@@ -570,6 +643,35 @@ class Detector:
         drift = (hi - lo) / 1000.0
         f_steady = _ramp(drift / step, s["steady_bad"], s["steady_good"]) if step > 0.0 else 0.0
         f_flat = _ramp(share, s["share_lo"], s["share_hi"])
+        # Uniformity: the excess of each 6-h block's floor over its learned value. A rig adds
+        # the same watts to every block; heating follows the outdoor temperature (cold
+        # nights, mild afternoons), grow lights and chargers leave some blocks untouched.
+        emin = _INF
+        emax = -_INF
+        esum2 = 0.0
+        nb = 0
+        for b in range(_NBLK):
+            if blk[b] >= 0 and self._days > 0:
+                e = blk[b] / 1000.0 - self._bblk[b]
+                esum2 += e
+                nb += 1
+                if e < emin:
+                    emin = e
+                if e > emax:
+                    emax = e
+        # The most-risen block in units of its own day-to-day deviation: a night-only rig
+        # lifts the night block far beyond how that block usually moves.
+        zmax = 0.0
+        for b in range(_NBLK):
+            if blk[b] >= 0 and self._days > 1:
+                z = (blk[b] / 1000.0 - self._bblk[b]) / (self._bdev[b] + s["rise_dev_kw"])
+                if z > zmax:
+                    zmax = z
+        uni = -1.0  # (max - min) / mean of the block excesses; -1: not known
+        if nb >= 2 and esum2 > 0.0:
+            uni = (emax - emin) / (esum2 / nb)
+        f_uni = _ramp(uni, s["uni_bad"], s["uni_good"]) if uni >= 0.0 else 0.0
+        f_const = f_steady if f_steady < f_uni else f_uni
         if ratio < 0.0:
             f_diur = 0.5
         elif ratio <= s["night_over"]:
@@ -589,16 +691,26 @@ class Detector:
             "step": g * s["w_step"],
             "persistence": g * s["w_persistence"],
             "flatness": g * f_flat * s["w_flatness"],
-            "steadiness": g * f_steady * s["w_steadiness"],
+            # A rig's excess is constant both from day to day (steadiness) and across the
+            # hours of a day (uniformity). Uniformity is credited only as far as steadiness
+            # also holds: heating and part-day loads often show one of the two for a while.
+            # With couple_steady = 1 steadiness is likewise credited only as far as
+            # uniformity holds (fewer false alarms, lower recall on busy homes: see README).
+            "steadiness": g * (f_const if s["couple_steady"] > 0.0 else f_steady)
+            * s["w_steadiness"],
+            "uniformity": g * f_const * s["w_uniformity"],
             "diurnal": g * f_diur * s["w_diurnal"],
             "jitter": g * f_jit * s["w_jitter"],
             "power_factor": g * f_pf * s["w_power_factor"],
             # Ungated weak evidence, worth at most w_rise (below any raise threshold): a
             # floor or mean that rose a little, or a rise not yet judged, still ranks above
-            # the same home without it. It fades as the gate opens.
+            # the same home without it. It fades as the gate opens. The block term is the
+            # most-risen 6-h block floor against its own day-to-day deviation (a night-only
+            # or duty-cycled rig lifts some blocks far beyond their usual movement).
             "rise": (1.0 - g) * s["w_rise"] * max(
                 _ramp(step, 0.05, s["step_hi_kw"]),
-                _ramp(mean - self._bmean if self._days > 0 else 0.0, 0.1, 1.5)),
+                _ramp(mean - self._bmean if self._days > 0 else 0.0, 0.1, 1.5),
+                _ramp(zmax, s["rise_z_lo"], s["rise_z_hi"])),
             "level": 0.0,
         }
         total = 0.0
@@ -611,19 +723,29 @@ class Detector:
             c["level"] = level
             total = level
         if total > 100.0:
+            # Gated weights add up to a little over 100: scale so contributions still sum
+            # to the score.
+            k = 100.0 / total
+            for name in FEATURES:
+                c[name] *= k
             total = 100.0
         if not self.ready:
             total = 0.0
             for name in FEATURES:
                 c[name] = 0.0
-        self._contrib = c
-        self._fig = [floor, self._base, step, persist_h, cv, lf, share, ratio, mean, peak, spread,
-                     drift]
+        cc = self._c
+        for i in range(len(FEATURES)):
+            cc[i] = c[FEATURES[i]]
+        self._hasc = 1
+        self._fig = array("d", [floor, self._base, step, persist_h, cv, lf, share, ratio, mean,
+                                peak, spread, drift, uni, emax if nb > 0 else 0.0, t])
         self.score = total
-        self._evidence = self._explain(t)
+        self._evk = _EV_FIG
+        self._evn += 1
 
-    def _explain(self, t):
-        floor, base, step, persist_h, cv, lf, share, ratio, mean, peak, spread, drift = self._fig
+    def _explain(self):
+        floor, base, step, persist_h, cv, lf, share, ratio, mean, peak, spread, drift, uni, \
+            emax, t = self._fig
         onset = self._t_up - (1.0 - self._set["floor_pct"]) * _DAY if self._g > 0.0 else 0.0
         ev = {
             "floor_kw": _r(floor, 1000),
@@ -638,6 +760,8 @@ class Detector:
             "tail_spread_kw": _r(spread, 1000),
             "baseline_spread_kw": _r(self._bspread, 1000),
             "floor_drift_24h_kw": _r(drift, 1000),
+            "block_spread": _r(uni, 1000) if uni >= 0.0 else None,
+            "block_rise_kw": _r(emax, 1000),
             "night_evening": _r(ratio, 100) if ratio >= 0.0 else None,
             "jitter_pct": _r(self._jit * 100.0, 10) if self._jit >= 0.0 else None,
             "pf": _r(self._pf, 1000) if self._pf >= 0.0 else None,
@@ -671,13 +795,39 @@ class Detector:
 
     # ------------------------------------------------------------------ outputs
 
+    def _outputs(self):
+        o = _OUT
+        if o[0] != self._uid or o[1] != self._evn:
+            if self._evk == _EV_FIG:
+                ev = self._explain()
+            elif self._evk == _EV_COVER:
+                ev = {"summary": "not enough data in the last 24 h (%d%%)"
+                      % int(self._cover * 100), "coverage": _r(self._cover, 100)}
+            elif self._evk == _EV_RESYNC:
+                ev = {"summary": "clock re-synchronised: re-reading the last 24 h"}
+            else:
+                ev = {"summary": "warming up: no history yet"}
+            c = {}
+            if self._hasc:
+                for i in range(len(FEATURES)):
+                    c[FEATURES[i]] = self._c[i]
+            o[0] = self._uid
+            o[1] = self._evn
+            o[2] = ev
+            o[3] = c
+        return o
+
     def contributions(self):
-        """Points of the score each feature gave at the last slot close (sum = score)."""
-        return self._contrib
+        """Points of the score each feature gave at the last slot close (sum = score).
+
+        Built on demand and shared until the next slot close: treat as read-only."""
+        return self._outputs()[3]
 
     def evidence(self):
-        """Figures behind the score and a one-line human summary (JSON-able)."""
-        return self._evidence
+        """Figures behind the score and a one-line human summary (JSON-able).
+
+        Built on demand and shared until the next slot close: treat as read-only."""
+        return self._outputs()[2]
 
 
 def _enc(x):
