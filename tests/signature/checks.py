@@ -13,6 +13,8 @@ The synthetic household is a pure function of ``t`` so that sampling it every 5 
 """
 
 
+import math
+
 from agent.signature import FEATURES, Detector, default_settings
 
 T0 = 1362096000.0  # 2013-03-01 00:00 UTC
@@ -391,6 +393,77 @@ def check_evidence_is_plain():
                        "state %s holds %r" % (k, x))
         else:
             expect(isinstance(v, (int, float)), "state %s is %r" % (k, v))
+
+
+def _peak(d, t_from, t_to, step, load):
+    top = 0.0
+    t = t_from
+    while t < t_to:
+        s = d.update(t, load(t))
+        if s > top:
+            top = s
+        t += step
+    return top
+
+
+def check_night_only_rig_ranks_above_its_home_without_alerting():
+    # A 1 kW rig running 22:00-06:00 never lifts the 24-h floor, but it lifts the night
+    # block's floor far beyond that block's own day-to-day movement: graded, weak points.
+    onset = T0 + 6 * DAY
+
+    def night_rig(t):
+        h = ((t - T0) % DAY) / 3600.0
+        return miner(t, onset, 1000.0) if (h >= 22.0 or h < 6.0) else 0.0
+
+    home = _peak(Detector({}), T0, onset + 3 * DAY, 300.0, household)
+    rig = _peak(Detector({}), T0, onset + 3 * DAY, 300.0, lambda t: household(t) + night_rig(t))
+    expect(rig > home + 3.0, "night-only rig %r does not rank above its home %r" % (rig, home))
+    expect(rig <= default_settings()["w_rise"] + 1e-9,
+           "night-only rig scored %r, more than the ungated rise points" % rig)
+
+
+def check_low_alarm_mode_needs_a_uniform_excess():
+    # Low-alarm mode: steadiness is credited only as far as the excess is the same in every
+    # 6-h block. A heater that draws 1.6 kW at night and 0.8 kW in the afternoon is steady
+    # from day to day but not uniform; a rig is both.
+    low = {"w_uniformity": 15.0, "couple_steady": 1.0, "w_flatness": 10.0, "w_diurnal": 5.0}
+    onset = T0 + 5 * DAY + 3 * 3600.0
+
+    def heater(t):
+        if t < onset:
+            return 0.0
+        h = ((t - T0) % DAY) / 3600.0
+        return 1200.0 + 400.0 * math.cos(2.0 * math.pi * (h - 3.0) / 24.0)
+
+    rig = Detector(low)
+    feed(rig, T0, onset + 3 * DAY, 120.0, lambda t: household(t) + miner(t, onset, 1200.0))
+    ev = rig.evidence()
+    expect(rig.score >= 72.0, "low-alarm mode missed a 1.2 kW rig: %r %r" % (rig.score, ev))
+    expect(ev["block_spread"] is not None and ev["block_spread"] < 0.12,
+           "a rig's block spread %r" % ev["block_spread"])
+    heat = Detector(low)
+    top = _peak(heat, T0, onset + 3 * DAY, 120.0, lambda t: household(t) + heater(t))
+    expect(heat.evidence()["block_spread"] > 0.3,
+           "a night-heavy heater's block spread %r" % heat.evidence()["block_spread"])
+    expect(top < 72.0, "low-alarm mode scored a night-heavy heater %r: %r"
+           % (top, heat.evidence()))
+
+
+def check_outputs_belong_to_their_detector():
+    # evidence()/contributions() are built on demand and cached once for all detectors:
+    # asking two detectors in turn must never hand one the other's figures.
+    a = Detector({})
+    b = Detector({})
+    onset = T0 + 3 * DAY
+    feed(a, T0, onset + 3 * DAY, 120.0, lambda t: household(t) + miner(t, onset, 1400.0))
+    feed(b, T0, onset + 3 * DAY, 120.0, household)
+    ea = a.evidence()
+    eb = b.evidence()
+    expect(ea["step_kw"] > 1.0 and eb["step_kw"] < 0.3, "evidence mixed up: %r %r"
+           % (ea["step_kw"], eb["step_kw"]))
+    expect(a.contributions()["step"] > 0.0 and b.contributions()["step"] == 0.0,
+           "contributions mixed up")
+    expect(a.evidence() == ea and b.evidence() == eb, "evidence changed without a sample")
 
 
 def all_checks():
