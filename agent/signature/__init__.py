@@ -27,7 +27,10 @@ from array import array
 
 try:
     from micropython import const
+
+    _SHARE_OUT = True  # MicroPython: heap is scarce, keep one output cache for all meters
 except ImportError:  # CPython
+    _SHARE_OUT = False  # CPython: one output cache per detector (no rebuild per sample)
 
     def const(x):
         return x
@@ -56,8 +59,9 @@ _TABLES = []  # (settings, night slots, evening slots) shared by detectors of eq
 _UID = [0]
 # evidence() and contributions() are built on demand from a few stored numbers (a cached
 # dict per meter would be ~1 KB of heap on MicroPython). The runtime asks for both on every
-# sample, so the last built pair is kept here, once for all detectors, keyed by detector
-# and evaluation: [uid, evaluation number, evidence, contributions].
+# sample, so the last built pair is kept, keyed by detector and evaluation: [uid, evaluation
+# number, evidence, contributions]; on MicroPython here, once for all detectors, on CPython
+# in each detector.
 _OUT = [0, -1, None, None]
 
 
@@ -220,6 +224,8 @@ class Detector:
         self._evening = tb[2]
         _UID[0] += 1
         self._uid = _UID[0]  # identifies this detector in the shared output cache
+        if not _SHARE_OUT:
+            self._out = None  # CPython: this detector's own output cache
         self._reset()
 
     # ------------------------------------------------------------------ state
@@ -796,7 +802,13 @@ class Detector:
     # ------------------------------------------------------------------ outputs
 
     def _outputs(self):
-        o = _OUT
+        if _SHARE_OUT:
+            o = _OUT
+        else:
+            o = self._out
+            if o is None:
+                o = [0, -1, None, None]
+                self._out = o
         if o[0] != self._uid or o[1] != self._evn:
             if self._evk == _EV_FIG:
                 ev = self._explain()
