@@ -400,5 +400,7 @@ class Agent:
             log.error("could not save detector state: %s", e)
         if self.publisher is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.publisher.stop, 5.0)
+        # Again after the flush, so the page tells what is really left in the outbox.
+        self.write_status(running=False)
         if self.outbox is not None:
             self.outbox.close()

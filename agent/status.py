@@ -39,9 +39,12 @@ def render(data: dict, now: float) -> str:
         lines.append("warning: not refreshed for %s: is the agent running? "
                      "(systemctl status loadwatch)" % _age(age))
     broker = data.get("broker", {})
-    lines.append("broker %s:%s %s" % (broker.get("host", "?"), broker.get("port", "?"),
-                                      "connected" if broker.get("connected")
-                                      else "NOT connected"))
+    link = "NOT connected"
+    if not data.get("running"):
+        link = "(disconnected on stop)"
+    elif broker.get("connected"):
+        link = "connected"
+    lines.append("broker %s:%s %s" % (broker.get("host", "?"), broker.get("port", "?"), link))
     lines.append("%-16s %-10s %9s %6s %-8s %-9s %s" % (
         "meter", "profile", "kW", "score", "detector", "health", "alert / quality"))
     for row in data.get("meters", []):
