@@ -47,6 +47,8 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None,
                    help="folder with the public traces (sgsc25_halfhourly.csv.gz); default "
                    "../shared/data when present, else synthetic households")
+    p.add_argument("--synthetic", action="store_true",
+                   help="synthetic households even when the real traces are present")
     p.add_argument("--seed", type=int, default=1, help="seed for synthetic loads and noise")
     p.add_argument("--no-table", action="store_true", help="no live table (log lines only)")
 
@@ -114,7 +116,12 @@ async def run_demo(args: argparse.Namespace) -> int:
     if args.duration <= 0 or args.days <= 0:
         print("loadwatch demo: --duration and --days must be > 0", file=sys.stderr)
         return 2
+    if args.synthetic and args.data:
+        print("loadwatch demo: --synthetic and --data exclude each other", file=sys.stderr)
+        return 2
     data_dir = Path(args.data) if args.data else (REPO_SHARED if REPO_SHARED.is_dir() else None)
+    if args.synthetic:
+        data_dir = None
     if args.data and not (data_dir / "sgsc25_halfhourly.csv.gz").exists():
         print("loadwatch demo: --data %s has no sgsc25_halfhourly.csv.gz" % args.data,
               file=sys.stderr)
