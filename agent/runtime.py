@@ -100,7 +100,7 @@ class MeterPipeline:
         self.samples += 1
         score = self.detector.update(reading.t, reading.values["p_w"], reading.values.get("pf"))
         if self.decides_alerts:
-                events.extend(self.policy.update(reading.t, score, self.detector.ready,
+            events.extend(self.policy.update(reading.t, score, self.detector.ready,
                                              self.detector.contributions(),
                                              self.detector.evidence()))
         return events
@@ -191,9 +191,13 @@ class Agent:
                 self.plan.telemetry_every_s, decides_alerts=m.id not in bridged)
             self.health[m.id] = Health(m.id)
 
-    def checkpoint(self, running: bool = True) -> None:
-        """Write all learned state atomically (tmp file, fsync, rename), then the status
-        page.
+    def checkpoint(self) -> None:
+        """Save the learned state, then refresh the status page."""
+        self.save_state()
+        self.write_status()
+
+    def save_state(self) -> None:
+        """Write all learned state atomically (tmp file, fsync, rename).
 
         The snapshot is taken under the checkpoint lock too, so an older snapshot can never
         overwrite a newer one."""
@@ -203,7 +207,6 @@ class Agent:
                           for mid, p in self.pipelines.items()}
             data = {"version": STATE_VERSION, "t": self.clock.now(), "meters": meters}
             self._write_state(data)
-        self.write_status(running)
 
     def write_status(self, running: bool = True) -> None:
         """The technician's page (``loadwatch status``): what this agent sees right now."""
@@ -395,7 +398,7 @@ class Agent:
     async def _shutdown(self) -> None:
         """Flush what can be flushed; what cannot stays in the outbox for next time."""
         try:
-            self.checkpoint(running=False)
+            self.save_state()
         except OSError as e:
             log.error("could not save detector state: %s", e)
         if self.publisher is not None:
