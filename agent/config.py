@@ -25,7 +25,9 @@ else:  # pragma: no cover - exercised on 3.9/3.10 only
     import tomli as tomllib
 
 from agent.modbus.blocks import ReadRequest, plan_reads
+from agent.policy import Policy, default_policy_settings
 from agent.profiles import Profile, ProfileError, Quirks, load_profile
+from agent.signature import Detector, default_settings
 
 # What the detector and the telemetry need from every meter; a profile that lacks one of
 # the optional ones simply does not have it (p_w is the only hard requirement).
@@ -282,47 +284,25 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _settings_table(t: SettingsTable, name: str, defaults: dict | None) -> dict:
+def _settings_table(t: SettingsTable, name: str, defaults: dict) -> dict:
     """A free-form settings table checked against the component's known defaults."""
     sub = t.table(name)
     out = {}
     for key, value in sub.data.items():
         sub.used.add(key)
-        if defaults is not None and key not in defaults:
+        if key not in defaults:
             raise sub.error(key, "unknown setting; known: %s" % ", ".join(sorted(defaults)))
-        if defaults is not None and isinstance(defaults[key], (int, float)) and not isinstance(
-                defaults[key], bool):
+        if isinstance(defaults[key], (int, float)) and not isinstance(defaults[key], bool):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise sub.error(key, "%r must be a number" % (value,))
         out[key] = value
     return out
 
 
-def _detector_defaults() -> dict | None:
-    try:
-        from agent.signature import default_settings
-    except ImportError:  # the core is optional only while it is being built
-        return None
-    return default_settings()
-
-
-def _policy_defaults() -> dict | None:
-    try:
-        from agent.policy import default_policy_settings
-    except ImportError:
-        return None
-    return default_policy_settings()
-
-
 def _check_settings(where: str, detector: dict, policy: dict, source: str) -> None:
     """Build a detector and a policy from the merged settings once, so that a value the
     components reject (a slot that does not divide a day, clear_at above raise_at) is a
     config error naming the key, not a crash when the runtime starts."""
-    try:
-        from agent.policy import Policy
-        from agent.signature import Detector
-    except ImportError:  # pragma: no cover - the core is part of the package
-        return
     for table, settings, build in (("detector", detector, Detector),
                                    ("policy", policy, lambda s: Policy("check", s))):
         try:
@@ -338,8 +318,8 @@ def scoring_settings(root: SettingsTable) -> tuple[dict, dict, dict[str, dict]]:
     """``[detector]``, ``[policy]`` and ``[classes.NAME.detector|policy]`` of a config,
     validated against the components' defaults and by building them once (the agent's
     config and the firmware config share this)."""
-    det_defaults = _detector_defaults()
-    pol_defaults = _policy_defaults()
+    det_defaults = default_settings()
+    pol_defaults = default_policy_settings()
     detector = _settings_table(root, "detector", det_defaults)
     policy = _settings_table(root, "policy", pol_defaults)
     classes: dict[str, dict] = {}
@@ -618,8 +598,9 @@ def load_detector_settings(path: str | os.PathLike) -> tuple[dict, dict]:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("", "not valid TOML: %s" % e, str(p)) from None
     root = SettingsTable(data, "", str(p))
-    detector = _settings_table(root, "detector", _detector_defaults())
-    policy = _settings_table(root, "policy", _policy_defaults())
+    detector = _settings_table(root, "detector", default_settings())
+    policy = _settings_table(root, "policy", default_policy_settings())
     tz = root.get("tz_offset_hours", float, 0.0, lo=-14.0, hi=14.0)
     detector.setdefault("tz_offset_s", tz * 3600.0)
+    _check_settings("detector", detector, policy, str(p))
     return detector, policy
