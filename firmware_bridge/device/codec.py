@@ -9,6 +9,8 @@ some ports. tests/firmware checks every device payload against the agent's codec
 
 import json
 
+from agent.signature import _civil  # the core's civil-date arithmetic (no time module)
+
 SCHEMA_VERSION = 1
 ALERT_KINDS = ("raised", "updated", "cleared")
 SCORE_UNITS = {"score": "points (0-100)", "contributions": "points (0-100, summing to score)"}
@@ -30,19 +32,8 @@ def iso_utc(t):
     ms = (us % 1000000) // 1000
     days = secs // 86400
     rem = secs - days * 86400
-    z = days + 719468
-    era = (z if z >= 0 else z - 146096) // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    y = yoe + era * 400
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    if m <= 2:
-        y += 1
-    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (y, m, d, rem // 3600, (rem // 60) % 60,
-                                                    rem % 60, ms)
+    return "%sT%02d:%02d:%02d.%03dZ" % (_civil(days), rem // 3600, (rem // 60) % 60,
+                                         rem % 60, ms)
 
 
 def clean(v):
