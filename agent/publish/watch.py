@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections import OrderedDict
 from types import SimpleNamespace
@@ -158,6 +159,10 @@ def watch_main(args: argparse.Namespace) -> int:
         print("loadwatch watch: TLS settings cannot be used: %s" % e, file=sys.stderr)
         return 2
     holder["w"] = watcher
+    # Ctrl-C and SIGTERM end the watch cleanly even when the shell that started it ran it
+    # in the background with SIGINT ignored (Python then installs no handler of its own).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         watcher.run()
     except KeyboardInterrupt:
