@@ -67,6 +67,8 @@ else
 fi
 [ "$OFFLINE" = 0 ] || [ ${#FIND_LINKS[@]} -gt 0 ] || die "--offline needs --find-links DIR"
 [ -f "$SOURCE/setup.cfg" ] || die "$SOURCE is not the Loadwatch source tree (no setup.cfg)"
+[ ${#ISOLATION[@]} = 0 ] || "$PYTHON" -c 'import setuptools, wheel' >/dev/null 2>&1 ||
+    die "--no-build-isolation builds with $PYTHON's own setuptools and wheel, and it has no wheel package: pip install wheel into it, or drop the option"
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -86,7 +88,7 @@ tar -C "$SOURCE" -cf - \
 # (setuptools' chatter is kept in a log and shown only when the build fails)
 "${PIP[@]}" wheel -q --no-deps "${ISOLATION[@]}" "${PIP_SRC[@]}" -w "$WORK/wheels" "$WORK/src" \
     >"$WORK/wheel.log" 2>&1 || true
-WHEEL=$(ls "$WORK"/wheels/loadwatch-*.whl 2>/dev/null | head -1)
+WHEEL=$(ls "$WORK"/wheels/loadwatch-*.whl 2>/dev/null | head -1) || true  # none: say why below
 [ -n "$WHEEL" ] || { cat "$WORK/wheel.log" >&2; die "building the Loadwatch wheel failed"; }
 VERSION=$(basename "$WHEEL" | cut -d- -f2)
 

@@ -103,7 +103,7 @@ BUNDLE_PY=$(manifest python)
 BUILD=$(sed -n "s/^sha256=\([0-9a-f]*\)  $(manifest wheel)\$/\1/p" "$B/MANIFEST" | cut -c1-8)
 [ -n "$VERSION" ] && [ -n "$BUILD" ] || die "bundle MANIFEST is incomplete"
 RELEASE=$VERSION-$BUILD
-PIP_WHEEL=$(ls "$B"/wheels/pip-*.whl 2>/dev/null | head -1)
+PIP_WHEEL=$(ls "$B"/wheels/pip-*.whl 2>/dev/null | head -1) || true  # none: say so below
 [ -n "$PIP_WHEEL" ] || die "bundle has no pip wheel"
 
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found: apt-get install python3 (3.10 or newer)"
