@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from conftest import PREFIX, broker_settings
 from publish_helpers import alert, put, score, start_publisher, telemetry
 
@@ -64,10 +65,44 @@ def wait(pred, timeout=20.0):
     return pred()
 
 
-def _broker_campaign(tmp_path, subscribers, capsys, name, outage):
-    with MosquittoBroker() as b:
-        sub = subscribers(b.port, client_id="utility-" + name, persistent=True)
-        pub, ob, c = start_publisher(broker_settings(b.port), tmp_path / "o.db")
+def _campaign_config(kind: str, tmp_path: Path, pki: dict) -> tuple[str, dict, dict]:
+    """Mosquitto config, publisher settings and subscriber options for one of the broker
+    configurations a utility runs: the delivery guarantee must hold in each of them."""
+    if kind == "anonymous":
+        return "", {}, {}
+    if kind == "password-acl":
+        pw = tmp_path / "passwd"
+        subprocess.run(["mosquitto_passwd", "-c", "-b", str(pw), "gw1", "gw1-pw-campaign"],
+                       check=True, capture_output=True)
+        subprocess.run(["mosquitto_passwd", "-b", str(pw), "utility", "utility-pw-campaign"],
+                       check=True, capture_output=True)
+        acl = tmp_path / "acl"
+        acl.write_text("user gw1\ntopic write %(p)s/#\ntopic read %(p)s/cmd/+\n"
+                       "user utility\ntopic read %(p)s/#\n" % {"p": PREFIX})
+        return ("allow_anonymous false\npassword_file %s\nacl_file %s\n" % (pw, acl),
+                {"username": "gw1", "password": "gw1-pw-campaign"},
+                {"username": "utility", "password": "utility-pw-campaign"})
+    server = "cafile %s\ncertfile %s\nkeyfile %s\n" % (pki["ca"], pki["server_cert"],
+                                                       pki["server_key"])
+    if kind == "tls":
+        return server, {"tls": True, "ca_file": pki["ca"]}, {"tls": {"ca": pki["ca"]}}
+    assert kind == "client-cert"
+    client = {"cert": pki["client_cert"], "key": pki["client_key"]}
+    return (server + "require_certificate true\nuse_identity_as_username true\n",
+            {"tls": True, "ca_file": pki["ca"], "cert_file": client["cert"],
+             "key_file": client["key"]},
+            {"tls": dict(client, ca=pki["ca"])})
+
+
+CONFIGS = ["anonymous", "password-acl", "tls", "client-cert"]
+
+
+def _broker_campaign(tmp_path, subscribers, capsys, pki, name, config, outage):
+    conf, pub_kw, sub_kw = _campaign_config(config, tmp_path, pki)
+    name = "%s [%s]" % (name, config)
+    with MosquittoBroker(conf) as b:
+        sub = subscribers(b.port, client_id="utility-" + config, persistent=True, **sub_kw)
+        pub, ob, c = start_publisher(broker_settings(b.port, **pub_kw), tmp_path / "o.db")
         prod = Producer(pub, ob, c)
         try:
             assert pub.connected.wait(10)
@@ -92,19 +127,22 @@ def _broker_campaign(tmp_path, subscribers, capsys, name, outage):
             ob.close()
         assert report(capsys, name, prod.raised, sub) == 0
         assert pub.connects >= 2
+        assert ob.stats()["rejected"] == 0  # nothing refused by the broker (ACL, size)
         # Per meter, alerts arrived in the order they were raised (first receipt).
         for m in range(4):
             got = [p["id"] for p in sub.payloads("alert") if p["meter"] == "m%d" % m]
             assert got == [i for i in prod.raised if i.startswith("m%d:" % m)]
 
 
-def test_broker_stopped_for_a_while_and_restarted(tmp_path, subscribers, capsys):
-    _broker_campaign(tmp_path, subscribers, capsys, "broker-stop-restart",
+@pytest.mark.parametrize("config", CONFIGS)
+def test_broker_stopped_for_a_while_and_restarted(tmp_path, subscribers, capsys, pki, config):
+    _broker_campaign(tmp_path, subscribers, capsys, pki, "broker-stop-restart", config,
                      lambda b: b.stop())
 
 
-def test_broker_killed_and_restarted(tmp_path, subscribers, capsys):
-    _broker_campaign(tmp_path, subscribers, capsys, "broker-kill-9",
+@pytest.mark.parametrize("config", CONFIGS)
+def test_broker_killed_and_restarted(tmp_path, subscribers, capsys, pki, config):
+    _broker_campaign(tmp_path, subscribers, capsys, pki, "broker-kill-9", config,
                      lambda b: b.kill())
 
 
