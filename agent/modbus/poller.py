@@ -255,17 +255,8 @@ class BusPoller:
                 self._deliver(st, raw)
                 out.append(raw)
         else:
-            async def one(st: MeterState) -> RawPoll:
-                transport = await pool.get()
-                try:
-                    raw = await self._poll_meter(transport, st)
-                finally:
-                    pool.put_nowait(transport)
-                self._advance(st, now)
-                self._deliver(st, raw)
-                return raw
-
-            out = list(await asyncio.gather(*(one(st) for st in due)))
+            out = list(await asyncio.gather(*(self._poll_pooled(pool, st, now)
+                                              for st in due)))
         self.cycles += 1
         return out
 
@@ -303,14 +294,20 @@ class BusPoller:
         while not self._stopped:
             now = self.clock.now()
             if st.next_due <= now and st.retry_at <= self.clock.monotonic():
-                transport = await pool.get()
-                try:
-                    raw = await self._poll_meter(transport, st)
-                finally:
-                    pool.put_nowait(transport)
-                self._advance(st, now)
-                self._deliver(st, raw)
+                await self._poll_pooled(pool, st, now)
             await asyncio.sleep(self._sleep_s([st]))
+
+    async def _poll_pooled(self, pool: asyncio.Queue, st: MeterState, now: float) -> RawPoll:
+        """One TCP poll on a connection borrowed from the host's pool (its size is the
+        per-host limit), then schedule the meter's next poll and hand the result on."""
+        transport = await pool.get()
+        try:
+            raw = await self._poll_meter(transport, st)
+        finally:
+            pool.put_nowait(transport)
+        self._advance(st, now)
+        self._deliver(st, raw)
+        return raw
 
     def close(self) -> None:
         for t in self.transports:
