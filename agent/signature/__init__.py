@@ -29,8 +29,10 @@ try:
     from micropython import const
 
     _SHARE_OUT = True  # MicroPython: heap is scarce, keep one output cache for all meters
+    _PACKED = True  # MicroPython: float state in an array('d'), no boxed float per value
 except ImportError:  # CPython
     _SHARE_OUT = False  # CPython: one output cache per detector (no rebuild per sample)
+    _PACKED = False  # CPython: float state in a list, whose indexing is ~2x faster
 
     def const(x):
         return x
@@ -55,6 +57,68 @@ _EV_WARM = const(0)  # what evidence() describes: warming up with no history yet
 _EV_FIG = const(1)  # ... the figures of the last evaluation,
 _EV_COVER = const(2)  # ... too little data in the last 24 h,
 _EV_RESYNC = const(3)  # ... a clock re-synchronisation
+_NFEAT = const(10)  # len(FEATURES)
+_NHOUR = const(24)  # hours in the rolling-floor ring (kept after the day ring in _ring)
+
+# The detector's state is packed into three objects per meter instead of ~55 instance
+# attributes: on MicroPython every attribute is a 16-byte map entry and every float in one
+# a separately allocated heap object, so the packed form is about half the heap per meter
+# (bench/footprint.py). Each name below is the index of one value.
+#
+# _f, an array('d') (a list on CPython, see _PACKED): every float, and the counts of the
+# open slot (whole numbers, exact in a double), so the per-sample fast path touches this
+# one object and nothing else.
+_SEND = const(0)  # end time of the open slot (-inf: none open, the next sample opens one)
+_TLAST = const(1)  # time of the last accepted sample
+_N = const(2)  # samples in the open slot
+_REF = const(3)  # first sample of the open slot, W: sums are of (p - ref) so the variance
+#                  does not cancel catastrophically on single-precision ports
+_S = const(4)  # sum of (p - ref) over the open slot
+_SS = const(5)  # sum of (p - ref) ** 2
+_MN = const(6)  # lowest sample of the open slot, W
+_MX = const(7)  # highest sample of the open slot, W
+_NPF = const(8)  # power-factor samples in the open slot
+_SPF = const(9)  # their sum
+_TCLOSE = const(10)  # time of the last closed slot's last sample (-inf: none closed yet)
+_BASE = const(11)  # protected baseline floor, kW
+_BSPREAD = const(12)  # learned low-tail spread (p(spread_pct) - floor), kW
+_BMEAN = const(13)  # learned daily mean, kW (protected like the floor)
+_FLOOR = const(14)  # rolling 24-h floor at the last evaluation, kW
+_COVER = const(15)  # share of the day ring holding data at the last evaluation
+_G = const(16)  # one-sided CUSUM of (step - step_lo), kW*h
+_TUP = const(17)  # when the CUSUM last left 0 (persistence starts)
+_LVLH = const(18)  # hours the floor has stayed above level_kw
+_JIT = const(19)  # EMA of in-slot relative spread at the floor (-1: not seen)
+_PF = const(20)  # EMA of power factor at the floor (-1: not seen)
+_TEVAL = const(21)  # time of the last evaluation (-inf: none yet)
+_SCORE = const(22)  # the score, 0..100 (read as .score)
+# Learned floor (lowest slot means) of each 6-h block of the local day, kW, protected like
+# the floor: a rig lifts all four by the same watts, heating does not.
+_BBLK = const(23)  # .. _BBLK + _NBLK - 1
+_BDEV = const(27)  # learned day-to-day deviation of each block floor, kW (_NBLK values)
+_C = const(31)  # contributions of the last evaluation, in FEATURES order (_NFEAT values)
+_FIG = const(41)  # figures of the last evaluation, for evidence() (_NFIG values; they are
+#                   valid while _EVK is _EV_FIG, see _explain for their order)
+_NF = const(56)  # length of _f
+#
+# _i, a list of ints (small ints cost no heap on MicroPython; a list keeps slot numbers of
+# any size exact, as attributes did).
+_SIDX = const(0)  # local slot number (floor((t + tz) / slot_s)) of the open slot
+_LMEAN = const(1)  # last closed slot mean (W), held across empty slots; _NO_DATA: none
+_LIDX = const(2)  # local slot number of the last closed slot
+_DAYS = const(3)  # full days learned into the baseline
+_DAYIDX = const(4)  # local day number of the last day close
+_HAVEDAY = const(5)  # 0 until a first day close has been seen
+_BACK = const(6)  # samples from far in the past since the last slot close (see _RESYNC)
+_HASC = const(7)  # 1 once contributions (_C) have been computed
+_EVK = const(8)  # what evidence() describes (_EV_*)
+_EVN = const(9)  # evaluation number (keys the shared output cache)
+_UIDX = const(10)  # this detector's number (keys the shared output cache)
+_READY = const(11)  # 1 once warmed up (read as .ready)
+_NI = const(12)  # length of _i
+#
+# _ring, an array('i'): the day ring of slot means (W; _NO_DATA when empty), one per slot,
+# followed by _NHOUR values of the rolling floor (W) at each local hour.
 _TABLES = []  # (settings, night slots, evening slots) shared by detectors of equal settings
 _UID = [0]
 # evidence() and contributions() are built on demand from a few stored numbers (a cached
@@ -178,6 +242,9 @@ class Detector:
     warming up). ``contributions()`` and ``evidence()`` return dicts built at the last slot
     close; treat them as read-only (they are shared, not copied, to keep per-sample cost
     flat when a caller asks for them on every sample).
+
+    The state lives in ``_f``, ``_i`` and ``_ring`` (see the offsets above the class);
+    ``_tb`` is the (settings, night slots, evening slots) table shared by equal settings.
     """
 
     def __init__(self, settings=None):
@@ -216,86 +283,70 @@ class Detector:
             tb = (s, tuple(night), tuple(evening))
             if len(_TABLES) < 8:
                 _TABLES.append(tb)
-        self._set = tb[0]
-        self._slot = slot
-        self._tz = s["tz_offset_s"]
-        self._nslots = n
-        self._night = tb[1]
-        self._evening = tb[2]
+        self._tb = tb
+        self._f = array("d", [0.0] * _NF) if _PACKED else [0.0] * _NF
+        self._i = [0] * _NI
+        self._ring = array("i", [_NO_DATA] * (n + _NHOUR))
         _UID[0] += 1
-        self._uid = _UID[0]  # identifies this detector in the shared output cache
+        self._i[_UIDX] = _UID[0]  # identifies this detector in the shared output cache
         if not _SHARE_OUT:
             self._out = None  # CPython: this detector's own output cache
         self._reset()
 
+    @property
+    def score(self):
+        """The score (0..100) at the last slot close."""
+        return self._f[_SCORE]
+
+    @property
+    def ready(self):
+        """False while warming up (no score yet)."""
+        return self._i[_READY] == 1
+
     # ------------------------------------------------------------------ state
 
     def _reset(self):
-        # Current (open) slot accumulators. Sums are of (p - ref) so the variance does not
-        # cancel catastrophically on single-precision ports.
-        self._slot_end = -_INF  # forces the first sample through the slow path
-        self._slot_idx = 0  # local slot number (floor((t + tz) / slot_s)) of the open slot
-        self._t_last = -_INF
-        self._n = 0
-        self._ref = 0.0
-        self._s = 0.0
-        self._ss = 0.0
-        self._mn = _INF
-        self._mx = -_INF
-        self._npf = 0
-        self._spf = 0.0
-        # Ring of one day of slot means (integer W; _NO_DATA when empty).
-        self._ring = array("i", [_NO_DATA] * self._nslots)
-        self._last_mean = -1  # last closed slot mean (W), for holding across empty slots
-        self._last_idx = 0  # local slot number of the last closed slot
-        self._t_close = -_INF  # time of the last closed slot's last sample
-        # Learned.
-        self._days = 0  # full days learned into the baseline
-        self._base = 0.0  # protected baseline floor, kW
-        self._bspread = 0.0  # learned low-tail spread (p(spread_pct) - floor), kW
-        self._bmean = 0.0  # learned daily mean, kW (protected like the floor)
-        # Learned floor (lowest slot mean) of each 6-h block of the local day, kW, protected
-        # like the floor: a rig lifts all four by the same watts, heating does not.
-        self._bblk = array("d", [0.0] * _NBLK)
-        # Learned day-to-day deviation of each block floor, kW.
-        self._bdev = array("d", [0.0] * _NBLK)
-        self._back = 0  # samples from far in the past since the last slot close
-        self._fring = array("i", [_NO_DATA] * 24)  # rolling floor (W) at each local hour
-        self._day_idx = 0  # local day number of the last day close
-        self._have_day = 0  # 0 until a first day close has been seen
-        self._floor = 0.0  # rolling 24-h floor at last evaluation, kW
-        self._cover = 0.0
-        self._g = 0.0  # one-sided CUSUM of (step - step_lo), kW*h
-        self._t_up = 0.0  # when the CUSUM last left 0 (persistence starts)
-        self._lvl_h = 0.0  # hours the floor has stayed above level_kw
-        self._jit = -1.0  # EMA of in-slot relative spread at the floor (-1: not seen)
-        self._pf = -1.0  # EMA of power factor at the floor (-1: not seen)
-        self._t_eval = -_INF
-        self.score = 0.0
-        self.ready = False
-        self._c = array("d", [0.0] * len(FEATURES))  # contributions, in FEATURES order
-        self._hasc = 0  # 1 once contributions have been computed
-        self._evk = _EV_WARM
-        self._evn = 0  # evaluation number (keys the shared output cache)
-        self._fig = array("d")  # feature figures of the last evaluation (for evidence)
+        """A fresh detector: nothing seen, nothing learned (the arrays are reused)."""
+        f = self._f
+        uid = self._i[_UIDX]
+        for k in range(_NF):
+            f[k] = 0.0
+        for k in range(_NI):
+            self._i[k] = 0
+        self._i[_UIDX] = uid
+        f[_SEND] = -_INF  # forces the first sample through the slow path
+        f[_TLAST] = -_INF
+        f[_MN] = _INF
+        f[_MX] = -_INF
+        f[_TCLOSE] = -_INF
+        f[_JIT] = -1.0
+        f[_PF] = -1.0
+        f[_TEVAL] = -_INF
+        self._i[_LMEAN] = -1
+        self._i[_EVK] = _EV_WARM
+        ring = self._ring
+        for k in range(len(ring)):
+            ring[k] = _NO_DATA
 
     def state(self):
         """Everything learned, as JSON-able plain numbers and lists (no infinities)."""
+        f = self._f
+        iv = self._i
+        n = len(self._ring) - _NHOUR
         return {
             "v": _STATE_VERSION,
-            "slot_s": self._slot,
-            "open": [_enc(self._slot_end), self._slot_idx, _enc(self._t_last), self._n,
-                     self._ref, self._s, self._ss, _enc(self._mn), _enc(self._mx), self._npf,
-                     self._spf],
-            "ring": list(self._ring),
-            "fring": list(self._fring),
-            "last": [self._last_mean, self._last_idx, _enc(self._t_close)],
-            "learned": [self._days, self._base, self._day_idx, self._have_day, self._floor,
-                        self._cover, self._g, self._t_up, self._lvl_h, self._jit, self._pf,
-                        _enc(self._t_eval), self.score, self._bspread, self._bmean,
-                        self._back] + list(self._bblk) + list(self._bdev),
-            "fig": list(self._fig),
-            "contrib": list(self._c) if self._hasc else [],
+            "slot_s": self._tb[0]["slot_s"],
+            "open": [_enc(f[_SEND]), iv[_SIDX], _enc(f[_TLAST]), int(f[_N]), f[_REF], f[_S],
+                     f[_SS], _enc(f[_MN]), _enc(f[_MX]), int(f[_NPF]), f[_SPF]],
+            "ring": list(self._ring[:n]),
+            "fring": list(self._ring[n:]),
+            "last": [iv[_LMEAN], iv[_LIDX], _enc(f[_TCLOSE])],
+            "learned": [iv[_DAYS], f[_BASE], iv[_DAYIDX], iv[_HAVEDAY], f[_FLOOR], f[_COVER],
+                        f[_G], f[_TUP], f[_LVLH], f[_JIT], f[_PF], _enc(f[_TEVAL]),
+                        f[_SCORE], f[_BSPREAD], f[_BMEAN], iv[_BACK]]
+            + list(f[_BBLK:_BBLK + 2 * _NBLK]),
+            "fig": list(f[_FIG:_FIG + _NFIG]) if iv[_EVK] == _EV_FIG else [],
+            "contrib": list(f[_C:_C + _NFEAT]) if iv[_HASC] else [],
         }
 
     @classmethod
@@ -315,70 +366,76 @@ class Detector:
         return d
 
     def _restore(self, state):
-        d = self
+        f = self._f
+        iv = self._i
+        ring = self._ring
+        n = len(ring) - _NHOUR
+        slot = self._tb[0]["slot_s"]
         if state.get("v") != _STATE_VERSION:
             raise ValueError("detector state version %r is not %d" % (state.get("v"),
                                                                        _STATE_VERSION))
-        if float(state["slot_s"]) != d._slot or len(state["ring"]) != d._nslots:
+        if float(state["slot_s"]) != slot or len(state["ring"]) != n:
             raise ValueError("detector state was saved with slot_s=%r, settings say %r"
-                             % (state["slot_s"], d._slot))
+                             % (state["slot_s"], slot))
         o = state["open"]
-        d._slot_end = _dec(o[0])
-        d._slot_idx = int(o[1])
-        d._t_last = _dec(o[2])
-        d._n = int(o[3])
-        d._ref = float(o[4])
-        d._s = float(o[5])
-        d._ss = float(o[6])
-        d._mn = _dec(o[7])
-        d._mx = _dec(o[8])
-        d._npf = int(o[9])
-        d._spf = float(o[10])
-        d._ring = array("i", [int(x) for x in state["ring"]])
+        f[_SEND] = _dec(o[0])
+        iv[_SIDX] = int(o[1])
+        f[_TLAST] = _dec(o[2])
+        f[_N] = int(o[3])
+        f[_REF] = float(o[4])
+        f[_S] = float(o[5])
+        f[_SS] = float(o[6])
+        f[_MN] = _dec(o[7])
+        f[_MX] = _dec(o[8])
+        f[_NPF] = int(o[9])
+        f[_SPF] = float(o[10])
+        r = [int(x) for x in state["ring"]]
         fr = state["fring"]
-        if len(fr) != 24:
+        if len(fr) != _NHOUR:
             raise ValueError("detector state fring must hold 24 values")
-        d._fring = array("i", [int(x) for x in fr])
+        r += [int(x) for x in fr]
+        for k in range(n + _NHOUR):
+            ring[k] = r[k]
         last = state["last"]
-        d._last_mean = int(last[0])
-        d._last_idx = int(last[1])
-        d._t_close = _dec(last[2])
+        iv[_LMEAN] = int(last[0])
+        iv[_LIDX] = int(last[1])
+        f[_TCLOSE] = _dec(last[2])
         ln = state["learned"]
-        d._days = int(ln[0])
-        d._base = float(ln[1])
-        d._day_idx = int(ln[2])
-        d._have_day = int(ln[3])
-        d._floor = float(ln[4])
-        d._cover = float(ln[5])
-        d._g = float(ln[6])
-        d._t_up = float(ln[7])
-        d._lvl_h = float(ln[8])
-        d._jit = float(ln[9])
-        d._pf = float(ln[10])
-        d._t_eval = _dec(ln[11])
-        d.score = float(ln[12])
-        d._bspread = float(ln[13])
-        d._bmean = float(ln[14])
-        d._back = int(ln[15])
+        iv[_DAYS] = int(ln[0])
+        f[_BASE] = float(ln[1])
+        iv[_DAYIDX] = int(ln[2])
+        iv[_HAVEDAY] = int(ln[3])
+        f[_FLOOR] = float(ln[4])
+        f[_COVER] = float(ln[5])
+        f[_G] = float(ln[6])
+        f[_TUP] = float(ln[7])
+        f[_LVLH] = float(ln[8])
+        f[_JIT] = float(ln[9])
+        f[_PF] = float(ln[10])
+        f[_TEVAL] = _dec(ln[11])
+        f[_SCORE] = float(ln[12])
+        f[_BSPREAD] = float(ln[13])
+        f[_BMEAN] = float(ln[14])
+        iv[_BACK] = int(ln[15])
         if len(ln) >= 16 + 2 * _NBLK:
-            for i in range(_NBLK):
-                d._bblk[i] = float(ln[16 + i])
-                d._bdev[i] = float(ln[16 + _NBLK + i])
+            for k in range(2 * _NBLK):
+                f[_BBLK + k] = float(ln[16 + k])
         else:  # a state saved before the block floors existed: start them at the floor
-            for i in range(_NBLK):
-                d._bblk[i] = d._base
-        d.ready = d._days >= d._set["warmup_days"]
+            for k in range(_NBLK):
+                f[_BBLK + k] = f[_BASE]
+        iv[_READY] = 1 if iv[_DAYS] >= self._tb[0]["warmup_days"] else 0
         fig = [float(x) for x in state["fig"]]
         if len(fig) == _NFIG:
-            d._fig = array("d", fig)
-            d._evk = _EV_FIG
-        elif d._t_eval > -_INF:
-            d._evk = _EV_COVER
+            for k in range(_NFIG):
+                f[_FIG + k] = fig[k]
+            iv[_EVK] = _EV_FIG
+        elif f[_TEVAL] > -_INF:
+            iv[_EVK] = _EV_COVER
         cl = state["contrib"]
-        if len(cl) == len(FEATURES):
-            for i in range(len(FEATURES)):
-                d._c[i] = float(cl[i])
-            d._hasc = 1
+        if len(cl) == _NFEAT:
+            for k in range(_NFEAT):
+                f[_C + k] = float(cl[k])
+            iv[_HASC] = 1
 
     # ------------------------------------------------------------------ per sample
 
@@ -389,159 +446,170 @@ class Detector:
         backwards), are ignored: never learned, never scored.
         """
         # Fast path: same slot, time not going backwards, 0 <= p < inf (False for NaN).
-        if self._t_last <= t < self._slot_end and 0.0 <= p_w < _INF:
-            self._t_last = t
-            self._n += 1
-            d = p_w - self._ref
-            self._s += d
-            self._ss += d * d
-            if p_w < self._mn:
-                self._mn = p_w
-            if p_w > self._mx:
-                self._mx = p_w
+        f = self._f
+        if f[_TLAST] <= t < f[_SEND] and 0.0 <= p_w < _INF:
+            f[_TLAST] = t
+            f[_N] += 1.0
+            d = p_w - f[_REF]
+            f[_S] += d
+            f[_SS] += d * d
+            if p_w < f[_MN]:
+                f[_MN] = p_w
+            if p_w > f[_MX]:
+                f[_MX] = p_w
             if pf is not None and 0.0 < pf <= 1.0:
-                self._npf += 1
-                self._spf += pf
-            return self.score
+                f[_NPF] += 1.0
+                f[_SPF] += pf
+            return f[_SCORE]
         return self._slow(t, p_w, pf)
 
     def _slow(self, t, p_w, pf):
+        f = self._f
+        iv = self._i
         if not (0.0 <= p_w < _INF) or not (-_INF < t < _INF):
-            return self.score  # bad reading: ignore
-        if t < self._t_last:
+            return f[_SCORE]  # bad reading: ignore
+        if t < f[_TLAST]:
             # Clock went backwards: ignore, unless it has clearly stayed back (_RESYNC).
-            if t >= self._t_last - _DAY:
-                return self.score
-            self._back += 1
-            if self._back < _RESYNC:
-                return self.score
+            if t >= f[_TLAST] - _DAY:
+                return f[_SCORE]
+            iv[_BACK] += 1
+            if iv[_BACK] < _RESYNC:
+                return f[_SCORE]
             self._resync()
-        if t >= self._slot_end:
-            self._back = 0
-            if self._n > 0:
+        if t >= f[_SEND]:
+            iv[_BACK] = 0
+            if f[_N] > 0.0:
                 self._close_slot()
-            idx = _ifloor((t + self._tz) / self._slot)
+            s = self._tb[0]
+            slot = s["slot_s"]
+            tz = s["tz_offset_s"]
+            idx = _ifloor((t + tz) / slot)
             self._advance(idx, t)
-            self._slot_idx = idx
-            self._slot_end = (idx + 1) * self._slot - self._tz
-            self._n = 0
-            self._ref = p_w
-            self._s = 0.0
-            self._ss = 0.0
-            self._mn = _INF
-            self._mx = -_INF
-            self._npf = 0
-            self._spf = 0.0
-        self._t_last = t
-        self._n += 1
-        d = p_w - self._ref
-        self._s += d
-        self._ss += d * d
-        if p_w < self._mn:
-            self._mn = p_w
-        if p_w > self._mx:
-            self._mx = p_w
+            iv[_SIDX] = idx
+            f[_SEND] = (idx + 1) * slot - tz
+            f[_N] = 0.0
+            f[_REF] = p_w
+            f[_S] = 0.0
+            f[_SS] = 0.0
+            f[_MN] = _INF
+            f[_MX] = -_INF
+            f[_NPF] = 0.0
+            f[_SPF] = 0.0
+        f[_TLAST] = t
+        f[_N] += 1.0
+        d = p_w - f[_REF]
+        f[_S] += d
+        f[_SS] += d * d
+        if p_w < f[_MN]:
+            f[_MN] = p_w
+        if p_w > f[_MX]:
+            f[_MX] = p_w
         if pf is not None and 0.0 < pf <= 1.0:
-            self._npf += 1
-            self._spf += pf
-        return self.score
+            f[_NPF] += 1.0
+            f[_SPF] += pf
+        return f[_SCORE]
 
     def _resync(self):
         """Forget the time base (open slot, day ring, persistence), keep what was learned."""
-        self._slot_end = -_INF
-        self._t_last = -_INF
-        self._n = 0
-        for i in range(self._nslots):
-            self._ring[i] = _NO_DATA
-        for i in range(24):
-            self._fring[i] = _NO_DATA
-        self._last_mean = _NO_DATA
-        self._t_close = -_INF
-        self._t_eval = -_INF
-        self._have_day = 0
-        self._g = 0.0
-        self._lvl_h = 0.0
-        self._back = 0
-        self.score = 0.0
-        self._hasc = 0
-        for i in range(len(FEATURES)):
-            self._c[i] = 0.0
-        self._fig = array("d")
-        self._evk = _EV_RESYNC
-        self._evn += 1
+        f = self._f
+        iv = self._i
+        f[_SEND] = -_INF
+        f[_TLAST] = -_INF
+        f[_N] = 0.0
+        ring = self._ring
+        for k in range(len(ring)):
+            ring[k] = _NO_DATA
+        iv[_LMEAN] = _NO_DATA
+        f[_TCLOSE] = -_INF
+        f[_TEVAL] = -_INF
+        iv[_HAVEDAY] = 0
+        f[_G] = 0.0
+        f[_LVLH] = 0.0
+        iv[_BACK] = 0
+        f[_SCORE] = 0.0
+        iv[_HASC] = 0
+        for k in range(_NFEAT):
+            f[_C + k] = 0.0
+        iv[_EVK] = _EV_RESYNC
+        iv[_EVN] += 1
 
     # ------------------------------------------------------------------ per slot
 
     def _close_slot(self):
-        n = self._n
-        mean = self._ref + self._s / n
+        f = self._f
+        iv = self._i
+        n = f[_N]
+        mean = f[_REF] + f[_S] / n
         w = _ifloor(mean + 0.5)
-        self._ring[self._slot_idx % self._nslots] = w
-        self._last_mean = w
-        self._last_idx = self._slot_idx
-        self._t_close = self._t_last
+        self._ring[iv[_SIDX] % (len(self._ring) - _NHOUR)] = w
+        iv[_LMEAN] = w
+        iv[_LIDX] = iv[_SIDX]
+        f[_TCLOSE] = f[_TLAST]
         # In-slot jitter and power factor feed slow averages only for slots at the floor
         # (the floor is where a rig shows itself; peaks are the household).
-        fl = self._floor * 1000.0
+        fl = f[_FLOOR] * 1000.0
         if mean <= fl * 1.1 + 50.0 and mean >= 50.0:
-            if n >= 5:
-                var = self._ss / n - (self._s / n) * (self._s / n)
+            if n >= 5.0:
+                var = f[_SS] / n - (f[_S] / n) * (f[_S] / n)
                 j = math.sqrt(var) / mean if var > 0.0 else 0.0
-                self._jit = j if self._jit < 0.0 else self._jit + 0.1 * (j - self._jit)
-            if self._npf > 0:
-                p = self._spf / self._npf
-                self._pf = p if self._pf < 0.0 else self._pf + 0.1 * (p - self._pf)
-        self._evaluate(self._t_close)
+                f[_JIT] = j if f[_JIT] < 0.0 else f[_JIT] + 0.1 * (j - f[_JIT])
+            if f[_NPF] > 0.0:
+                p = f[_SPF] / f[_NPF]
+                f[_PF] = p if f[_PF] < 0.0 else f[_PF] + 0.1 * (p - f[_PF])
+        self._evaluate(f[_TCLOSE])
 
     def _advance(self, idx, t):
         """Mark the slots between the last closed one and ``idx`` as held or empty."""
-        if self._t_close == -_INF:
+        iv = self._i
+        if self._f[_TCLOSE] == -_INF:
             return  # nothing closed yet
-        gap = idx - self._last_idx - 1
+        gap = idx - iv[_LIDX] - 1
         if gap <= 0:
             return
-        hold = self._last_mean >= 0 and (t - self._t_close) <= self._set["max_hold_s"]
-        n = self._nslots
+        hold = iv[_LMEAN] >= 0 and (t - self._f[_TCLOSE]) <= self._tb[0]["max_hold_s"]
+        ring = self._ring
+        n = len(ring) - _NHOUR
         if gap > n:
             gap = n
-        v = self._last_mean if hold else _NO_DATA
-        ring = self._ring
+        v = iv[_LMEAN] if hold else _NO_DATA
+        last = iv[_LIDX]
         for k in range(1, gap + 1):
-            ring[(self._last_idx + k) % n] = v
+            ring[(last + k) % n] = v
         if hold:
             # A held slot is a closed slot: features and day closes run as usual.
-            self._last_idx += gap
+            iv[_LIDX] += gap
             self._evaluate(t)
         else:
-            self._last_idx = idx - 1
-            self._last_mean = _NO_DATA
+            iv[_LIDX] = idx - 1
+            iv[_LMEAN] = _NO_DATA
 
     def _evaluate(self, t):
         """Recompute features and the score from the ring; called once per closed slot."""
-        s = self._set
+        s = self._tb[0]
+        f = self._f
+        iv = self._i
         ring = self._ring
-        n = self._nslots
-        vals = [x for x in ring if x >= 0]
+        n = len(ring) - _NHOUR
+        vals = [ring[i] for i in range(n) if ring[i] >= 0]
         cover = len(vals) / n
-        self._cover = cover
+        f[_COVER] = cover
         dt_h = 0.0
-        if self._t_eval > -_INF:
+        if f[_TEVAL] > -_INF:
             # Persistence runs on data time; a gap longer than a held sample adds nothing.
-            dt_h = (t - self._t_eval) / 3600.0
-            cap = self._set["max_hold_s"]
-            if cap < self._slot:
-                cap = self._slot
+            dt_h = (t - f[_TEVAL]) / 3600.0
+            cap = s["max_hold_s"]
+            if cap < s["slot_s"]:
+                cap = s["slot_s"]
             if dt_h > cap / 3600.0:
                 dt_h = cap / 3600.0
             if dt_h < 0.0:
                 dt_h = 0.0
-        self._t_eval = t
+        f[_TEVAL] = t
         if cover < s["min_cover"]:
-            for i in range(24):
-                self._fring[i] = _NO_DATA
-            self._fig = array("d")
-            self._evk = _EV_COVER
-            self._evn += 1
+            for i in range(n, n + _NHOUR):
+                ring[i] = _NO_DATA
+            iv[_EVK] = _EV_COVER
+            iv[_EVN] += 1
             return
         vals.sort()
         k = int(s["floor_pct"] * (len(vals) - 1))
@@ -561,13 +629,13 @@ class Detector:
         share = floor / mean if mean > 0.0 else 1.0
         nsum = 0
         nn = 0
-        for i in self._night:
+        for i in self._tb[1]:
             if ring[i] >= 0:
                 nsum += ring[i]
                 nn += 1
         esum = 0
         ne = 0
-        for i in self._evening:
+        for i in self._tb[2]:
             if ring[i] >= 0:
                 esum += ring[i]
                 ne += 1
@@ -583,64 +651,65 @@ class Detector:
         ratio = -1.0
         if nn > 0 and ne > 0 and esum > 0:
             ratio = (nsum / nn) / (esum / ne)
-        self._floor = floor
+        f[_FLOOR] = floor
 
-        persist_h = (t - self._t_up) / 3600.0 if self._g > 0.0 else 0.0
+        persist_h = (t - f[_TUP]) / 3600.0 if f[_G] > 0.0 else 0.0
         # Day close: learn the baseline from the full day just seen (protected).
-        day = _ifloor((t + self._tz) / _DAY)
-        if self._have_day == 0:
-            self._have_day = 1
-            self._day_idx = day
-        elif day != self._day_idx:
-            self._day_idx = day
+        day = _ifloor((t + s["tz_offset_s"]) / _DAY)
+        if iv[_HAVEDAY] == 0:
+            iv[_HAVEDAY] = 1
+            iv[_DAYIDX] = day
+        elif day != iv[_DAYIDX]:
+            iv[_DAYIDX] = day
             # A small rise is normal drift. A large one is learned only once it has lasted
             # long enough to be judged and was judged not miner-like.
-            judged = self.score < s["learn_below"] and persist_h >= s["persist_full_h"]
-            rate = _learn_rate(self._days, floor - self._base, judged, s)
+            judged = f[_SCORE] < s["learn_below"] and persist_h >= s["persist_full_h"]
+            rate = _learn_rate(iv[_DAYS], floor - f[_BASE], judged, s)
             if rate > 0.0:
-                self._base += rate * (floor - self._base)
-                self._bspread += rate * (spread - self._bspread)
-                self._bmean += rate * (mean - self._bmean)
-            bb = self._bblk
+                f[_BASE] += rate * (floor - f[_BASE])
+                f[_BSPREAD] += rate * (spread - f[_BSPREAD])
+                f[_BMEAN] += rate * (mean - f[_BMEAN])
             for b in range(_NBLK):
                 # Each block is protected on its own: a rig switched on in the evening
                 # lifts that block's floor a day before it lifts the day's floor.
                 if blk[b] >= 0:
                     x = blk[b] / 1000.0
-                    dx = x - bb[b]
-                    rate = _learn_rate(self._days, dx, judged, s)
+                    dx = x - f[_BBLK + b]
+                    rate = _learn_rate(iv[_DAYS], dx, judged, s)
                     if rate > 0.0:
-                        bb[b] += rate * dx
-                        if self._days > 0:
-                            dv = self._bdev
-                            dv[b] += s["learn_up"] * ((dx if dx > 0.0 else -dx) - dv[b])
-            self._days += 1
-            self.ready = self._days >= s["warmup_days"]
+                        f[_BBLK + b] += rate * dx
+                        if iv[_DAYS] > 0:
+                            f[_BDEV + b] += s["learn_up"] * ((dx if dx > 0.0 else -dx)
+                                                             - f[_BDEV + b])
+            iv[_DAYS] += 1
+            iv[_READY] = 1 if iv[_DAYS] >= s["warmup_days"] else 0
+        days = iv[_DAYS]
 
-        step = floor - self._base if self._days > 0 else 0.0
+        step = floor - f[_BASE] if days > 0 else 0.0
         # One-sided CUSUM (Page 1954) of the step above its drift: its last zero is the
         # onset, its positive run is the persistence.
-        g = self._g + (step - s["step_lo_kw"]) * dt_h
+        g = f[_G] + (step - s["step_lo_kw"]) * dt_h
         if g <= 0.0:
             g = 0.0
-        elif self._g <= 0.0:
-            self._t_up = t
-        self._g = g
+        elif f[_G] <= 0.0:
+            f[_TUP] = t
+        f[_G] = g
         if floor >= s["level_kw"]:
-            self._lvl_h += dt_h
+            f[_LVLH] += dt_h
         else:
-            self._lvl_h = 0.0
-        persist_h = (t - self._t_up) / 3600.0 if self._g > 0.0 else 0.0
+            f[_LVLH] = 0.0
+        persist_h = (t - f[_TUP]) / 3600.0 if f[_G] > 0.0 else 0.0
 
         f_step = _ramp(step, s["step_lo_kw"], s["step_hi_kw"])
         f_pers = _ramp(persist_h, s["persist_lo_h"], s["persist_full_h"])
         # Steadiness: how far the rolling floor moved over the last 24 h, against the step.
         # A rig's floor stays put; heating follows the weather from one day to the next.
         fw = _ifloor(floor * 1000.0 + 0.5)
-        self._fring[_ifloor((t + self._tz) / 3600.0) % 24] = fw
+        ring[n + _ifloor((t + s["tz_offset_s"]) / 3600.0) % _NHOUR] = fw
         lo = fw
         hi = fw
-        for x in self._fring:
+        for i in range(n, n + _NHOUR):
+            x = ring[i]
             if x >= 0:
                 if x < lo:
                     lo = x
@@ -657,8 +726,8 @@ class Detector:
         esum2 = 0.0
         nb = 0
         for b in range(_NBLK):
-            if blk[b] >= 0 and self._days > 0:
-                e = blk[b] / 1000.0 - self._bblk[b]
+            if blk[b] >= 0 and days > 0:
+                e = blk[b] / 1000.0 - f[_BBLK + b]
                 esum2 += e
                 nb += 1
                 if e < emin:
@@ -669,8 +738,8 @@ class Detector:
         # lifts the night block far beyond how that block usually moves.
         zmax = 0.0
         for b in range(_NBLK):
-            if blk[b] >= 0 and self._days > 1:
-                z = (blk[b] / 1000.0 - self._bblk[b]) / (self._bdev[b] + s["rise_dev_kw"])
+            if blk[b] >= 0 and days > 1:
+                z = (blk[b] / 1000.0 - f[_BBLK + b]) / (f[_BDEV + b] + s["rise_dev_kw"])
                 if z > zmax:
                     zmax = z
         uni = -1.0  # (max - min) / mean of the block excesses; -1: not known
@@ -686,9 +755,11 @@ class Detector:
             # A rig adds the same to night and evening, so the ratio tends to 1 from below;
             # night well above evening is the cold-night signature of space heating.
             f_diur = _ramp(ratio, s["night_max"], s["night_over"])
-        f_jit = _ramp(self._jit, s["jitter_bad"], s["jitter_good"]) if self._jit >= 0.0 else 0.5
-        f_pf = _ramp(self._pf, s["pf_bad"], s["pf_good"]) if self._pf >= 0.0 else 0.5
-        level = 100.0 * _clamp01(self._lvl_h / s["persist_full_h"]) \
+        jit = f[_JIT]
+        f_jit = _ramp(jit, s["jitter_bad"], s["jitter_good"]) if jit >= 0.0 else 0.5
+        pfe = f[_PF]
+        f_pf = _ramp(pfe, s["pf_bad"], s["pf_good"]) if pfe >= 0.0 else 0.5
+        level = 100.0 * _clamp01(f[_LVLH] / s["persist_full_h"]) \
             if floor >= s["level_kw"] else 0.0
         # Step and persistence gate everything: no lasting rise of the floor, no score,
         # however flat the home looks (vacant homes are flat too).
@@ -715,7 +786,7 @@ class Detector:
             # or duty-cycled rig lifts some blocks far beyond their usual movement).
             "rise": (1.0 - g) * s["w_rise"] * max(
                 _ramp(step, 0.05, s["step_hi_kw"]),
-                _ramp(mean - self._bmean if self._days > 0 else 0.0, 0.1, 1.5),
+                _ramp(mean - f[_BMEAN] if days > 0 else 0.0, 0.1, 1.5),
                 _ramp(zmax, s["rise_z_lo"], s["rise_z_hi"])),
             "level": 0.0,
         }
@@ -735,24 +806,31 @@ class Detector:
             for name in FEATURES:
                 c[name] *= k
             total = 100.0
-        if not self.ready:
+        if iv[_READY] == 0:
             total = 0.0
             for name in FEATURES:
                 c[name] = 0.0
-        cc = self._c
-        for i in range(len(FEATURES)):
-            cc[i] = c[FEATURES[i]]
-        self._hasc = 1
-        self._fig = array("d", [floor, self._base, step, persist_h, cv, lf, share, ratio, mean,
-                                peak, spread, drift, uni, emax if nb > 0 else 0.0, t])
-        self.score = total
-        self._evk = _EV_FIG
-        self._evn += 1
+        for i in range(_NFEAT):
+            f[_C + i] = c[FEATURES[i]]
+        iv[_HASC] = 1
+        fig = (floor, f[_BASE], step, persist_h, cv, lf, share, ratio, mean, peak, spread,
+               drift, uni, emax if nb > 0 else 0.0, t)
+        for i in range(_NFIG):
+            f[_FIG + i] = fig[i]
+        f[_SCORE] = total
+        iv[_EVK] = _EV_FIG
+        iv[_EVN] += 1
 
     def _explain(self):
+        f = self._f
+        s = self._tb[0]
         floor, base, step, persist_h, cv, lf, share, ratio, mean, peak, spread, drift, uni, \
-            emax, t = self._fig
-        onset = self._t_up - (1.0 - self._set["floor_pct"]) * _DAY if self._g > 0.0 else 0.0
+            emax, t = f[_FIG:_FIG + _NFIG]
+        g = f[_G]
+        jit = f[_JIT]
+        pfe = f[_PF]
+        days = self._i[_DAYS]
+        onset = f[_TUP] - (1.0 - s["floor_pct"]) * _DAY if g > 0.0 else 0.0
         ev = {
             "floor_kw": _r(floor, 1000),
             "baseline_kw": _r(base, 1000),
@@ -764,38 +842,37 @@ class Detector:
             "load_factor": _r(lf, 1000),
             "floor_share": _r(share, 1000),
             "tail_spread_kw": _r(spread, 1000),
-            "baseline_spread_kw": _r(self._bspread, 1000),
+            "baseline_spread_kw": _r(f[_BSPREAD], 1000),
             "floor_drift_24h_kw": _r(drift, 1000),
             "block_spread": _r(uni, 1000) if uni >= 0.0 else None,
             "block_rise_kw": _r(emax, 1000),
             "night_evening": _r(ratio, 100) if ratio >= 0.0 else None,
-            "jitter_pct": _r(self._jit * 100.0, 10) if self._jit >= 0.0 else None,
-            "pf": _r(self._pf, 1000) if self._pf >= 0.0 else None,
-            "coverage": _r(self._cover, 100),
-            "days_learned": self._days,
-            "onset_t": int(onset) if self._g > 0.0 else None,
+            "jitter_pct": _r(jit * 100.0, 10) if jit >= 0.0 else None,
+            "pf": _r(pfe, 1000) if pfe >= 0.0 else None,
+            "coverage": _r(f[_COVER], 100),
+            "days_learned": days,
+            "onset_t": int(onset) if g > 0.0 else None,
         }
         parts = []
-        if not self.ready:
-            parts.append("warming up (%d of %d days)" % (self._days,
-                                                        int(self._set["warmup_days"])))
-        if self._g > 0.0 and step > 0.0:
+        if self._i[_READY] == 0:
+            parts.append("warming up (%d of %d days)" % (days, int(s["warmup_days"])))
+        if g > 0.0 and step > 0.0:
             days = (t - onset) / _DAY
             parts.append("floor +%.1f kW since %s" % (step, _civil(
-                _ifloor((onset + self._tz) / _DAY))))
+                _ifloor((onset + s["tz_offset_s"]) / _DAY))))
             parts.append("24/7 for %s" % ("%d days" % int(days) if days >= 2.0
                                          else "%d h" % int(days * 24.0)))
         else:
             parts.append("floor %.2f kW (baseline %.2f kW)" % (floor, base))
-        if self._jit >= 0.0:
-            parts.append("jitter %.1f%%" % (self._jit * 100.0))
+        if jit >= 0.0:
+            parts.append("jitter %.1f%%" % (jit * 100.0))
         if ratio >= 0.0:
             parts.append("night/evening %.2f" % ratio)
-        if self._pf >= 0.0:
-            parts.append("pf %.2f" % self._pf)
-        if floor >= self._set["level_kw"]:
+        if pfe >= 0.0:
+            parts.append("pf %.2f" % pfe)
+        if floor >= s["level_kw"]:
             parts.append("sustained %.1f kW above the %.1f kW class level"
-                         % (floor, self._set["level_kw"]))
+                         % (floor, s["level_kw"]))
         ev["summary"] = ", ".join(parts)
         return ev
 
@@ -809,22 +886,24 @@ class Detector:
             if o is None:
                 o = [0, -1, None, None]
                 self._out = o
-        if o[0] != self._uid or o[1] != self._evn:
-            if self._evk == _EV_FIG:
+        iv = self._i
+        if o[0] != iv[_UIDX] or o[1] != iv[_EVN]:
+            evk = iv[_EVK]
+            if evk == _EV_FIG:
                 ev = self._explain()
-            elif self._evk == _EV_COVER:
+            elif evk == _EV_COVER:
                 ev = {"summary": "not enough data in the last 24 h (%d%%)"
-                      % int(self._cover * 100), "coverage": _r(self._cover, 100)}
-            elif self._evk == _EV_RESYNC:
+                      % int(self._f[_COVER] * 100), "coverage": _r(self._f[_COVER], 100)}
+            elif evk == _EV_RESYNC:
                 ev = {"summary": "clock re-synchronised: re-reading the last 24 h"}
             else:
                 ev = {"summary": "warming up: no history yet"}
             c = {}
-            if self._hasc:
-                for i in range(len(FEATURES)):
-                    c[FEATURES[i]] = self._c[i]
-            o[0] = self._uid
-            o[1] = self._evn
+            if iv[_HASC]:
+                for i in range(_NFEAT):
+                    c[FEATURES[i]] = self._f[_C + i]
+            o[0] = iv[_UIDX]
+            o[1] = iv[_EVN]
             o[2] = ev
             o[3] = c
         return o

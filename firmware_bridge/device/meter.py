@@ -45,25 +45,24 @@ _FMT = {"float32": ">f", "int32": ">i", "uint32": ">I", "int16": ">h", "uint16":
 _SHARED = {}
 
 
-def _share(obj, names):
+def _share(obj, name, settings):
     """Let meters with the same settings share one copy of the core's read-only tables.
 
     On MicroPython every float in a settings dict is a heap object: a detector's 28
     settings and its night/evening slot lists cost about 1 KB per meter on the unix port
     (bench/footprint.py), the same for every meter of a class. The core only assigns
-    these in ``__init__`` and never mutates them, so later meters point at the first
-    meter's copies. Anything the core renames is simply left unshared.
+    ``obj.<name>`` in ``__init__`` and never mutates it, so later meters point at the first
+    meter's copy. (The detector shares its table itself for the first 8 setting classes;
+    this covers any number.) Anything the core renames is simply left unshared.
     """
-    s = getattr(obj, "_set", None)
-    if not isinstance(s, dict):
+    if not isinstance(settings, dict) or not hasattr(obj, name):
         return
-    key = (type(obj).__name__,) + tuple(sorted(s.items()))
+    key = (type(obj).__name__,) + tuple(sorted(settings.items()))
     canon = _SHARED.get(key)
     if canon is None:
-        _SHARED[key] = {n: getattr(obj, n) for n in names if hasattr(obj, n)}
+        _SHARED[key] = getattr(obj, name)
         return
-    for n in canon:
-        setattr(obj, n, canon[n])
+    setattr(obj, name, canon)
 
 
 def family(name):
@@ -179,8 +178,9 @@ class Meter:
         if self.detector is None:
             self.detector = Detector(dset)
             self.policy = Policy(self.id, pset)
-        _share(self.detector, ("_set", "_night", "_evening"))
-        _share(self.policy, ("_set",))
+        tb = getattr(self.detector, "_tb", None)
+        _share(self.detector, "_tb", tb[0] if isinstance(tb, tuple) else None)
+        _share(self.policy, "_set", getattr(self.policy, "_set", None))
         # No telemetry slot when telemetry_s is 0: behind the serial bridge the host
         # builds telemetry and score from the readings itself.
         self.slot = Slot(telemetry_s) if telemetry_s > 0 else None
