@@ -6,10 +6,36 @@ Hysteresis (raise_at > clear_at) and hold times keep a score hovering at the thr
 from flapping; ``updated`` is rate-limited and sent only when something changed. The
 alert id is ``<meter>:<onset>`` so a restart from a checkpoint continues the same alert.
 
-MicroPython-safe: imports only agent.model, no typing, no f-strings.
+MicroPython-safe: imports only agent.model, array and micropython, no typing, no f-strings.
 """
 
+from array import array
+
 from agent.model import Event
+
+try:
+    from micropython import const
+
+    _PACKED = True  # MicroPython: the numbers in an array('d'), no boxed float per value
+except ImportError:  # CPython
+    _PACKED = False  # CPython: the numbers in a list, whose indexing is faster
+
+    def const(x):
+        return x
+
+
+# A policy's numbers live in one store, ``_n``, in the order state() writes them (on
+# MicroPython each instance attribute is a 16-byte map entry and each float in one a heap
+# object of its own; the flags and the counter are whole numbers, exact in a double).
+_ABOVE = const(0)  # 1 while the score has stayed >= raise_at since _ABOVE_T
+_ABOVE_T = const(1)
+_BELOW = const(2)  # 1 while (active and) the score has stayed < clear_at since _BELOW_T
+_BELOW_T = const(3)
+_UPD_T = const(4)  # time of the last raised/updated event
+_UPD_SCORE = const(5)  # its score
+_UPD_STEP = const(6)  # its floor step, kW
+_SEQ = const(7)  # message counter: makes every Event.id unique
+_NN = const(8)  # length of _n
 
 
 def default_policy_settings():
@@ -45,23 +71,17 @@ class Policy:
         self._set = s
         self.active = False
         self.alert_id = ""
-        self._above = 0  # 1 while the score has stayed >= raise_at since _above_t
-        self._above_t = 0.0
-        self._below = 0  # 1 while (active and) the score has stayed < clear_at since _below_t
-        self._below_t = 0.0
-        self._upd_t = 0.0  # time of the last raised/updated event
-        self._upd_score = 0.0
-        self._upd_step = 0.0
-        self._seq = 0  # message counter: makes every Event.id unique
+        self._n = array("d", [0.0] * _NN) if _PACKED else [0.0] * _NN
 
     def state(self):
         """Alert state as JSON-able plain values."""
+        n = self._n
         return {
             "v": 1,
             "active": 1 if self.active else 0,
             "alert_id": self.alert_id,
-            "n": [self._above, self._above_t, self._below, self._below_t, self._upd_t,
-                  self._upd_score, self._upd_step, self._seq],
+            "n": [int(n[_ABOVE]), n[_ABOVE_T], int(n[_BELOW]), n[_BELOW_T], n[_UPD_T],
+                  n[_UPD_SCORE], n[_UPD_STEP], int(n[_SEQ])],
         }
 
     @classmethod
@@ -76,14 +96,15 @@ class Policy:
         n = state["n"]
         if len(n) != 8:
             raise ValueError("policy state has %d numbers, expected 8" % len(n))
-        p._above = int(n[0])
-        p._above_t = float(n[1])
-        p._below = int(n[2])
-        p._below_t = float(n[3])
-        p._upd_t = float(n[4])
-        p._upd_score = float(n[5])
-        p._upd_step = float(n[6])
-        p._seq = int(n[7])
+        pn = p._n
+        pn[_ABOVE] = int(n[0])
+        pn[_ABOVE_T] = float(n[1])
+        pn[_BELOW] = int(n[2])
+        pn[_BELOW_T] = float(n[3])
+        pn[_UPD_T] = float(n[4])
+        pn[_UPD_SCORE] = float(n[5])
+        pn[_UPD_STEP] = float(n[6])
+        pn[_SEQ] = int(n[7])
         return p
 
     def _event(self, kind, t, score, evidence, contributions):
@@ -91,8 +112,8 @@ class Policy:
         if contributions is not None and len(contributions) > 0:
             evidence = dict(evidence)
             evidence["contributions"] = dict(contributions)
-        self._seq += 1
-        eid = "%s:%s:%d:%d" % (self.alert_id, kind, int(t), self._seq)
+        self._n[_SEQ] += 1
+        eid = "%s:%s:%d:%d" % (self.alert_id, kind, int(t), int(self._n[_SEQ]))
         return Event(kind, self.meter, t, eid, score=score, evidence=evidence,
                      alert_id=self.alert_id)
 
@@ -105,44 +126,45 @@ class Policy:
         s = self._set
         if not ready or not (score == score):
             return []
+        n = self._n
         ev = evidence if evidence is not None else {}
         if not self.active:
             if score >= s["raise_at"]:
-                if self._above == 0:
-                    self._above = 1
-                    self._above_t = t
-                if t - self._above_t >= s["hold_s"]:
+                if n[_ABOVE] == 0:
+                    n[_ABOVE] = 1
+                    n[_ABOVE_T] = t
+                if t - n[_ABOVE_T] >= s["hold_s"]:
                     self.active = True
-                    self.alert_id = "%s:%d" % (self.meter, int(self._above_t))
-                    self._below = 0
-                    self._upd_t = t
-                    self._upd_score = score
-                    self._upd_step = _step(ev)
+                    self.alert_id = "%s:%d" % (self.meter, int(n[_ABOVE_T]))
+                    n[_BELOW] = 0
+                    n[_UPD_T] = t
+                    n[_UPD_SCORE] = score
+                    n[_UPD_STEP] = _step(ev)
                     return [self._event("raised", t, score, ev, contributions)]
             else:
-                self._above = 0
+                n[_ABOVE] = 0
             return []
         # Active.
         if score < s["clear_at"]:
-            if self._below == 0:
-                self._below = 1
-                self._below_t = t
-            if t - self._below_t >= s["clear_hold_s"]:
+            if n[_BELOW] == 0:
+                n[_BELOW] = 1
+                n[_BELOW_T] = t
+            if t - n[_BELOW_T] >= s["clear_hold_s"]:
                 out = [self._event("cleared", t, score, ev, contributions)]
                 self.active = False
                 self.alert_id = ""
-                self._above = 0
-                self._below = 0
+                n[_ABOVE] = 0
+                n[_BELOW] = 0
                 return out
             return []
-        self._below = 0
-        if t - self._upd_t >= s["update_every_s"]:
+        n[_BELOW] = 0
+        if t - n[_UPD_T] >= s["update_every_s"]:
             step = _step(ev)
-            if abs(score - self._upd_score) >= s["update_delta"] or \
-                    abs(step - self._upd_step) >= s["update_step_kw"]:
-                self._upd_t = t
-                self._upd_score = score
-                self._upd_step = step
+            if abs(score - n[_UPD_SCORE]) >= s["update_delta"] or \
+                    abs(step - n[_UPD_STEP]) >= s["update_step_kw"]:
+                n[_UPD_T] = t
+                n[_UPD_SCORE] = score
+                n[_UPD_STEP] = step
                 return [self._event("updated", t, score, ev, contributions)]
         return []
 
