@@ -8,6 +8,7 @@ whichever side produced them. The compact meter table comes from the build
 """
 
 import struct
+from array import array
 
 from agent.model import (
     BAD_DATA,
@@ -29,6 +30,14 @@ from agent.model import (
 from agent.policy import Policy
 from agent.signature import Detector
 
+try:
+    from micropython import const
+except ImportError:  # CPython (tools that import this file)
+
+    def const(x):
+        return x
+
+
 # Same plausible ranges as agent/decode.py RANGES (by quantity family).
 RANGES = {
     "p_w": (-500000.0, 500000.0), "q_var": (-500000.0, 500000.0), "s_va": (0.0, 500000.0),
@@ -38,6 +47,7 @@ RANGES = {
 }
 ERROR_FLAGS = {"timeout": Q_TIMEOUT, "io": Q_TIMEOUT, "exception": Q_EXCEPTION, "crc": Q_CRC}
 _INF = float("inf")
+_NAN = float("nan")
 _FMT = {"float32": ">f", "int32": ">i", "uint32": ">I", "int16": ">h", "uint16": ">H"}
 
 
@@ -81,75 +91,111 @@ def decode_field(ftype, order, scale, regs):
     return float(raw) * scale
 
 
+# A telemetry slot's numbers, in one array('d') (on MicroPython each instance attribute
+# is a 16-byte map entry and each float in one a heap object of its own; the counts and
+# flags are whole numbers, exact in a double).
+_START = const(0)  # start of the open slot (valid when _HAS_START is 1)
+_HAS_START = const(1)  # 0 until the first reading
+_N_GOOD = const(2)  # readings with a usable power
+_N_BAD = const(3)  # other readings
+_P_SUM = const(4)  # sum, lowest and highest of the good powers, W
+_P_MIN = const(5)
+_P_MAX = const(6)
+_PF_SUM = const(7)  # sum of |pf| over the readings that carried one
+_N_PF = const(8)
+_E_FIRST = const(9)  # first and last import counter of the slot (valid when _HAS_E is 1)
+_E_LAST = const(10)
+_HAS_E = const(11)
+_FLAGS = const(12)  # quality flags of every reading, OR-ed
+_NSLOT = const(13)
+
+
 class Slot:
     """Telemetry slot aggregate, as agent/aggregate.SlotAggregate (same output keys)."""
 
     def __init__(self, slot_s):
         self.slot_s = slot_s
-        self.start = None
+        self._v = array("d", [0.0] * _NSLOT)
         self._reset()
 
     def _reset(self):
-        self.n_good = 0
-        self.n_bad = 0
-        self.p_sum = 0.0
-        self.p_min = _INF
-        self.p_max = -_INF
-        self.pf_sum = 0.0
-        self.n_pf = 0
-        self.e_first = None
-        self.e_last = None
-        self.flags = 0
+        v = self._v
+        start = v[_START]
+        has_start = v[_HAS_START]
+        for i in range(_NSLOT):
+            v[i] = 0.0
+        v[_START] = start
+        v[_HAS_START] = has_start
+        v[_P_MIN] = _INF
+        v[_P_MAX] = -_INF
 
     def add(self, t, values, quality):
+        v = self._v
         start = (t // self.slot_s) * self.slot_s
         closed = None
-        if self.start is None:
-            self.start = start
-        elif start > self.start:
+        if v[_HAS_START] == 0.0:
+            v[_START] = start
+            v[_HAS_START] = 1.0
+        elif start > v[_START]:
             closed = self.close()
-            self.start = start
-        elif start < self.start:
-            self.n_bad += 1
+            v[_START] = start
+        elif start < v[_START]:
+            v[_N_BAD] += 1.0
             return None
         if (quality & BAD_DATA) == 0 and "p_w" in values:
             p = values["p_w"]
-            self.n_good += 1
-            self.p_sum += p
-            self.p_min = min(self.p_min, p)
-            self.p_max = max(self.p_max, p)
+            v[_N_GOOD] += 1.0
+            v[_P_SUM] += p
+            v[_P_MIN] = min(v[_P_MIN], p)
+            v[_P_MAX] = max(v[_P_MAX], p)
             pf = values.get("pf")
             if pf is not None:
-                self.pf_sum += abs(pf)
-                self.n_pf += 1
+                v[_PF_SUM] += abs(pf)
+                v[_N_PF] += 1.0
             e = values.get("e_import_kwh")
             if e is not None:
-                if self.e_first is None:
-                    self.e_first = e
-                self.e_last = e
+                if v[_HAS_E] == 0.0:
+                    v[_E_FIRST] = e
+                    v[_HAS_E] = 1.0
+                v[_E_LAST] = e
         else:
-            self.n_bad += 1
-        self.flags |= quality
+            v[_N_BAD] += 1.0
+        v[_FLAGS] = int(v[_FLAGS]) | quality
         return closed
 
     def close(self):
-        if self.start is None or (self.n_good + self.n_bad) == 0:
+        v = self._v
+        g = int(v[_N_GOOD])
+        n_bad = int(v[_N_BAD])
+        if v[_HAS_START] == 0.0 or (g + n_bad) == 0:
             self._reset()
             return None
-        g = self.n_good
+        n_pf = int(v[_N_PF])
         out = {
-            "slot_start": self.start, "slot_s": self.slot_s, "samples": g,
-            "bad_samples": self.n_bad,
-            "p_mean_w": self.p_sum / g if g else None,
-            "p_min_w": self.p_min if g else None,
-            "p_max_w": self.p_max if g else None,
-            "pf_mean": self.pf_sum / self.n_pf if self.n_pf else None,
-            "energy_kwh": (self.e_last - self.e_first)
-            if self.e_first is not None and self.e_last is not None else None,
-            "quality": quality_names(self.flags),
+            "slot_start": v[_START], "slot_s": self.slot_s, "samples": g,
+            "bad_samples": n_bad,
+            "p_mean_w": v[_P_SUM] / g if g else None,
+            "p_min_w": v[_P_MIN] if g else None,
+            "p_max_w": v[_P_MAX] if g else None,
+            "pf_mean": v[_PF_SUM] / n_pf if n_pf else None,
+            "energy_kwh": (v[_E_LAST] - v[_E_FIRST]) if v[_HAS_E] != 0.0 else None,
+            "quality": quality_names(int(v[_FLAGS])),
         }
         self._reset()
         return out
+
+
+# A meter's own numbers, in one array('d') (see Slot): the scalars, then three runs of one
+# value per entry of ``fields``: the last raw values (for the frozen check), whether each
+# was present, and the highest value seen of each energy counter (NaN: none yet).
+_POLL_S = const(0)  # poll interval, s (read as .poll_s)
+_FROZEN_S = const(1)  # unchanged raw values for this long flag Q_FROZEN
+_NEXT_T = const(2)  # when the next poll is due (read and set as .next_t)
+_SAME_SINCE = const(3)  # when the raw values last changed
+_SEQ = const(4)  # message counter: makes every event id unique
+_SAMPLES = const(5)  # readings fed to the detector (read as .samples)
+_HAVE_LAST = const(6)  # 1 once raw values have been kept
+_PER_FIELD = const(7)  # start of the three runs of len(fields) values
 
 
 class Meter:
@@ -158,10 +204,15 @@ class Meter:
     def __init__(self, cfg, telemetry_s, saved=None):
         self.id = cfg["id"]
         self.unit = cfg["unit"]
-        self.poll_s = float(cfg["poll_s"])
         self.reads = cfg["reads"]
         self.fields = cfg["fields"]
-        self.frozen_s = float(cfg.get("frozen_s", 900.0))
+        nf = len(self.fields)
+        v = array("d", [0.0] * (_PER_FIELD + 3 * nf))
+        v[_POLL_S] = float(cfg["poll_s"])
+        v[_FROZEN_S] = float(cfg.get("frozen_s", 900.0))
+        for i in range(_PER_FIELD + 2 * nf, _PER_FIELD + 3 * nf):
+            v[i] = _NAN
+        self._v = v
         dset = cfg.get("detector") or {}
         pset = cfg.get("policy") or {}
         self.detector = None
@@ -186,19 +237,29 @@ class Meter:
         self.slot = Slot(telemetry_s) if telemetry_s > 0 else None
         self.health = Health(self.id)
         self.health_sent = ""
-        self.seq = 0
-        self.samples = 0
-        self.next_t = 0.0
-        self._last_vals = None
-        self._same_since = 0.0
-        self._counters = {}
+
+    @property
+    def poll_s(self):
+        return self._v[_POLL_S]
+
+    @property
+    def next_t(self):
+        return self._v[_NEXT_T]
+
+    @next_t.setter
+    def next_t(self, t):
+        self._v[_NEXT_T] = t
+
+    @property
+    def samples(self):
+        return int(self._v[_SAMPLES])
 
     def state(self):
         return {"detector": self.detector.state(), "policy": self.policy.state()}
 
     def next_id(self, kind, t):
-        self.seq += 1
-        return "%s:%s:%d:%d" % (self.id, kind, int(t), self.seq)
+        self._v[_SEQ] += 1.0
+        return "%s:%s:%d:%d" % (self.id, kind, int(t), int(self._v[_SEQ]))
 
     # ------------------------------------------------------------ polling and decoding
 
@@ -247,26 +308,39 @@ class Meter:
     def _frozen(self, t, values):
         if not values:
             return 0
-        if self._last_vals is not None and _same(values, self._last_vals):
-            if t - self._same_since >= self.frozen_s:
+        v = self._v
+        fields = self.fields
+        nf = len(fields)
+        if v[_HAVE_LAST] != 0.0 and _same(values, fields, v):
+            if t - v[_SAME_SINCE] >= v[_FROZEN_S]:
                 return Q_FROZEN
             return 0
-        self._last_vals = dict(values)
-        self._same_since = t
+        for i in range(nf):
+            x = values.get(fields[i][0])
+            v[_PER_FIELD + i] = 0.0 if x is None else x
+            v[_PER_FIELD + nf + i] = 0.0 if x is None else 1.0
+        v[_HAVE_LAST] = 1.0
+        v[_SAME_SINCE] = t
         return 0
 
     def _counters_check(self, clean):
         flags = 0
+        v = self._v
+        fields = self.fields
+        base = _PER_FIELD + 2 * len(fields)
         for name in clean:
             if not name.startswith("e_"):
                 continue
-            v = clean[name]
-            last = self._counters.get(name)
-            if last is None or v >= last - 0.01:
-                self._counters[name] = v if last is None else max(v, last)
-            elif v <= last * 0.01:
+            i = 0
+            while fields[i][0] != name:  # the counter's slot: its first field entry
+                i += 1
+            x = clean[name]
+            last = v[base + i]
+            if last != last or x >= last - 0.01:
+                v[base + i] = x if last != last else max(x, last)
+            elif x <= last * 0.01:
                 flags |= Q_RESET
-                self._counters[name] = v
+                v[base + i] = x
             else:
                 flags |= Q_BACKWARDS
         return flags
@@ -289,7 +363,7 @@ class Meter:
                                 data={"contributions": det.contributions(), "state": state}))
         if (quality & BAD_DATA) != 0 or "p_w" not in values:
             return events
-        self.samples += 1
+        self._v[_SAMPLES] += 1.0
         score = det.update(t, values["p_w"], values.get("pf"))
         events.extend(self.policy.update(t, score, det.ready, det.contributions(),
                                          det.evidence()))
@@ -328,14 +402,18 @@ def _round2(x):
     return round(x, 2)
 
 
-def _same(a, b):
-    if len(a) != len(b):
-        return False
-    for k in a:
-        if k not in b:
-            return False
-        x = a[k]
-        y = b[k]
-        if x != y and not (x != x and y != y):
-            return False
+def _same(values, fields, v):
+    """True if ``values`` (raw, by field name) are the ones kept in ``v`` (NaN == NaN)."""
+    nf = len(fields)
+    for i in range(nf):
+        x = values.get(fields[i][0])
+        if x is None:
+            if v[_PER_FIELD + nf + i] != 0.0:
+                return False
+        else:
+            if v[_PER_FIELD + nf + i] == 0.0:
+                return False
+            y = v[_PER_FIELD + i]
+            if x != y and not (x != x and y != y):
+                return False
     return True
