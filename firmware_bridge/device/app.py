@@ -169,7 +169,7 @@ class App:
         events = m.process(t, values, quality)
         self.sample_us += time.ticks_diff(time.ticks_us(), t0)
         if error_kind:
-            n = m.health.consecutive_failures + 1
+            n = m.failures + 1
             backoff = 0.0
             if n >= 3:
                 backoff = min(self.backoff_max_s, m.poll_s * (2 ** min(n - 2, 16)))

@@ -24,7 +24,6 @@ from agent.model import (
     Q_RESET,
     Q_TIMEOUT,
     Event,
-    Health,
     quality_names,
 )
 from agent.policy import Policy
@@ -91,103 +90,100 @@ def decode_field(ftype, order, scale, regs):
     return float(raw) * scale
 
 
-# A telemetry slot's numbers, in one array('d') (on MicroPython each instance attribute
-# is a 16-byte map entry and each float in one a heap object of its own; the counts and
-# flags are whole numbers, exact in a double).
-_START = const(0)  # start of the open slot (valid when _HAS_START is 1)
-_HAS_START = const(1)  # 0 until the first reading
-_N_GOOD = const(2)  # readings with a usable power
-_N_BAD = const(3)  # other readings
-_P_SUM = const(4)  # sum, lowest and highest of the good powers, W
-_P_MIN = const(5)
-_P_MAX = const(6)
-_PF_SUM = const(7)  # sum of |pf| over the readings that carried one
-_N_PF = const(8)
-_E_FIRST = const(9)  # first and last import counter of the slot (valid when _HAS_E is 1)
-_E_LAST = const(10)
-_HAS_E = const(11)
-_FLAGS = const(12)  # quality flags of every reading, OR-ed
-_NSLOT = const(13)
+# The telemetry slot aggregate, as agent/aggregate.SlotAggregate (same output keys). Its
+# numbers are a run of the meter's array (after the per-field runs, only when the meter
+# makes telemetry), at these offsets from the run's start: a Slot object of its own would
+# cost an instance, a map and an array header more per meter on MicroPython. The counts
+# and flags are whole numbers, exact in a double.
+_SLOT_S = const(0)  # slot length, s
+_START = const(1)  # start of the open slot (valid when _HAS_START is 1)
+_HAS_START = const(2)  # 0 until the first reading
+_N_GOOD = const(3)  # readings with a usable power
+_N_BAD = const(4)  # other readings
+_P_SUM = const(5)  # sum, lowest and highest of the good powers, W
+_P_MIN = const(6)
+_P_MAX = const(7)
+_PF_SUM = const(8)  # sum of |pf| over the readings that carried one
+_N_PF = const(9)
+_E_FIRST = const(10)  # first and last import counter of the slot (valid when _HAS_E is 1)
+_E_LAST = const(11)
+_HAS_E = const(12)
+_FLAGS = const(13)  # quality flags of every reading, OR-ed
+_NSLOT = const(14)  # length of the run
 
 
-class Slot:
-    """Telemetry slot aggregate, as agent/aggregate.SlotAggregate (same output keys)."""
-
-    def __init__(self, slot_s):
-        self.slot_s = slot_s
-        self._v = array("d", [0.0] * _NSLOT)
-        self._reset()
-
-    def _reset(self):
-        v = self._v
-        start = v[_START]
-        has_start = v[_HAS_START]
-        for i in range(_NSLOT):
-            v[i] = 0.0
-        v[_START] = start
-        v[_HAS_START] = has_start
-        v[_P_MIN] = _INF
-        v[_P_MAX] = -_INF
-
-    def add(self, t, values, quality):
-        v = self._v
-        start = (t // self.slot_s) * self.slot_s
-        closed = None
-        if v[_HAS_START] == 0.0:
-            v[_START] = start
-            v[_HAS_START] = 1.0
-        elif start > v[_START]:
-            closed = self.close()
-            v[_START] = start
-        elif start < v[_START]:
-            v[_N_BAD] += 1.0
-            return None
-        if (quality & BAD_DATA) == 0 and "p_w" in values:
-            p = values["p_w"]
-            v[_N_GOOD] += 1.0
-            v[_P_SUM] += p
-            v[_P_MIN] = min(v[_P_MIN], p)
-            v[_P_MAX] = max(v[_P_MAX], p)
-            pf = values.get("pf")
-            if pf is not None:
-                v[_PF_SUM] += abs(pf)
-                v[_N_PF] += 1.0
-            e = values.get("e_import_kwh")
-            if e is not None:
-                if v[_HAS_E] == 0.0:
-                    v[_E_FIRST] = e
-                    v[_HAS_E] = 1.0
-                v[_E_LAST] = e
-        else:
-            v[_N_BAD] += 1.0
-        v[_FLAGS] = int(v[_FLAGS]) | quality
-        return closed
-
-    def close(self):
-        v = self._v
-        g = int(v[_N_GOOD])
-        n_bad = int(v[_N_BAD])
-        if v[_HAS_START] == 0.0 or (g + n_bad) == 0:
-            self._reset()
-            return None
-        n_pf = int(v[_N_PF])
-        out = {
-            "slot_start": v[_START], "slot_s": self.slot_s, "samples": g,
-            "bad_samples": n_bad,
-            "p_mean_w": v[_P_SUM] / g if g else None,
-            "p_min_w": v[_P_MIN] if g else None,
-            "p_max_w": v[_P_MAX] if g else None,
-            "pf_mean": v[_PF_SUM] / n_pf if n_pf else None,
-            "energy_kwh": (v[_E_LAST] - v[_E_FIRST]) if v[_HAS_E] != 0.0 else None,
-            "quality": quality_names(int(v[_FLAGS])),
-        }
-        self._reset()
-        return out
+def _slot_reset(v, o):
+    """Empty the slot aggregate at v[o:], keeping its length and start."""
+    for i in range(o + _N_GOOD, o + _NSLOT):
+        v[i] = 0.0
+    v[o + _P_MIN] = _INF
+    v[o + _P_MAX] = -_INF
 
 
-# A meter's own numbers, in one array('d') (see Slot): the scalars, then three runs of one
-# value per entry of ``fields``: the last raw values (for the frozen check), whether each
-# was present, and the highest value seen of each energy counter (NaN: none yet).
+def _slot_add(v, o, t, values, quality):
+    """Add a reading; returns the closed slot's dict when the reading opens a new slot."""
+    slot_s = v[o + _SLOT_S]
+    start = (t // slot_s) * slot_s
+    closed = None
+    if v[o + _HAS_START] == 0.0:
+        v[o + _START] = start
+        v[o + _HAS_START] = 1.0
+    elif start > v[o + _START]:
+        closed = _slot_close(v, o)
+        v[o + _START] = start
+    elif start < v[o + _START]:
+        v[o + _N_BAD] += 1.0
+        return None
+    if (quality & BAD_DATA) == 0 and "p_w" in values:
+        p = values["p_w"]
+        v[o + _N_GOOD] += 1.0
+        v[o + _P_SUM] += p
+        v[o + _P_MIN] = min(v[o + _P_MIN], p)
+        v[o + _P_MAX] = max(v[o + _P_MAX], p)
+        pf = values.get("pf")
+        if pf is not None:
+            v[o + _PF_SUM] += abs(pf)
+            v[o + _N_PF] += 1.0
+        e = values.get("e_import_kwh")
+        if e is not None:
+            if v[o + _HAS_E] == 0.0:
+                v[o + _E_FIRST] = e
+                v[o + _HAS_E] = 1.0
+            v[o + _E_LAST] = e
+    else:
+        v[o + _N_BAD] += 1.0
+    v[o + _FLAGS] = int(v[o + _FLAGS]) | quality
+    return closed
+
+
+def _slot_close(v, o):
+    g = int(v[o + _N_GOOD])
+    n_bad = int(v[o + _N_BAD])
+    if v[o + _HAS_START] == 0.0 or (g + n_bad) == 0:
+        _slot_reset(v, o)
+        return None
+    n_pf = int(v[o + _N_PF])
+    out = {
+        "slot_start": v[o + _START], "slot_s": v[o + _SLOT_S], "samples": g,
+        "bad_samples": n_bad,
+        "p_mean_w": v[o + _P_SUM] / g if g else None,
+        "p_min_w": v[o + _P_MIN] if g else None,
+        "p_max_w": v[o + _P_MAX] if g else None,
+        "pf_mean": v[o + _PF_SUM] / n_pf if n_pf else None,
+        "energy_kwh": (v[o + _E_LAST] - v[o + _E_FIRST]) if v[o + _HAS_E] != 0.0 else None,
+        "quality": quality_names(int(v[o + _FLAGS])),
+    }
+    _slot_reset(v, o)
+    return out
+
+
+# A meter's own numbers, in one array('d') (on MicroPython each instance attribute is a
+# 16-byte map entry and each float in one a heap object of its own): the scalars, then
+# three runs of one value per entry of ``fields``: the last raw values (for the frozen
+# check), whether each was present, and the highest value seen of each energy counter (NaN:
+# none yet), then the telemetry slot's run (_NSLOT values) if the meter makes one. The
+# health figures are kept here too, instead of in an agent.model.Health object (an
+# instance with nine attributes, ~220 B a meter); health_event() sends the same dict.
 _POLL_S = const(0)  # poll interval, s (read as .poll_s)
 _FROZEN_S = const(1)  # unchanged raw values for this long flag Q_FROZEN
 _NEXT_T = const(2)  # when the next poll is due (read and set as .next_t)
@@ -195,7 +191,16 @@ _SAME_SINCE = const(3)  # when the raw values last changed
 _SEQ = const(4)  # message counter: makes every event id unique
 _SAMPLES = const(5)  # readings fed to the detector (read as .samples)
 _HAVE_LAST = const(6)  # 1 once raw values have been kept
-_PER_FIELD = const(7)  # start of the three runs of len(fields) values
+_UNIT = const(7)  # Modbus unit id
+_RESTORED = const(8)  # 1 if detector and policy came from saved state (read as .restored)
+_H_STATE = const(9)  # health state, an index into _HEALTH ("ok", "degraded", "down")
+_H_SENT = const(10)  # the health state last sent in an event (-1: none yet)
+_H_POLLS = const(11)  # polls done
+_H_LAST_OK = const(12)  # time of the last successful poll
+_H_FAILS = const(13)  # consecutive failed polls (read as .failures)
+_H_BACKOFF = const(14)  # current back-off, s
+_PER_FIELD = const(15)  # start of the three runs of len(fields) values
+_HEALTH = ("ok", "degraded", "down")
 
 
 class Meter:
@@ -203,13 +208,20 @@ class Meter:
 
     def __init__(self, cfg, telemetry_s, saved=None):
         self.id = cfg["id"]
-        self.unit = cfg["unit"]
         self.reads = cfg["reads"]
         self.fields = cfg["fields"]
         nf = len(self.fields)
-        v = array("d", [0.0] * (_PER_FIELD + 3 * nf))
+        # No telemetry slot when telemetry_s is 0: behind the serial bridge the host
+        # builds telemetry and score from the readings itself.
+        o = _PER_FIELD + 3 * nf
+        v = array("d", [0.0] * (o + (_NSLOT if telemetry_s > 0 else 0)))
+        if telemetry_s > 0:
+            v[o + _SLOT_S] = telemetry_s
+            _slot_reset(v, o)
         v[_POLL_S] = float(cfg["poll_s"])
         v[_FROZEN_S] = float(cfg.get("frozen_s", 900.0))
+        v[_UNIT] = cfg["unit"]
+        v[_H_SENT] = -1.0
         for i in range(_PER_FIELD + 2 * nf, _PER_FIELD + 3 * nf):
             v[i] = _NAN
         self._v = v
@@ -217,12 +229,11 @@ class Meter:
         pset = cfg.get("policy") or {}
         self.detector = None
         self.policy = None
-        self.restored = False
         if saved:
             try:
                 self.detector = Detector.from_state(dset, saved["detector"])
                 self.policy = Policy.from_state(self.id, pset, saved["policy"])
-                self.restored = True
+                v[_RESTORED] = 1.0
             except (KeyError, TypeError, ValueError) as e:
                 print("meter %s: saved state does not fit (%s); starting fresh" % (self.id, e))
                 self.detector = None
@@ -232,11 +243,7 @@ class Meter:
         tb = getattr(self.detector, "_tb", None)
         _share(self.detector, "_tb", tb[0] if isinstance(tb, tuple) else None)
         _share(self.policy, "_set", getattr(self.policy, "_set", None))
-        # No telemetry slot when telemetry_s is 0: behind the serial bridge the host
-        # builds telemetry and score from the readings itself.
-        self.slot = Slot(telemetry_s) if telemetry_s > 0 else None
-        self.health = Health(self.id)
-        self.health_sent = ""
+        self._herr = None  # [last error message, {error kind: count}] once a poll failed
 
     @property
     def poll_s(self):
@@ -249,6 +256,15 @@ class Meter:
     @next_t.setter
     def next_t(self, t):
         self._v[_NEXT_T] = t
+
+    @property
+    def restored(self):
+        return self._v[_RESTORED] == 1.0
+
+    @property
+    def failures(self):
+        """Consecutive failed polls (the caller's back-off doubles with them)."""
+        return int(self._v[_H_FAILS])
 
     @property
     def samples(self):
@@ -267,7 +283,7 @@ class Meter:
         """Read every planned block; returns (blocks, error_kind, message)."""
         blocks = []
         for fc, address, count in self.reads:
-            regs = master.read_registers(self.unit, fc, address, count)
+            regs = master.read_registers(int(self._v[_UNIT]), fc, address, count)
             blocks.append((fc, address, regs))
         return blocks
 
@@ -351,7 +367,9 @@ class Meter:
         """A reading -> events, exactly as agent.runtime.MeterPipeline.process_reading."""
         events = []
         det = self.detector
-        closed = self.slot.add(t, values, quality) if self.slot is not None else None
+        v = self._v
+        o = _PER_FIELD + 3 * len(self.fields)  # the telemetry slot's run, if any
+        closed = _slot_add(v, o, t, values, quality) if len(v) > o else None
         if closed is not None:
             state = "ready" if det.ready else "warming"
             closed["score"] = _round2(det.score)
@@ -363,7 +381,7 @@ class Meter:
                                 data={"contributions": det.contributions(), "state": state}))
         if (quality & BAD_DATA) != 0 or "p_w" not in values:
             return events
-        self._v[_SAMPLES] += 1.0
+        v[_SAMPLES] += 1.0
         score = det.update(t, values["p_w"], values.get("pf"))
         events.extend(self.policy.update(t, score, det.ready, det.contributions(),
                                          det.evidence()))
@@ -372,29 +390,43 @@ class Meter:
     # ------------------------------------------------------------ health
 
     def poll_done(self, t, error_kind, message, backoff_s):
-        h = self.health
-        h.t = t
-        h.polls += 1
+        v = self._v
+        v[_H_POLLS] += 1.0
         if not error_kind:
-            h.last_success = t
-            h.consecutive_failures = 0
-            h.backoff_s = 0.0
-            h.state = "ok"
+            v[_H_LAST_OK] = t
+            v[_H_FAILS] = 0.0
+            v[_H_BACKOFF] = 0.0
+            v[_H_STATE] = 0.0  # ok
             return
-        h.errors[error_kind] = h.errors.get(error_kind, 0) + 1
-        h.last_error = message
-        h.consecutive_failures += 1
-        h.backoff_s = backoff_s
-        h.state = "down" if backoff_s > 0 else "degraded"
+        if self._herr is None:
+            self._herr = ["", {}]
+        errors = self._herr[1]
+        errors[error_kind] = errors.get(error_kind, 0) + 1
+        self._herr[0] = message
+        v[_H_FAILS] += 1.0
+        v[_H_BACKOFF] = backoff_s
+        v[_H_STATE] = 2.0 if backoff_s > 0 else 1.0  # down, degraded
 
     def health_event(self, t):
-        """A health Event when the state changed since the last one sent, else None."""
-        if self.health.state == self.health_sent:
+        """A health Event when the state changed since the last one sent, else None.
+
+        Its data is agent.model.Health.as_dict() of the same figures."""
+        v = self._v
+        if v[_H_STATE] == v[_H_SENT]:
             return None
-        self.health_sent = self.health.state
-        return Event("health", self.id, t, "%s:health:%d:%d" % (self.id, int(t),
-                                                                self.health.polls),
-                     data=self.health.as_dict())
+        v[_H_SENT] = v[_H_STATE]
+        herr = self._herr
+        polls = int(v[_H_POLLS])
+        return Event("health", self.id, t, "%s:health:%d:%d" % (self.id, int(t), polls),
+                     data={
+                         "state": _HEALTH[int(v[_H_STATE])],
+                         "last_success": v[_H_LAST_OK],
+                         "last_error": herr[0] if herr is not None else "",
+                         "polls": polls,
+                         "errors": dict(herr[1]) if herr is not None else {},
+                         "consecutive_failures": int(v[_H_FAILS]),
+                         "backoff_s": v[_H_BACKOFF],
+                     })
 
 
 def _round2(x):
