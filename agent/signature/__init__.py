@@ -58,16 +58,16 @@ _EV_FIG = const(1)  # ... the figures of the last evaluation,
 _EV_COVER = const(2)  # ... too little data in the last 24 h,
 _EV_RESYNC = const(3)  # ... a clock re-synchronisation
 _NFEAT = const(10)  # len(FEATURES)
-_NHOUR = const(24)  # hours in the rolling-floor ring (kept after the day ring in _ring)
+_NHOUR = const(24)  # hours in the rolling-floor ring (kept in _ring, see _FR0)
 
-# The detector's state is packed into three objects per meter instead of ~55 instance
+# The detector's state is packed into two arrays per meter instead of ~55 instance
 # attributes: on MicroPython every attribute is a 16-byte map entry and every float in one
 # a separately allocated heap object, so the packed form is about half the heap per meter
 # (bench/footprint.py). Each name below is the index of one value.
 #
-# _f, an array('d') (a list on CPython, see _PACKED): every float, and the counts of the
-# open slot (whole numbers, exact in a double), so the per-sample fast path touches this
-# one object and nothing else.
+# _f, an array('d') (a list on CPython, see _PACKED): every float, the counts of the open
+# slot (whole numbers, exact in a double), so the per-sample fast path touches this one
+# object and nothing else, and the slot and day numbers.
 _SEND = const(0)  # end time of the open slot (-inf: none open, the next sample opens one)
 _TLAST = const(1)  # time of the last accepted sample
 _N = const(2)  # samples in the open slot
@@ -99,26 +99,28 @@ _BDEV = const(27)  # learned day-to-day deviation of each block floor, kW (_NBLK
 _C = const(31)  # contributions of the last evaluation, in FEATURES order (_NFEAT values)
 _FIG = const(41)  # figures of the last evaluation, for evidence() (_NFIG values; they are
 #                   valid while _EVK is _EV_FIG, see _explain for their order)
-_NF = const(56)  # length of _f
+# Slot and day numbers grow with time, so they are kept here rather than as 32-bit ints
+# (whole numbers, exact in a double up to 2**53; on CPython _f is a list and keeps ints).
+_SIDX = const(56)  # local slot number (floor((t + tz) / slot_s)) of the open slot
+_LIDX = const(57)  # local slot number of the last closed slot
+_DAYIDX = const(58)  # local day number of the last day close
+_UIDX = const(59)  # this detector's number (keys the shared output cache)
+_NF = const(60)  # length of _f
 #
-# _i, a list of ints (small ints cost no heap on MicroPython; a list keeps slot numbers of
-# any size exact, as attributes did).
-_SIDX = const(0)  # local slot number (floor((t + tz) / slot_s)) of the open slot
-_LMEAN = const(1)  # last closed slot mean (W), held across empty slots; _NO_DATA: none
-_LIDX = const(2)  # local slot number of the last closed slot
-_DAYS = const(3)  # full days learned into the baseline
-_DAYIDX = const(4)  # local day number of the last day close
-_HAVEDAY = const(5)  # 0 until a first day close has been seen
-_BACK = const(6)  # samples from far in the past since the last slot close (see _RESYNC)
-_HASC = const(7)  # 1 once contributions (_C) have been computed
-_EVK = const(8)  # what evidence() describes (_EV_*)
-_EVN = const(9)  # evaluation number (keys the shared output cache)
-_UIDX = const(10)  # this detector's number (keys the shared output cache)
-_READY = const(11)  # 1 once warmed up (read as .ready)
-_NI = const(12)  # length of _i
-#
-# _ring, an array('i'): the day ring of slot means (W; _NO_DATA when empty), one per slot,
-# followed by _NHOUR values of the rolling floor (W) at each local hour.
+# _ring, an array('i'): the small ints first, then the rolling floor (W) at each local
+# hour, then the day ring of slot means (W), one per slot (_NO_DATA: empty).
+_LMEAN = const(0)  # last closed slot mean (W), held across empty slots; _NO_DATA: none
+_DAYS = const(1)  # full days learned into the baseline
+_HAVEDAY = const(2)  # 0 until a first day close has been seen
+_BACK = const(3)  # samples from far in the past since the last slot close (see _RESYNC)
+_HASC = const(4)  # 1 once contributions (_C) have been computed
+_EVK = const(5)  # what evidence() describes (_EV_*)
+_EVN = const(6)  # evaluation number (keys the shared output cache)
+_READY = const(7)  # 1 once warmed up (read as .ready)
+_FR0 = const(8)  # the rolling floor: _NHOUR values
+_DAY0 = const(32)  # the day ring: one value per slot (_FR0 + _NHOUR)
+
+
 _TABLES = []  # (settings, night slots, evening slots) shared by detectors of equal settings
 _UID = [0]
 # evidence() and contributions() are built on demand from a few stored numbers (a cached
@@ -243,7 +245,7 @@ class Detector:
     close; treat them as read-only (they are shared, not copied, to keep per-sample cost
     flat when a caller asks for them on every sample).
 
-    The state lives in ``_f``, ``_i`` and ``_ring`` (see the offsets above the class);
+    The state lives in ``_f`` and ``_ring`` (see the offsets above the class);
     ``_tb`` is the (settings, night slots, evening slots) table shared by equal settings.
     """
 
@@ -277,18 +279,17 @@ class Detector:
             for i in range(n):
                 h = (i * slot) / 3600.0
                 if 1.0 <= h < 5.0:
-                    night.append(i)
+                    night.append(_DAY0 + i)  # as indices into _ring
                 elif 17.0 <= h < 22.0:
-                    evening.append(i)
+                    evening.append(_DAY0 + i)
             tb = (s, tuple(night), tuple(evening))
             if len(_TABLES) < 8:
                 _TABLES.append(tb)
         self._tb = tb
         self._f = array("d", [0.0] * _NF) if _PACKED else [0.0] * _NF
-        self._i = [0] * _NI
-        self._ring = array("i", [_NO_DATA] * (n + _NHOUR))
+        self._ring = array("i", [_NO_DATA] * (_DAY0 + n))
         _UID[0] += 1
-        self._i[_UIDX] = _UID[0]  # identifies this detector in the shared output cache
+        self._f[_UIDX] = _UID[0]  # identifies this detector in the shared output cache
         if not _SHARE_OUT:
             self._out = None  # CPython: this detector's own output cache
         self._reset()
@@ -301,19 +302,22 @@ class Detector:
     @property
     def ready(self):
         """False while warming up (no score yet)."""
-        return self._i[_READY] == 1
+        return self._ring[_READY] == 1
 
     # ------------------------------------------------------------------ state
 
     def _reset(self):
         """A fresh detector: nothing seen, nothing learned (the arrays are reused)."""
         f = self._f
-        uid = self._i[_UIDX]
+        ring = self._ring
+        uid = f[_UIDX]
         for k in range(_NF):
             f[k] = 0.0
-        for k in range(_NI):
-            self._i[k] = 0
-        self._i[_UIDX] = uid
+        f[_UIDX] = uid
+        for k in range(_FR0):
+            ring[k] = 0
+        for k in range(_FR0, len(ring)):
+            ring[k] = _NO_DATA
         f[_SEND] = -_INF  # forces the first sample through the slow path
         f[_TLAST] = -_INF
         f[_MN] = _INF
@@ -322,26 +326,22 @@ class Detector:
         f[_JIT] = -1.0
         f[_PF] = -1.0
         f[_TEVAL] = -_INF
-        self._i[_LMEAN] = -1
-        self._i[_EVK] = _EV_WARM
-        ring = self._ring
-        for k in range(len(ring)):
-            ring[k] = _NO_DATA
+        ring[_LMEAN] = -1
+        ring[_EVK] = _EV_WARM
 
     def state(self):
         """Everything learned, as JSON-able plain numbers and lists (no infinities)."""
         f = self._f
-        iv = self._i
-        n = len(self._ring) - _NHOUR
+        iv = self._ring
         return {
             "v": _STATE_VERSION,
             "slot_s": self._tb[0]["slot_s"],
-            "open": [_enc(f[_SEND]), iv[_SIDX], _enc(f[_TLAST]), int(f[_N]), f[_REF], f[_S],
+            "open": [_enc(f[_SEND]), int(f[_SIDX]), _enc(f[_TLAST]), int(f[_N]), f[_REF], f[_S],
                      f[_SS], _enc(f[_MN]), _enc(f[_MX]), int(f[_NPF]), f[_SPF]],
-            "ring": list(self._ring[:n]),
-            "fring": list(self._ring[n:]),
-            "last": [iv[_LMEAN], iv[_LIDX], _enc(f[_TCLOSE])],
-            "learned": [iv[_DAYS], f[_BASE], iv[_DAYIDX], iv[_HAVEDAY], f[_FLOOR], f[_COVER],
+            "ring": list(iv[_DAY0:]),
+            "fring": list(iv[_FR0:_DAY0]),
+            "last": [iv[_LMEAN], int(f[_LIDX]), _enc(f[_TCLOSE])],
+            "learned": [iv[_DAYS], f[_BASE], int(f[_DAYIDX]), iv[_HAVEDAY], f[_FLOOR], f[_COVER],
                         f[_G], f[_TUP], f[_LVLH], f[_JIT], f[_PF], _enc(f[_TEVAL]),
                         f[_SCORE], f[_BSPREAD], f[_BMEAN], iv[_BACK]]
             + list(f[_BBLK:_BBLK + 2 * _NBLK]),
@@ -363,13 +363,14 @@ class Detector:
             d._restore(state)
         except IndexError:
             raise ValueError("detector state is truncated") from None
+        except OverflowError:  # a count beyond the 32-bit ints of _ring (CPython)
+            raise ValueError("detector state holds a number out of range") from None
         return d
 
     def _restore(self, state):
         f = self._f
-        iv = self._i
-        ring = self._ring
-        n = len(ring) - _NHOUR
+        iv = self._ring
+        n = len(iv) - _DAY0
         slot = self._tb[0]["slot_s"]
         if state.get("v") != _STATE_VERSION:
             raise ValueError("detector state version %r is not %d" % (state.get("v"),
@@ -379,7 +380,7 @@ class Detector:
                              % (state["slot_s"], slot))
         o = state["open"]
         f[_SEND] = _dec(o[0])
-        iv[_SIDX] = int(o[1])
+        f[_SIDX] = int(o[1])
         f[_TLAST] = _dec(o[2])
         f[_N] = int(o[3])
         f[_REF] = float(o[4])
@@ -393,17 +394,19 @@ class Detector:
         fr = state["fring"]
         if len(fr) != _NHOUR:
             raise ValueError("detector state fring must hold 24 values")
-        r += [int(x) for x in fr]
-        for k in range(n + _NHOUR):
-            ring[k] = r[k]
+        fr = [int(x) for x in fr]
+        for k in range(n):
+            iv[_DAY0 + k] = r[k]
+        for k in range(_NHOUR):
+            iv[_FR0 + k] = fr[k]
         last = state["last"]
         iv[_LMEAN] = int(last[0])
-        iv[_LIDX] = int(last[1])
+        f[_LIDX] = int(last[1])
         f[_TCLOSE] = _dec(last[2])
         ln = state["learned"]
         iv[_DAYS] = int(ln[0])
         f[_BASE] = float(ln[1])
-        iv[_DAYIDX] = int(ln[2])
+        f[_DAYIDX] = int(ln[2])
         iv[_HAVEDAY] = int(ln[3])
         f[_FLOOR] = float(ln[4])
         f[_COVER] = float(ln[5])
@@ -465,7 +468,7 @@ class Detector:
 
     def _slow(self, t, p_w, pf):
         f = self._f
-        iv = self._i
+        iv = self._ring
         if not (0.0 <= p_w < _INF) or not (-_INF < t < _INF):
             return f[_SCORE]  # bad reading: ignore
         if t < f[_TLAST]:
@@ -485,7 +488,7 @@ class Detector:
             tz = s["tz_offset_s"]
             idx = _ifloor((t + tz) / slot)
             self._advance(idx, t)
-            iv[_SIDX] = idx
+            f[_SIDX] = idx
             f[_SEND] = (idx + 1) * slot - tz
             f[_N] = 0.0
             f[_REF] = p_w
@@ -512,13 +515,12 @@ class Detector:
     def _resync(self):
         """Forget the time base (open slot, day ring, persistence), keep what was learned."""
         f = self._f
-        iv = self._i
+        iv = self._ring
         f[_SEND] = -_INF
         f[_TLAST] = -_INF
         f[_N] = 0.0
-        ring = self._ring
-        for k in range(len(ring)):
-            ring[k] = _NO_DATA
+        for k in range(_FR0, len(iv)):
+            iv[k] = _NO_DATA
         iv[_LMEAN] = _NO_DATA
         f[_TCLOSE] = -_INF
         f[_TEVAL] = -_INF
@@ -537,13 +539,13 @@ class Detector:
 
     def _close_slot(self):
         f = self._f
-        iv = self._i
+        iv = self._ring
         n = f[_N]
         mean = f[_REF] + f[_S] / n
         w = _ifloor(mean + 0.5)
-        self._ring[iv[_SIDX] % (len(self._ring) - _NHOUR)] = w
+        iv[_DAY0 + int(f[_SIDX]) % (len(iv) - _DAY0)] = w
         iv[_LMEAN] = w
-        iv[_LIDX] = iv[_SIDX]
+        f[_LIDX] = f[_SIDX]
         f[_TCLOSE] = f[_TLAST]
         # In-slot jitter and power factor feed slow averages only for slots at the floor
         # (the floor is where a rig shows itself; peaks are the household).
@@ -560,37 +562,36 @@ class Detector:
 
     def _advance(self, idx, t):
         """Mark the slots between the last closed one and ``idx`` as held or empty."""
-        iv = self._i
-        if self._f[_TCLOSE] == -_INF:
+        f = self._f
+        ring = self._ring
+        if f[_TCLOSE] == -_INF:
             return  # nothing closed yet
-        gap = idx - iv[_LIDX] - 1
+        last = int(f[_LIDX])
+        gap = idx - last - 1
         if gap <= 0:
             return
-        hold = iv[_LMEAN] >= 0 and (t - self._f[_TCLOSE]) <= self._tb[0]["max_hold_s"]
-        ring = self._ring
-        n = len(ring) - _NHOUR
+        hold = ring[_LMEAN] >= 0 and (t - f[_TCLOSE]) <= self._tb[0]["max_hold_s"]
+        n = len(ring) - _DAY0
         if gap > n:
             gap = n
-        v = iv[_LMEAN] if hold else _NO_DATA
-        last = iv[_LIDX]
+        v = ring[_LMEAN] if hold else _NO_DATA
         for k in range(1, gap + 1):
-            ring[(last + k) % n] = v
+            ring[_DAY0 + (last + k) % n] = v
         if hold:
             # A held slot is a closed slot: features and day closes run as usual.
-            iv[_LIDX] += gap
+            f[_LIDX] = last + gap
             self._evaluate(t)
         else:
-            iv[_LIDX] = idx - 1
-            iv[_LMEAN] = _NO_DATA
+            f[_LIDX] = idx - 1
+            ring[_LMEAN] = _NO_DATA
 
     def _evaluate(self, t):
         """Recompute features and the score from the ring; called once per closed slot."""
         s = self._tb[0]
         f = self._f
-        iv = self._i
-        ring = self._ring
-        n = len(ring) - _NHOUR
-        vals = [ring[i] for i in range(n) if ring[i] >= 0]
+        ring = iv = self._ring
+        n = len(ring) - _DAY0
+        vals = [x for x in ring[_DAY0:] if x >= 0]
         cover = len(vals) / n
         f[_COVER] = cover
         dt_h = 0.0
@@ -606,7 +607,7 @@ class Detector:
                 dt_h = 0.0
         f[_TEVAL] = t
         if cover < s["min_cover"]:
-            for i in range(n, n + _NHOUR):
+            for i in range(_FR0, _DAY0):
                 ring[i] = _NO_DATA
             iv[_EVK] = _EV_COVER
             iv[_EVN] += 1
@@ -644,7 +645,7 @@ class Detector:
         blk = [-1] * _NBLK
         per = n // _NBLK
         for b in range(_NBLK):
-            bv = [x for x in ring[b * per:(b + 1) * per] if x >= 0]
+            bv = [x for x in ring[_DAY0 + b * per:_DAY0 + (b + 1) * per] if x >= 0]
             if len(bv) > 0:
                 bv.sort()
                 blk[b] = bv[len(bv) // 8]
@@ -658,9 +659,9 @@ class Detector:
         day = _ifloor((t + s["tz_offset_s"]) / _DAY)
         if iv[_HAVEDAY] == 0:
             iv[_HAVEDAY] = 1
-            iv[_DAYIDX] = day
-        elif day != iv[_DAYIDX]:
-            iv[_DAYIDX] = day
+            f[_DAYIDX] = day
+        elif day != int(f[_DAYIDX]):
+            f[_DAYIDX] = day
             # A small rise is normal drift. A large one is learned only once it has lasted
             # long enough to be judged and was judged not miner-like.
             judged = f[_SCORE] < s["learn_below"] and persist_h >= s["persist_full_h"]
@@ -705,10 +706,10 @@ class Detector:
         # Steadiness: how far the rolling floor moved over the last 24 h, against the step.
         # A rig's floor stays put; heating follows the weather from one day to the next.
         fw = _ifloor(floor * 1000.0 + 0.5)
-        ring[n + _ifloor((t + s["tz_offset_s"]) / 3600.0) % _NHOUR] = fw
+        ring[_FR0 + _ifloor((t + s["tz_offset_s"]) / 3600.0) % _NHOUR] = fw
         lo = fw
         hi = fw
-        for i in range(n, n + _NHOUR):
+        for i in range(_FR0, _DAY0):
             x = ring[i]
             if x >= 0:
                 if x < lo:
@@ -829,7 +830,7 @@ class Detector:
         g = f[_G]
         jit = f[_JIT]
         pfe = f[_PF]
-        days = self._i[_DAYS]
+        days = self._ring[_DAYS]
         onset = f[_TUP] - (1.0 - s["floor_pct"]) * _DAY if g > 0.0 else 0.0
         ev = {
             "floor_kw": _r(floor, 1000),
@@ -854,7 +855,7 @@ class Detector:
             "onset_t": int(onset) if g > 0.0 else None,
         }
         parts = []
-        if self._i[_READY] == 0:
+        if self._ring[_READY] == 0:
             parts.append("warming up (%d of %d days)" % (days, int(s["warmup_days"])))
         if g > 0.0 and step > 0.0:
             days = (t - onset) / _DAY
@@ -886,8 +887,9 @@ class Detector:
             if o is None:
                 o = [0, -1, None, None]
                 self._out = o
-        iv = self._i
-        if o[0] != iv[_UIDX] or o[1] != iv[_EVN]:
+        iv = self._ring
+        uid = self._f[_UIDX]
+        if o[0] != uid or o[1] != iv[_EVN]:
             evk = iv[_EVK]
             if evk == _EV_FIG:
                 ev = self._explain()
@@ -902,7 +904,7 @@ class Detector:
             if iv[_HASC]:
                 for i in range(_NFEAT):
                     c[FEATURES[i]] = self._f[_C + i]
-            o[0] = iv[_UIDX]
+            o[0] = uid
             o[1] = iv[_EVN]
             o[2] = ev
             o[3] = c

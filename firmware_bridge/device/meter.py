@@ -105,11 +105,10 @@ _P_MIN = const(6)
 _P_MAX = const(7)
 _PF_SUM = const(8)  # sum of |pf| over the readings that carried one
 _N_PF = const(9)
-_E_FIRST = const(10)  # first and last import counter of the slot (valid when _HAS_E is 1)
-_E_LAST = const(11)
-_HAS_E = const(12)
-_FLAGS = const(13)  # quality flags of every reading, OR-ed
-_NSLOT = const(14)  # length of the run
+_E_FIRST = const(10)  # first and last import counter of the slot (NaN: none yet; the
+_E_LAST = const(11)  # readings are decode()'s clean values, never NaN)
+_FLAGS = const(12)  # quality flags of every reading, OR-ed
+_NSLOT = const(13)  # length of the run
 
 
 def _slot_reset(v, o):
@@ -118,6 +117,8 @@ def _slot_reset(v, o):
         v[i] = 0.0
     v[o + _P_MIN] = _INF
     v[o + _P_MAX] = -_INF
+    v[o + _E_FIRST] = _NAN
+    v[o + _E_LAST] = _NAN
 
 
 def _slot_add(v, o, t, values, quality):
@@ -146,9 +147,8 @@ def _slot_add(v, o, t, values, quality):
             v[o + _N_PF] += 1.0
         e = values.get("e_import_kwh")
         if e is not None:
-            if v[o + _HAS_E] == 0.0:
+            if v[o + _E_FIRST] != v[o + _E_FIRST]:
                 v[o + _E_FIRST] = e
-                v[o + _HAS_E] = 1.0
             v[o + _E_LAST] = e
     else:
         v[o + _N_BAD] += 1.0
@@ -170,7 +170,8 @@ def _slot_close(v, o):
         "p_min_w": v[o + _P_MIN] if g else None,
         "p_max_w": v[o + _P_MAX] if g else None,
         "pf_mean": v[o + _PF_SUM] / n_pf if n_pf else None,
-        "energy_kwh": (v[o + _E_LAST] - v[o + _E_FIRST]) if v[o + _HAS_E] != 0.0 else None,
+        "energy_kwh": (v[o + _E_LAST] - v[o + _E_FIRST])
+        if v[o + _E_FIRST] == v[o + _E_FIRST] else None,
         "quality": quality_names(int(v[o + _FLAGS])),
     }
     _slot_reset(v, o)
@@ -190,16 +191,15 @@ _NEXT_T = const(2)  # when the next poll is due (read and set as .next_t)
 _SAME_SINCE = const(3)  # when the raw values last changed
 _SEQ = const(4)  # message counter: makes every event id unique
 _SAMPLES = const(5)  # readings fed to the detector (read as .samples)
-_HAVE_LAST = const(6)  # 1 once raw values have been kept
-_UNIT = const(7)  # Modbus unit id
-_RESTORED = const(8)  # 1 if detector and policy came from saved state (read as .restored)
-_H_STATE = const(9)  # health state, an index into _HEALTH ("ok", "degraded", "down")
-_H_SENT = const(10)  # the health state last sent in an event (-1: none yet)
-_H_POLLS = const(11)  # polls done
-_H_LAST_OK = const(12)  # time of the last successful poll
-_H_FAILS = const(13)  # consecutive failed polls (read as .failures)
-_H_BACKOFF = const(14)  # current back-off, s
-_PER_FIELD = const(15)  # start of the three runs of len(fields) values
+_UNIT = const(6)  # Modbus unit id
+_RESTORED = const(7)  # 1 if detector and policy came from saved state (read as .restored)
+_H_STATE = const(8)  # health state, an index into _HEALTH ("ok", "degraded", "down")
+_H_SENT = const(9)  # the health state last sent in an event (-1: none yet)
+_H_POLLS = const(10)  # polls done
+_H_LAST_OK = const(11)  # time of the last successful poll
+_H_FAILS = const(12)  # consecutive failed polls (read as .failures)
+_H_BACKOFF = const(13)  # current back-off, s
+_PER_FIELD = const(14)  # start of the three runs of len(fields) values
 _HEALTH = ("ok", "degraded", "down")
 
 
@@ -327,7 +327,8 @@ class Meter:
         v = self._v
         fields = self.fields
         nf = len(fields)
-        if v[_HAVE_LAST] != 0.0 and _same(values, fields, v):
+        # Before any values are kept every presence flag is 0, so _same() is False.
+        if _same(values, fields, v):
             if t - v[_SAME_SINCE] >= v[_FROZEN_S]:
                 return Q_FROZEN
             return 0
@@ -335,7 +336,6 @@ class Meter:
             x = values.get(fields[i][0])
             v[_PER_FIELD + i] = 0.0 if x is None else x
             v[_PER_FIELD + nf + i] = 0.0 if x is None else 1.0
-        v[_HAVE_LAST] = 1.0
         v[_SAME_SINCE] = t
         return 0
 
