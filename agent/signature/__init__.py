@@ -65,9 +65,9 @@ _NHOUR = const(24)  # hours in the rolling-floor ring (kept in _ring, see _FR0)
 # a separately allocated heap object, so the packed form is about half the heap per meter
 # (bench/footprint.py). Each name below is the index of one value.
 #
-# _f, an array('d') (a list on CPython, see _PACKED): every float, the counts of the open
-# slot (whole numbers, exact in a double), so the per-sample fast path touches this one
-# object and nothing else, and the slot and day numbers.
+# _f, an array('d') (a list on CPython, see _PACKED): every float and the counts of the
+# open slot (whole numbers, exact in a double), so that the per-sample fast path touches
+# this one object and nothing else; then the slot and day numbers.
 _SEND = const(0)  # end time of the open slot (-inf: none open, the next sample opens one)
 _TLAST = const(1)  # time of the last accepted sample
 _N = const(2)  # samples in the open slot
