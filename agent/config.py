@@ -499,6 +499,18 @@ def _meter(t: SettingsTable, buses: dict[str, BusPlan], base: Path, classes: dic
                      requests=requests, quantities=names)
 
 
+def site_and_gateway(root: SettingsTable) -> tuple[str, str]:
+    """The required ``site`` and ``gateway`` of an agent or firmware config: both become
+    MQTT topic levels, so both are checked the same way wherever they are read."""
+    site = root.get("site", str)
+    gateway = root.get("gateway", str)
+    for name, value in (("site", site), ("gateway", gateway)):
+        if not ID_RE.match(value):
+            raise root.error(name, "%r must be letters, digits, '_', '.', '-' (max 64): it "
+                             "becomes an MQTT topic level" % value)
+    return site, gateway
+
+
 def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
     """Build a Plan from TOML text; ``source`` names it in errors."""
     try:
@@ -507,12 +519,7 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
         raise ConfigError("", "not valid TOML: %s" % e, source) from None
     base = base_dir if base_dir is not None else Path.cwd()
     root = SettingsTable(data, "", source)
-    site = root.get("site", str)
-    gateway = root.get("gateway", str)
-    for name, value in (("site", site), ("gateway", gateway)):
-        if not ID_RE.match(value):
-            raise root.error(name, "%r must be letters, digits, '_', '.', '-' (max 64): it "
-                             "becomes an MQTT topic level" % value)
+    site, gateway = site_and_gateway(root)
     tz_hours = root.get("tz_offset_hours", float, 0.0, lo=-14.0, hi=14.0)
     state_dir = root.get("state_dir", str, "/var/lib/loadwatch")
     if not Path(state_dir).is_absolute():

@@ -36,6 +36,7 @@ from agent.config import (
     SettingsTable,
     _quirk_overrides,
     scoring_settings,
+    site_and_gateway,
 )
 from agent.modbus.blocks import plan_reads
 from agent.profiles import ProfileError, load_profile
@@ -94,11 +95,7 @@ def load_text(text: str, source: str, base: Path | None = None) -> dict:
         raise ConfigError("", "not valid TOML: %s" % e, source) from None
     base = base if base is not None else Path.cwd()
     root = SettingsTable(data, "", source)
-    site = root.get("site", str)
-    gateway = root.get("gateway", str)
-    for name, value in (("site", site), ("gateway", gateway)):
-        if not ID_RE.match(value):
-            raise root.error(name, "%r must be letters, digits, '_', '.', '-' (max 64)" % value)
+    site, gateway = site_and_gateway(root)
     uplink = root.get("uplink", str, "serial", choices=("serial", "mqtt"))
     tz_s = root.get("tz_offset_hours", float, 0.0, lo=-14.0, hi=14.0) * 3600.0
     default_poll_s = root.get("poll_s", float, 10.0, lo=0.1, hi=3600.0)
