@@ -373,9 +373,9 @@ class Agent:
                                    status_extra=self._status_extra)
         self.publisher.start()
         self.write_status()
-        tasks = [asyncio.create_task(src.run(), name="source-%s" % name)
-                 for name, src in zip([b.name for b in self.plan.buses],
-                                      self._make_sources())]
+        sources = self._make_sources()
+        tasks = [asyncio.create_task(src.run(), name="source-%s" % bus.name)
+                 for bus, src in zip(self.plan.buses, sources)]
         tasks.append(asyncio.create_task(self._checkpoint_loop(), name="checkpoint"))
         stop_wait = asyncio.create_task(self._stop.wait(), name="stop-wait")
         try:
@@ -385,6 +385,8 @@ class Agent:
                 if t is not stop_wait and t.exception() is not None:
                     raise t.exception()
         finally:
+            for src in sources:
+                src.stop()  # a poll in flight may swallow the cancel (see BusPoller.stop)
             for t in [*tasks, stop_wait]:
                 t.cancel()
             await asyncio.gather(*tasks, stop_wait, return_exceptions=True)

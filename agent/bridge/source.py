@@ -62,6 +62,10 @@ class BridgeSource:
         return serial.Serial(b.port, baudrate=b.baud, parity=b.parity, stopbits=b.stopbits,
                              bytesize=b.bytesize, timeout=0, write_timeout=1.0)
 
+    def stop(self) -> None:
+        """Nothing to do: the link's loop is pure asyncio, so cancelling ``run()`` ends it
+        (BusPoller needs a flag here; the agent stops every source the same way)."""
+
     async def run(self) -> None:
         """Serve the link until cancelled, reopening the port after errors."""
         backoff = Backoff(0.5, max(1.0, float(getattr(self.bus, "backoff_max_s", 30.0))))

@@ -249,6 +249,8 @@ class BusPoller:
         if self.shared:
             transport = self.transports[0]
             for st in due:
+                if self._stopped:
+                    break
                 async with lock:
                     raw = await self._poll_meter(transport, st)
                 self._advance(st, now)
@@ -260,8 +262,19 @@ class BusPoller:
         self.cycles += 1
         return out
 
+    def stop(self) -> None:
+        """End ``run()`` at the next turn of every loop, whatever a read in flight does.
+
+        The owner calls this before cancelling the task: on CPython 3.10/3.11
+        ``asyncio.wait_for`` (inside pymodbus) loses a cancellation that lands as the reply
+        arrives (cpython issue #86296, fixed in 3.12), and a busy RTU bus always has a reply
+        arriving, so a cancel alone can leave the bus loop polling forever and its owner
+        waiting for it.
+        """
+        self._stopped = True
+
     async def run(self) -> None:
-        """Poll forever, each meter on its own interval, until cancelled."""
+        """Poll forever, each meter on its own interval, until cancelled or stopped."""
         states = list(self.meters.values())
         now = self.clock.now()
         for st in states:
