@@ -498,6 +498,9 @@ class Detector:
             f[_MX] = -_INF
             f[_NPF] = 0.0
             f[_SPF] = 0.0
+        # The sample joins the slot as on update()'s fast path, written out again rather
+        # than re-entering update(): where rounding puts t on the new slot's end exactly,
+        # the fast path's test fails and update() would come back here for ever.
         f[_TLAST] = t
         f[_N] += 1.0
         d = p_w - f[_REF]
