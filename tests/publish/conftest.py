@@ -197,20 +197,39 @@ def pki(tmp_path_factory) -> dict:
     }.items()}
 
 
+def tls_conf(pki: dict) -> str:
+    """Mosquitto config lines for a TLS listener with the test PKI's server certificate."""
+    return "cafile %s\ncertfile %s\nkeyfile %s\n" % (pki["ca"], pki["server_cert"],
+                                                     pki["server_key"])
+
+
+def client_cert_conf(pki: dict) -> str:
+    """TLS that also requires a client certificate, its CN standing as the username."""
+    return tls_conf(pki) + "require_certificate true\nuse_identity_as_username true\n"
+
+
+def password_acl_conf(d: Path, users: dict[str, str], acl: str) -> str:
+    """Mosquitto config lines for a password file of ``users`` and the ACL text ``acl``,
+    both written into ``d``."""
+    pw = d / "passwd"
+    for i, (user, password) in enumerate(users.items()):
+        args = ["mosquitto_passwd", "-b", str(pw), user, password]
+        if i == 0:
+            args.insert(1, "-c")
+        subprocess.run(args, check=True, capture_output=True)
+    (d / "acl").write_text(acl)
+    return "allow_anonymous false\npassword_file %s\nacl_file %s\n" % (pw, d / "acl")
+
+
 @pytest.fixture
 def tls_broker(pki):
-    conf = "cafile %s\ncertfile %s\nkeyfile %s\n" % (pki["ca"], pki["server_cert"],
-                                                     pki["server_key"])
-    with MosquittoBroker(conf) as b:
+    with MosquittoBroker(tls_conf(pki)) as b:
         yield b
 
 
 @pytest.fixture
 def client_cert_broker(pki):
-    conf = ("cafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n"
-            "use_identity_as_username true\n" % (pki["ca"], pki["server_cert"],
-                                                 pki["server_key"]))
-    with MosquittoBroker(conf) as b:
+    with MosquittoBroker(client_cert_conf(pki)) as b:
         yield b
 
 
@@ -221,22 +240,14 @@ USERS = {"gw1": "gw1-secret-pw", "utility": "utility-pw"}
 def auth_broker(tmp_path):
     """Password file + ACL: gw1 may publish status, meter m1's topics and command replies
     (not meter m2's: the ACL-denial case); utility may read everything and send commands."""
-    pw = tmp_path / "passwd"
-    for i, (user, password) in enumerate(USERS.items()):
-        args = ["mosquitto_passwd", "-b", str(pw), user, password]
-        if i == 0:
-            args.insert(1, "-c")
-        subprocess.run(args, check=True, capture_output=True)
-    acl = tmp_path / "acl"
-    acl.write_text(
-        "user gw1\n"
-        "topic write %(p)s/status\n"
-        "topic write %(p)s/meter/m1/#\n"
-        "topic write %(p)s/cmd/+/reply\n"
-        "topic read %(p)s/cmd/+\n"
-        "user utility\n"
-        "topic read %(p)s/#\n"
-        "topic write %(p)s/cmd/+\n" % {"p": PREFIX})
-    conf = "allow_anonymous false\npassword_file %s\nacl_file %s\n" % (pw, acl)
+    conf = password_acl_conf(tmp_path, USERS,
+                             "user gw1\n"
+                             "topic write %(p)s/status\n"
+                             "topic write %(p)s/meter/m1/#\n"
+                             "topic write %(p)s/cmd/+/reply\n"
+                             "topic read %(p)s/cmd/+\n"
+                             "user utility\n"
+                             "topic read %(p)s/#\n"
+                             "topic write %(p)s/cmd/+\n" % {"p": PREFIX})
     with MosquittoBroker(conf) as b:
         yield b

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PREFIX, broker_settings
+from conftest import PREFIX, broker_settings, client_cert_conf, password_acl_conf, tls_conf
 from publish_helpers import alert, put, score, start_publisher, telemetry
 
 from hil.broker import MosquittoBroker
@@ -71,24 +71,17 @@ def _campaign_config(kind: str, tmp_path: Path, pki: dict) -> tuple[str, dict, d
     if kind == "anonymous":
         return "", {}, {}
     if kind == "password-acl":
-        pw = tmp_path / "passwd"
-        subprocess.run(["mosquitto_passwd", "-c", "-b", str(pw), "gw1", "gw1-pw-campaign"],
-                       check=True, capture_output=True)
-        subprocess.run(["mosquitto_passwd", "-b", str(pw), "utility", "utility-pw-campaign"],
-                       check=True, capture_output=True)
-        acl = tmp_path / "acl"
-        acl.write_text("user gw1\ntopic write %(p)s/#\ntopic read %(p)s/cmd/+\n"
-                       "user utility\ntopic read %(p)s/#\n" % {"p": PREFIX})
-        return ("allow_anonymous false\npassword_file %s\nacl_file %s\n" % (pw, acl),
-                {"username": "gw1", "password": "gw1-pw-campaign"},
-                {"username": "utility", "password": "utility-pw-campaign"})
-    server = "cafile %s\ncertfile %s\nkeyfile %s\n" % (pki["ca"], pki["server_cert"],
-                                                       pki["server_key"])
+        users = {"gw1": "gw1-pw-campaign", "utility": "utility-pw-campaign"}
+        acl = ("user gw1\ntopic write %(p)s/#\ntopic read %(p)s/cmd/+\n"
+               "user utility\ntopic read %(p)s/#\n" % {"p": PREFIX})
+        return (password_acl_conf(tmp_path, users, acl),
+                {"username": "gw1", "password": users["gw1"]},
+                {"username": "utility", "password": users["utility"]})
     if kind == "tls":
-        return server, {"tls": True, "ca_file": pki["ca"]}, {"tls": {"ca": pki["ca"]}}
+        return tls_conf(pki), {"tls": True, "ca_file": pki["ca"]}, {"tls": {"ca": pki["ca"]}}
     assert kind == "client-cert"
     client = {"cert": pki["client_cert"], "key": pki["client_key"]}
-    return (server + "require_certificate true\nuse_identity_as_username true\n",
+    return (client_cert_conf(pki),
             {"tls": True, "ca_file": pki["ca"], "cert_file": client["cert"],
              "key_file": client["key"]},
             {"tls": dict(client, ca=pki["ca"])})
