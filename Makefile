@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := mosquitto openssl systemd python3-venv
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages demo test lint bench clean
+.PHONY: setup system-packages demo test faults lint bench clean
 
 setup: system-packages $(STAMP)
 
@@ -38,6 +38,11 @@ demo: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# The fault campaigns alone (kills, full disk, corrupt files, clock steps, hostile meters and
+# commands), with their summary table; they are part of `make test` too.
+faults: setup
+	$(VENV)/bin/python -m pytest -q -s tests/faults $(PYTEST_ARGS)
 
 bench: setup
 	$(VENV)/bin/python bench/detection.py

@@ -1,0 +1,104 @@
+"""Fixtures for the fault campaigns (tests/faults/): a small real file system that can be
+filled up, and the session's campaign table printed at the end of the run.
+
+Run every campaign with its table: ``make faults`` (= ``pytest -q -s tests/faults``); the
+table is printed by ``pytest_terminal_summary`` below whenever a campaign ran, so it also
+appears at the end of ``make test``. The row API is in ``campaign.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from campaign import rows, table
+
+# A directory on a small file system prepared by hand, for machines where the tests cannot
+# mount one themselves (not root): e.g.
+#   sudo mkdir -p /mnt/lwfull && sudo mount -t tmpfs -o size=4m tmpfs /mnt/lwfull
+#   sudo chmod 1777 /mnt/lwfull && LOADWATCH_SMALL_FS=/mnt/lwfull make faults
+SMALL_FS_ENV = "LOADWATCH_SMALL_FS"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    rs = rows()
+    if rs:
+        terminalreporter.write_sep("=", "fault campaigns (tests/faults, issue 11)")
+        terminalreporter.write_line(table(rs))
+
+
+class SmallFs:
+    """A real, small file system that the test may fill to the last byte and free again.
+
+    ``fill()`` writes a ballast file until the kernel says ENOSPC, so whatever writes there
+    next (the outbox, the state file) meets a genuinely full disk, not a simulated error;
+    ``free()`` deletes the ballast. ``path`` is an empty directory on it.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.path = root / ("fs-%d" % os.getpid())
+        self.path.mkdir()
+        self._ballast = root / ("ballast-%d" % os.getpid())
+
+    def fill(self) -> int:
+        """Fill the file system; returns the bytes written."""
+        written = 0
+        chunk = b"\0" * 4096
+        with open(self._ballast, "ab") as f:
+            while True:
+                try:
+                    f.write(chunk)
+                    f.flush()
+                    written += len(chunk)
+                except OSError:
+                    break
+            try:  # the last partial block too
+                while True:
+                    f.write(b"\0")
+                    f.flush()
+                    written += 1
+            except OSError:
+                pass
+        return written
+
+    def free(self) -> None:
+        self._ballast.unlink(missing_ok=True)
+
+    def available(self) -> int:
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
+
+@pytest.fixture
+def small_fs(request):
+    """A fresh tmpfs of ``size`` bytes (``@pytest.mark.parametrize`` indirect, default
+    2 MiB), mounted by the test (root needed), or the directory named by $LOADWATCH_SMALL_FS.
+    Skips loudly, naming both ways, when neither is available."""
+    size = getattr(request, "param", 2 * 1024 * 1024)
+    given = os.environ.get(SMALL_FS_ENV)
+    if given:
+        fs = SmallFs(Path(given))
+        try:
+            yield fs
+        finally:
+            fs.free()
+            subprocess.run(["rm", "-rf", str(fs.path)], check=False)
+        return
+    mnt = Path(tempfile.mkdtemp(prefix="lw-small-fs-"))
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=1777" % size, "tmpfs",
+                          str(mnt)], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        mnt.rmdir()
+        pytest.skip("FULL-DISK CAMPAIGN NOT RUN: cannot mount a %d-byte tmpfs (%s); run as "
+                    "root, or mount one yourself and set %s=<dir on it> (see "
+                    "tests/faults/conftest.py)" % (size, out.stderr.strip() or out.returncode,
+                                                   SMALL_FS_ENV))
+    try:
+        yield SmallFs(mnt)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+        mnt.rmdir()
