@@ -13,8 +13,10 @@ Input: a header ``meter,timestamp,p_w`` plus an optional ``pf`` column (any orde
 seconds. Meters may be interleaved or grouped; within a meter rows must be in time order.
 ``FILE`` may be ``-`` (stdin) or gzip-compressed (``.gz``).
 
-Malformed rows are reported on stderr with their line number and skipped; only a missing
-file or a bad header stops the run (exit 2). ``--summary`` adds one line per meter:
+Malformed rows are reported on stderr with their line number and skipped; a missing
+file, a bad header, a file with no valid row, or values in the wrong units (millisecond
+timestamps, kW in ``p_w``, found from the first rows; ``--force`` scores anyway) stop the
+run (exit 2). ``--summary`` adds one line per meter:
 ``{"kind": "summary", "meter": ..., "max_score": ..., "samples": ...}``.
 """
 
@@ -24,16 +26,44 @@ import argparse
 import csv
 import gzip
 import io
+import itertools
 import json
 import math
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import IO, Any
 
 REQUIRED = ("meter", "timestamp", "p_w")
 OPTIONAL = ("pf",)
 MAX_REPORTED = 100  # malformed rows reported one by one; the rest are counted
+SNIFF_ROWS = 5000  # rows read ahead to check the file's units before scoring
+# UNIX seconds after 2100-01-01: a millisecond (or microsecond) timestamp read as seconds.
+T_FUTURE = 4102444800.0
+# A household's median draw is hundreds of watts; a median below this, with decimals,
+# is kilowatts written into the p_w column.
+KW_MEDIAN_W = 20.0
+
+
+def unit_mistake(times: list[float], powers: list[float], time_texts: list[str]) -> str:
+    """The unit mistake the data shows ("" if none): millisecond timestamps, or kW in
+    ``p_w``. Decided from the values, never from the column names."""
+    if not times:
+        return ""
+    late = sum(1 for t in times if t >= T_FUTURE)
+    if late * 2 > len(times):
+        sample = next(x for x, t in zip(time_texts, times) if t >= T_FUTURE)
+        return ("timestamps such as %s fall after the year 2100: they look like "
+                "milliseconds (divide by 1000) where UNIX seconds are expected"
+                % sample)
+    ordered = sorted(powers)
+    median = ordered[len(ordered) // 2]
+    fractional = sum(1 for p in powers if p != int(p))
+    if len(powers) >= 10 and 0 < median < KW_MEDIAN_W and fractional * 2 > len(powers):
+        return ("p_w has a median of %.3g with decimals: that looks like kW, but p_w is "
+                "in watts (multiply by 1000)" % median)
+    return ""
 
 
 def add_replay_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,8 +74,11 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tz", type=float, default=None, metavar="HOURS",
                    help="local time offset east of UTC for the night/evening features "
                    "(default: the config's tz_offset_hours, else 0)")
-    p.add_argument("--config", default=None, metavar="FILE",
+    p.add_argument("-c", "--config", default=None, metavar="FILE",
                    help="take [detector] and [policy] settings from this loadwatch config")
+    p.add_argument("--force", action="store_true",
+                   help="score the file even when its values look like the wrong units "
+                   "(millisecond timestamps, kW in p_w)")
 
 
 def iso_utc(t: float) -> str:
@@ -203,48 +236,66 @@ def replay_main(args: argparse.Namespace) -> int:
                 if bad <= MAX_REPORTED:
                     err.write("loadwatch replay: %s: line %d: %s; skipped\n" % (name, line, why))
 
-            write = out.write
-            for row in reader:
-                if len(row) != width:
-                    if not row:
-                        continue  # blank line
-                    malformed(reader.line_num, "%d fields, expected %d" % (len(row), width))
-                    continue
-                mid = row[i_m].strip()
-                if not mid:
-                    malformed(reader.line_num, "empty meter id")
-                    continue
-                try:
-                    t = parse_time(row[i_t])
-                except ValueError as e:
-                    malformed(reader.line_num, str(e))
-                    continue
-                try:
-                    p = float(row[i_p])
-                except ValueError:
-                    malformed(reader.line_num, "p_w %r is not a number" % row[i_p])
-                    continue
-                if not math.isfinite(p):
-                    malformed(reader.line_num, "p_w %r is not a finite number" % row[i_p])
-                    continue
-                pf = None
-                if i_pf >= 0 and row[i_pf].strip():
+            def rows() -> Iterator[tuple[str, float, float, float | None, int, str]]:
+                for row in reader:
+                    if len(row) != width:
+                        if not row:
+                            continue  # blank line
+                        malformed(reader.line_num, "%d fields, expected %d" % (len(row),
+                                                                               width))
+                        continue
+                    mid = row[i_m].strip()
+                    if not mid:
+                        malformed(reader.line_num, "empty meter id")
+                        continue
                     try:
-                        pf = float(row[i_pf])
+                        t = parse_time(row[i_t])
+                    except ValueError as e:
+                        malformed(reader.line_num, str(e))
+                        continue
+                    try:
+                        p = float(row[i_p])
                     except ValueError:
-                        malformed(reader.line_num, "pf %r is not a number" % row[i_pf])
+                        malformed(reader.line_num, "p_w %r is not a number" % row[i_p])
                         continue
-                    if not 0.0 <= pf <= 1.0:
-                        malformed(reader.line_num, "pf %r is outside 0..1" % row[i_pf])
+                    if not math.isfinite(p):
+                        malformed(reader.line_num, "p_w %r is not a finite number" % row[i_p])
                         continue
+                    pf = None
+                    if i_pf >= 0 and row[i_pf].strip():
+                        try:
+                            pf = float(row[i_pf])
+                        except ValueError:
+                            malformed(reader.line_num, "pf %r is not a number" % row[i_pf])
+                            continue
+                        if not 0.0 <= pf <= 1.0:
+                            malformed(reader.line_num, "pf %r is outside 0..1" % row[i_pf])
+                            continue
+                    yield mid, t, p, pf, reader.line_num, row[i_t].strip()
+
+            valid = rows()
+            # The first rows decide whether the file's units are what replay expects:
+            # a unit mistake scores every meter 0, which looks like a clean bill of health.
+            head = list(itertools.islice(valid, SNIFF_ROWS))
+            mistake = unit_mistake([r[1] for r in head], [r[2] for r in head],
+                                   [r[5] for r in head])
+            if mistake and not args.force:
+                print("loadwatch replay: %s: %s; fix the file, or run with --force to score "
+                      "it as it is" % (name, mistake), file=err)
+                return 2
+            if mistake:
+                print("loadwatch replay: %s: warning: %s (--force: scoring anyway)"
+                      % (name, mistake), file=err)
+            write = out.write
+            for mid, t, p, pf, line, ts_text in itertools.chain(head, valid):
                 m = meters.get(mid)
                 if m is None:
                     m = _Meter(Detector(detector_settings), Policy(mid, policy_settings))
                     meters[mid] = m
                 if t < m.last_t:
-                    malformed(reader.line_num, "timestamp %s is earlier than the previous row "
+                    malformed(line, "timestamp %s is earlier than the previous row "
                               "of meter %s (rows must be in time order per meter)"
-                              % (row[i_t].strip(), mid))
+                              % (ts_text, mid))
                     continue
                 m.last_t = t
                 det = m.detector
@@ -266,6 +317,10 @@ def replay_main(args: argparse.Namespace) -> int:
     if bad > MAX_REPORTED:
         err.write("loadwatch replay: %s: %d malformed rows in all (first %d shown)\n"
                   % (name, bad, MAX_REPORTED))
+    if not meters:
+        print("loadwatch replay: %s: no valid row (%d malformed): nothing was scored"
+              % (name, bad), file=err)
+        return 2
     try:
         if args.summary:
             for mid, m in meters.items():

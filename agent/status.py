@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from agent.cliargs import add_config_argument
+
 STATUS_FILE = "status.json"
 
 
@@ -76,13 +78,15 @@ def _age(seconds: float) -> str:
 
 
 def add_status_arguments(p: argparse.ArgumentParser) -> None:
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--config", "-c", help="the agent's config (its state_dir is read)")
-    where.add_argument("--state-dir", help="the agent's state_dir (default /var/lib/loadwatch)")
+    add_config_argument(p, required=False, help="the agent's config (its state_dir is read)")
+    p.add_argument("--state-dir", help="the agent's state_dir (default /var/lib/loadwatch)")
     p.add_argument("--json", action="store_true", help="print the raw status JSON")
 
 
 def status_main(args: argparse.Namespace) -> int:
+    if args.config and args.state_dir:
+        print("loadwatch status: give the config or --state-dir, not both", file=sys.stderr)
+        return 2
     if args.config:
         from agent.config import ConfigError, load
 

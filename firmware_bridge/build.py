@@ -70,6 +70,27 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _prepare_out(out_dir: Path) -> None:
+    """Empty ``out_dir`` for a fresh build, but only if it is one: a mistyped ``--out``
+    (a file, the home folder) must never be deleted, and an unwritable one is a one-line
+    error, not a traceback."""
+    if out_dir.exists() or out_dir.is_symlink():
+        if not out_dir.is_dir():
+            raise BuildError("--out %s exists and is not a folder" % out_dir)
+        if any(out_dir.iterdir()) and not (out_dir / "manifest.json").exists():
+            raise BuildError("--out %s is not empty and holds no earlier firmware build "
+                             "(no manifest.json): refusing to delete it; choose a new "
+                             "folder" % out_dir)
+        try:
+            shutil.rmtree(out_dir)
+        except OSError as e:
+            raise BuildError("cannot clear --out %s: %s" % (out_dir, e.strerror)) from None
+    try:
+        out_dir.mkdir(parents=True)
+    except OSError as e:
+        raise BuildError("cannot create --out %s: %s" % (out_dir, e.strerror)) from None
+
+
 def build(board: str = "esp32", config: str | None = None, out: str | Path | None = None,
           mpy_cross: str | None = None, device_config: dict | None = None) -> dict:
     """Build into ``out`` and return the manifest (also written as manifest.json)."""
@@ -87,9 +108,7 @@ def build(board: str = "esp32", config: str | None = None, out: str | Path | Non
         raise BuildError("wdt_ms = %d: the RP2040 watchdog allows at most %d ms"
                          % (cfg["wdt_ms"], RP2_WDT_MAX_MS))
     out_dir = Path(out) if out is not None else ROOT / "build" / ("firmware-%s" % board)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
+    _prepare_out(out_dir)
     version = subprocess.run([tool, "--version"], capture_output=True, text=True,
                              check=False).stdout.strip()
     files = []

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from agent.cliargs import deprecated_alias
 from agent.config import ConfigError
 from firmware_bridge.build import MARCH, BuildError, build
 from firmware_bridge.flash import FlashError, flash
@@ -16,13 +17,15 @@ def add_firmware_arguments(parser: argparse.ArgumentParser) -> None:
     b = sub.add_parser("build", help="compile the device app and core to .mpy with a manifest")
     b.add_argument("--board", choices=sorted(MARCH), default="esp32",
                    help="target board (sets mpy-cross -march); unix = tests and bench")
-    b.add_argument("--config", help="firmware config TOML (default: one generic meter, "
+    b.add_argument("-c", "--config", help="firmware config TOML (default: one generic meter, "
                    "serial uplink)")
     b.add_argument("--out", help="output folder (default build/firmware-<board>)")
     b.add_argument("--mpy-cross", dest="mpy_cross", help="mpy-cross to use")
     f = sub.add_parser("flash", help="copy a build to a board with mpremote, verify, reset")
-    f.add_argument("--port", required=True, help="serial port of the board, e.g. "
-                   "/dev/ttyACM0 (RP2040) or /dev/ttyUSB0 (ESP32)")
+    port = f.add_mutually_exclusive_group(required=True)
+    port.add_argument("--serial", metavar="PATH", help="serial port of the board, e.g. "
+                      "/dev/ttyACM0 (RP2040) or /dev/ttyUSB0 (ESP32)")
+    deprecated_alias(port, "--port", "--serial", "serial")
     f.add_argument("--build", default=None, help="build folder (default "
                    "build/firmware-esp32)")
     f.add_argument("--mpremote", help="mpremote to use (default: next to python, or PATH)")
@@ -42,6 +45,10 @@ def firmware_main(args: argparse.Namespace) -> int:
         except BuildError as e:
             print("firmware build: %s" % e, file=sys.stderr)
             return 1
+        except OSError as e:  # the output folder filled up or vanished mid-build
+            print("firmware build: cannot write %s: %s" % (e.filename or args.out,
+                                                           e.strerror), file=sys.stderr)
+            return 1
         for e in m["files"]:
             print("%7d  %s  %s" % (e["bytes"], e["sha256"][:16], e["path"]))
         print("board %s (-march=%s), %d meters, uplink %s: %d bytes of .mpy (core %d), "
@@ -53,12 +60,13 @@ def firmware_main(args: argparse.Namespace) -> int:
 
         build_dir = args.build or str(ROOT / "build" / "firmware-esp32")
         try:
-            r = flash(build_dir, args.port, args.mpremote, reset=not args.no_reset,
+            r = flash(build_dir, args.serial, args.mpremote, reset=not args.no_reset,
                       with_umqtt=args.with_umqtt)
         except FlashError as e:
             print("firmware flash: %s" % e, file=sys.stderr)
             return 1
         print(json.dumps(r))
         return 0
-    print("usage: loadwatch firmware {build,flash} ... (see --help)", file=sys.stderr)
+    print("loadwatch firmware: choose an action: `loadwatch firmware build` or "
+          "`loadwatch firmware flash` (see --help)", file=sys.stderr)
     return 2

@@ -8,7 +8,7 @@
 report; the exit code is 0 only when every expectation of the scenario holds (1 when one
 fails, 2 for a bad scenario or usage). ``--agent none`` only serves the meters, in real
 time (or ``--speed``), for an external gateway under test, until Ctrl-C: TCP buses on
-``--host``/``--port``, RTU buses on the ``--serial`` ports in bus order, or, without
+``--host``/``--tcp-port``, RTU buses on the ``--serial`` ports in bus order, or, without
 ``--serial``, behind the RS-485 link emulator on a pty whose path is printed.
 """
 
@@ -20,6 +20,8 @@ import signal
 import sys
 from pathlib import Path
 
+from agent.cliargs import deprecated_alias, tcp_port
+from agent.modbus.transport import serial_open_error
 from hil.scenario import ScenarioError, load, shipped
 
 
@@ -41,9 +43,10 @@ def add_hil_arguments(p: argparse.ArgumentParser) -> None:
                    "--agent local, 1 with --agent none)")
     r.add_argument("--host", default="127.0.0.1",
                    help="--agent none: address for TCP buses (default 127.0.0.1)")
-    r.add_argument("--port", type=int, default=5020,
+    r.add_argument("--tcp-port", dest="port", type=tcp_port, default=5020,
                    help="--agent none: TCP port of the first TCP bus, next buses +1 "
                    "(default 5020)")
+    deprecated_alias(r, "--port", "--tcp-port", "port", type=tcp_port)
     r.add_argument("--state-dir", default=None, metavar="DIR",
                    help="--agent local: where the agent keeps its state and outbox (default "
                    "/dev/shm: the outbox fsyncs every alert and health event, which on a "
@@ -66,8 +69,8 @@ def hil_main(args: argparse.Namespace) -> int:
                 print("%-22s (broken: %s)" % (name, e))
         return 0
     if getattr(args, "hil_command", None) != "run":
-        print("usage: loadwatch hil run SCENARIO.toml [--agent local|none] ... | "
-              "loadwatch hil list", file=sys.stderr)
+        print("loadwatch hil: choose an action: `loadwatch hil run SCENARIO` or "
+              "`loadwatch hil list` (see --help)", file=sys.stderr)
         return 2
     try:
         sc = load(args.scenario)
@@ -130,6 +133,12 @@ def _serve(sc, data_dir: Path | None, args: argparse.Namespace) -> int:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
+    for path in args.serial:
+        why = serial_open_error(path)
+        if why:
+            print("loadwatch hil: cannot serve on --serial %s: %s" % (path, why),
+                  file=sys.stderr)
+            return 1
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
@@ -139,5 +148,9 @@ def _serve(sc, data_dir: Path | None, args: argparse.Namespace) -> int:
         return 2
     except OSError as e:
         print("loadwatch hil: %s" % e, file=sys.stderr)
+        return 1
+    except RuntimeError as e:  # pymodbus: "Could not start listen" (port busy or in use)
+        print("loadwatch hil: cannot serve the meters (%s): is a --serial port busy, or "
+              "--tcp-port %d already in use?" % (e, args.port), file=sys.stderr)
         return 1
     return 0

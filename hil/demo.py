@@ -126,7 +126,17 @@ async def run_demo(args: argparse.Namespace) -> int:
         print("loadwatch demo: --data %s has no sgsc25_halfhourly.csv.gz" % args.data,
               file=sys.stderr)
         return 2
+    if args.speed is not None and not args.speed > 0:
+        print("loadwatch demo: --speed must be > 0 (simulated seconds per real second)",
+              file=sys.stderr)
+        return 2
     speed = args.speed or args.days * DAY / args.duration
+    days = speed * args.duration / DAY  # what the run really simulates
+    if not 0 <= args.miner_day < days:
+        print("loadwatch demo: --miner-day %g is outside the run (day 0 to %.1f): the "
+              "miner would never switch on, so it cannot be caught; use a --miner-day "
+              "below %.1f or more --days" % (args.miner_day, days, days), file=sys.stderr)
+        return 2
     households = demo_households(args.meters, data_dir=data_dir, seed=args.seed,
                                  miner_index=args.meters // 2, miner_day=args.miner_day)
     t0 = households.t0

@@ -25,6 +25,7 @@ import sys
 import time
 from typing import TextIO
 
+from agent.cliargs import deprecated_alias, tcp_port
 from agent.modbus.blocks import plan_reads
 from agent.modbus.transport import Transport, TransportError
 from agent.profiles import Profile, ProfileError, available_profiles, load_profile
@@ -49,9 +50,10 @@ HINT_CRC = ("garbled replies: check termination, cable shielding and that every 
 
 def _add_connection(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--port", help="serial port, e.g. /dev/ttyUSB0")
+    where.add_argument("--serial", metavar="PATH", help="serial port, e.g. /dev/ttyUSB0")
     where.add_argument("--host", help="Modbus TCP host (meter or RTU-over-TCP gateway)")
-    p.add_argument("--tcp-port", type=int, default=502, help="TCP port (default 502)")
+    deprecated_alias(where, "--port", "--serial", "serial")
+    p.add_argument("--tcp-port", type=tcp_port, default=502, help="TCP port (default 502)")
     p.add_argument("--rtu-over-tcp", action="store_true",
                    help="the TCP host is a transparent serial gateway (RTU framing)")
     p.add_argument("--baud", type=int, default=9600, help="serial baud rate (default 9600)")
@@ -101,9 +103,9 @@ def parse_units(text: str) -> list[int]:
 
 
 def _transport(args: argparse.Namespace) -> Transport:
-    if args.port:
+    if args.serial:
         timeout = (args.timeout_ms or 300) / 1000.0
-        return Transport("rtu", port=args.port, baud=args.baud, parity=args.parity,
+        return Transport("rtu", port=args.serial, baud=args.baud, parity=args.parity,
                          stopbits=args.stopbits, timeout_s=timeout)
     timeout = (args.timeout_ms or 1000) / 1000.0
     return Transport("rtu-over-tcp" if args.rtu_over_tcp else "tcp", host=args.host,
@@ -219,7 +221,7 @@ async def _scan(args: argparse.Namespace, units: list[int], profiles: list[Profi
     finally:
         tr.close()
     progress.end()
-    where = args.port or "%s:%d" % (args.host, args.tcp_port)
+    where = args.serial or "%s:%d" % (args.host, args.tcp_port)
     if not found:
         out.write("no unit answered on %s (units %d-%d).\n%s\n" % (
             where, units[0], units[-1], HINT_NO_REPLY))
@@ -320,7 +322,7 @@ async def _read(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
     raw = RawPoll("unit%d" % args.unit, t0, blocks)
     reading = Decoder(_Plan()).decode(raw)  # type: ignore[arg-type]
     values = Decoder(_Plan()).values_from(raw)  # type: ignore[arg-type]
-    where = args.port or "%s:%d" % (args.host, args.tcp_port)
+    where = args.serial or "%s:%d" % (args.host, args.tcp_port)
     out.write("%s, unit %d on %s, profile %s\n" % (profile.title, args.unit, where,
                                                    profile.name))
     if values:

@@ -3,9 +3,9 @@
 A ``Transport`` is one connection (a serial port, a TCP socket to a meter or to an
 RTU-over-TCP gateway) and knows nothing about meters: ``read(unit, fc, address, count)``
 returns registers or raises ``TransportError`` with a ``kind`` the decoder turns into a
-quality flag: "timeout" (no answer), "exception" (a Modbus exception reply, with its
-code), "crc" (bytes arrived but no valid frame: noise, a bad checksum, a garbled answer)
-or "io" (the port or host is not there).
+quality flag: "timeout" (no answer, or a gateway's exception 10/11 saying so),
+"exception" (a Modbus exception reply, with its code), "crc" (bytes arrived but no
+valid frame: noise, a bad checksum, a garbled answer) or "io" (the port or host is not there).
 
 pymodbus retries and reconnects on its own; both are switched off here (``retries=0``,
 ``reconnect_delay=0``) because the poller decides about retries and back-off per meter.
@@ -17,8 +17,10 @@ reset before each request.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
+import socket
 
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -30,6 +32,36 @@ KINDS = ("tcp", "rtu", "rtu-over-tcp")
 # is an expected event that the poller counts, backs off and publishes as health, so the
 # library's own logging is limited to what it cannot report through an exception.
 logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
+
+
+def serial_open_error(path: str) -> str:
+    """Why ``path`` cannot be opened as a serial port ("" when it can), with the errno:
+    pymodbus only says that it could not connect, which leaves a technician guessing
+    between an unplugged adapter, a busy port, a permission and a file that is no tty."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as e:
+        hint = {errno.ENOENT: " (adapter unplugged? see ls /dev/ttyUSB* /dev/serial/by-id/)",
+                errno.EACCES: " (add the user to the 'dialout' group)",
+                errno.EBUSY: " (another program has it open: see fuser %s)" % path,
+                errno.ENXIO: " (the device behind it is gone: adapter unplugged?)",
+                errno.EIO: " (the adapter stopped answering: replug it)"}.get(e.errno, "")
+        return "errno %d, %s%s" % (e.errno, e.strerror, hint)
+    try:
+        import termios
+
+        termios.tcgetattr(fd)
+    except termios.error as e:
+        code = e.args[0] if e.args else errno.ENOTTY
+        return "%s is not a serial port (errno %d, %s)" % (path, code, os.strerror(code))
+    finally:
+        os.close(fd)
+    return ""
+
+
+# Modbus exceptions a gateway sends on behalf of a meter that did not answer (Modbus
+# Application Protocol v1.1b3, section 7): they mean "absent", not "present but refusing".
+GATEWAY_NO_ANSWER = {10: "gateway path unavailable", 11: "gateway target did not respond"}
 
 
 class TransportError(Exception):
@@ -60,6 +92,7 @@ class Transport:
         self.bytes_out = 0
         self.bytes_in = 0
         self._rx_since_send = 0
+        self._answered = False  # any reply on this connection yet (else it never opened)
         self._client: AsyncModbusSerialClient | AsyncModbusTcpClient | None = None
 
     # --------------------------------------------------------------- connection
@@ -124,8 +157,37 @@ class Transport:
             raise TransportError("io", "cannot open %s: %s" % (self.describe(), e)) from None
         if not ok:
             client.close()
-            raise TransportError("io", "cannot open %s" % self.describe())
+            raise TransportError("io", await self._why_not_connected())
         self._client = client
+        self._answered = False
+
+    async def _why_not_connected(self) -> str:
+        """The reason a connection did not open, found by trying the way pymodbus does
+        (it reports only False): no such host, refused, timed out, or the serial errno."""
+        if self.kind == "rtu":
+            why = serial_open_error(str(self.port))
+            return "cannot open %s: %s" % (self.describe(), why or "the port did not open")
+        where = "%s:%s" % (self.host, self.port or 502)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.getaddrinfo(self.host, int(self.port or 502), type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as e:
+            return ("cannot connect to %s: no such host %r (%s): check the address"
+                    % (where, self.host, getattr(e, "strerror", None) or e))
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, int(self.port or 502)), self.timeout_s)
+        except ConnectionRefusedError:
+            return ("cannot connect to %s: connection refused (the host is up but nothing "
+                    "listens on port %s: wrong port, or its Modbus TCP server is off)"
+                    % (where, self.port or 502))
+        except (asyncio.TimeoutError, TimeoutError):
+            return ("cannot connect to %s: timed out connecting after %.1f s (wrong address, "
+                    "host powered off or unplugged, or a firewall)" % (where, self.timeout_s))
+        except OSError as e:
+            return "cannot connect to %s: errno %s, %s" % (where, e.errno, e.strerror)
+        writer.close()
+        return "cannot connect to %s (it accepts connections now: a flaky link?)" % where
 
     def close(self) -> None:
         if self._client is not None:
@@ -158,11 +220,15 @@ class Transport:
                 raise ValueError("only function codes 3 and 4 are read, got %r" % fc)
         except ConnectionException as e:
             self.close()
+            if not self._answered:
+                raise TransportError("io", await self._why_not_connected()) from None
             raise TransportError("io", "connection to %s lost: %s" % (self.describe(), e)) \
                 from None
         except ModbusIOException as e:
             if not client.connected:
                 self.close()
+                if not self._answered:
+                    raise TransportError("io", await self._why_not_connected()) from None
                 raise TransportError("io", "connection to %s lost" % self.describe()) from None
             if self._rx_since_send:
                 raise TransportError("crc", "unit %d: %d bytes arrived but no valid frame "
@@ -173,8 +239,16 @@ class Transport:
         except (OSError, asyncio.IncompleteReadError) as e:
             self.close()
             raise TransportError("io", "%s: %s" % (self.describe(), e)) from None
+        self._answered = True
         if rr.isError():
             code = int(getattr(rr, "exception_code", 0) or 0)
+            if code in GATEWAY_NO_ANSWER:
+                # A gateway's own reply that no meter answered: the unit is absent, as
+                # after a timeout (scan does not list it, the poller backs off).
+                raise TransportError("timeout", "unit %d: the gateway reports no answer "
+                                     "(exception %d, %s)" % (unit, code,
+                                                             GATEWAY_NO_ANSWER[code]),
+                                     exception_code=code)
             raise TransportError("exception", "unit %d answered exception %d" % (unit, code),
                                  exception_code=code)
         regs = list(rr.registers)

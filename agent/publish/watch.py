@@ -19,13 +19,16 @@ import sys
 from collections import OrderedDict
 from types import SimpleNamespace
 
+from agent.cliargs import deprecated_alias, tcp_port
+
 SEEN_MAX = 50_000  # ids remembered for de-duplication (oldest forgotten first)
 
 
 def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="broker host (default %(default)s)")
-    parser.add_argument("--port", type=int, default=None,
+    parser.add_argument("--tcp-port", dest="port", type=tcp_port, default=None,
                         help="broker port (default 1883, or 8883 with --tls)")
+    deprecated_alias(parser, "--port", "--tcp-port", "port", type=tcp_port)
     parser.add_argument("--prefix", default="loadwatch/v1/+/+",
                         help="topic prefix; + wildcards allowed (default %(default)s)")
     parser.add_argument("--all", action="store_true",

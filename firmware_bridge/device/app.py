@@ -283,4 +283,10 @@ def run(path="config.json"):
 
 def main():
     path = sys.argv[1] if len(sys.argv) > 1 else "config.json"
-    run(path)
+    try:
+        run(path)
+    except OSError as e:
+        # A port that cannot be opened (unplugged, busy, not configured) is the user's
+        # to fix: one line and an exit code, not a traceback.
+        print("loadwatch firmware: cannot start: %s" % e)
+        sys.exit(1)

@@ -55,7 +55,7 @@ def test_build_writes_mpy_manifest_and_config(tmp_path, board):
 def test_flash_without_a_board_names_the_port_and_what_to_check(tmp_path):
     out = tmp_path / "esp32"
     assert _run("firmware", "build", "--board", "esp32", "--out", str(out)).returncode == 0
-    proc = _run("firmware", "flash", "--port", "/dev/ttyACM0", "--build", str(out))
+    proc = _run("firmware", "flash", "--serial", "/dev/ttyACM0", "--build", str(out))
     assert proc.returncode == 1
     err = proc.stderr
     assert "firmware flash: probe failed on /dev/ttyACM0" in err
@@ -67,7 +67,7 @@ def test_flash_without_a_board_names_the_port_and_what_to_check(tmp_path):
 def test_flash_without_mpremote_says_how_to_install_it(tmp_path):
     out = tmp_path / "rp2"
     assert _run("firmware", "build", "--board", "rp2", "--out", str(out)).returncode == 0
-    proc = _run("firmware", "flash", "--port", "/dev/ttyACM0", "--build", str(out),
+    proc = _run("firmware", "flash", "--serial", "/dev/ttyACM0", "--build", str(out),
                 "--mpremote", str(tmp_path / "no-such-mpremote"))
     assert proc.returncode == 1
     assert "mpremote not found at" in proc.stderr
@@ -75,12 +75,12 @@ def test_flash_without_mpremote_says_how_to_install_it(tmp_path):
 
 
 def test_flash_refuses_a_missing_or_unix_build(tmp_path):
-    proc = _run("firmware", "flash", "--port", "/dev/ttyACM0", "--build", str(tmp_path))
+    proc = _run("firmware", "flash", "--serial", "/dev/ttyACM0", "--build", str(tmp_path))
     assert proc.returncode == 1
     assert "has no manifest.json: run `loadwatch firmware build" in proc.stderr
     unix = tmp_path / "unix"
     assert _run("firmware", "build", "--board", "unix", "--out", str(unix)).returncode == 0
-    proc = _run("firmware", "flash", "--port", "/dev/ttyACM0", "--build", str(unix))
+    proc = _run("firmware", "flash", "--serial", "/dev/ttyACM0", "--build", str(unix))
     assert proc.returncode == 1
     assert "unix-port build (tests only)" in proc.stderr
 

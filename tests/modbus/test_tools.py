@@ -89,7 +89,7 @@ def test_scan_and_read_on_a_serial_bus(arun) -> None:
                  SimUnit(4, load_profile("em24"), ConstantLoad(), clock)]
         server = SimMeterServer(units, rtu=link.device_port, baudrate=38400)
         await server.start()
-        serial = ("--port", link.master_port, "--baud", "38400", "--timeout-ms", "80")
+        serial = ("--serial", link.master_port, "--baud", "38400", "--timeout-ms", "80")
         try:
             code, out, err = await cli("scan", *serial, "--units", "2-5")
             assert code == 0, out + err
@@ -108,14 +108,14 @@ def test_scan_and_read_on_a_serial_bus(arun) -> None:
 
 def test_missing_port_and_bad_usage(arun) -> None:
     async def main() -> None:
-        code, _, err = await cli("read", "--port", "/dev/ttyNOPE9", "--unit", "1",
+        code, _, err = await cli("read", "--serial", "/dev/ttyNOPE9", "--unit", "1",
                                  "--profile", "sdm630")
         assert code == 1 and "/dev/ttyNOPE9 does not exist" in err
         code, _, err = await cli("scan", "--port", "/dev/ttyNOPE9")
         assert code == 1 and "does not exist" in err
         code, _, err = await cli("scan", "--port", "/dev/ttyNOPE9", "--units", "0-400")
         assert code == 2 and "--units" in err
-        code, _, err = await cli("read", "--port", "/dev/ttyNOPE9", "--unit", "1",
+        code, _, err = await cli("read", "--serial", "/dev/ttyNOPE9", "--unit", "1",
                                  "--profile", "nosuch")
         assert code == 2 and "no such shipped profile" in err
 
@@ -142,7 +142,7 @@ def test_permission_error_is_explained() -> None:
             pass
         os.chmod(port, 0o600)
         cmd = [sys.executable, "-m", "agent.cli", "read", "--unit", "1", "--profile",
-               "sdm630", "--port"]
+               "sdm630", "--serial"]
         out = subprocess.run(prefix + cmd + [port], capture_output=True, text=True,
                              timeout=60, check=False)
         assert out.returncode == 1

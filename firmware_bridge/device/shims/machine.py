@@ -31,7 +31,9 @@ class UART:
         if port is None:
             port = _UARTS.get(id)
         if not port:
-            raise OSError("unix shim: UART(%r) needs port=<serial path>" % (id,))
+            raise OSError("UART(%r) has no serial port: the unix build needs port = "
+                          "\"/dev/ttyUSB0\" (a serial device or pty path) in [rs485] and "
+                          "[link] of the firmware config" % (id,))
         _UARTS[id] = port
         self.port = port
         self.baudrate = baudrate
