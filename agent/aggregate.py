@@ -68,6 +68,40 @@ class SlotAggregate:
         self.flags |= reading.quality
         return closed
 
+    def state(self) -> dict:
+        """The open slot as JSON-able finite numbers, checkpointed with the detector so a
+        crash does not lose a partly filled slot (an hourly slot is rarely completed by a
+        gateway that restarts every few minutes)."""
+        good = self.n_good > 0
+        return {"slot_s": self.slot_s, "slot_start": self.slot_start, "n_good": self.n_good,
+                "n_bad": self.n_bad, "p_sum": self.p_sum,
+                "p_min": self.p_min if good else None, "p_max": self.p_max if good else None,
+                "pf_sum": self.pf_sum, "n_pf": self.n_pf, "e_first": self.e_first,
+                "e_last": self.e_last, "flags": self.flags}
+
+    @classmethod
+    def from_state(cls, slot_s: float, state: dict) -> SlotAggregate:
+        """The aggregate continuing ``state``; ValueError/KeyError/TypeError when it does
+        not fit (another slot length: the slot is then simply started afresh)."""
+        a = cls(slot_s)
+        if float(state["slot_s"]) != float(slot_s):
+            raise ValueError("telemetry slot was %r s, settings say %r s"
+                             % (state["slot_s"], slot_s))
+        start = state["slot_start"]
+        a.slot_start = None if start is None else float(start)
+        a.n_good = int(state["n_good"])
+        a.n_bad = int(state["n_bad"])
+        a.p_sum = float(state["p_sum"])
+        if a.n_good > 0:
+            a.p_min = float(state["p_min"])
+            a.p_max = float(state["p_max"])
+        a.pf_sum = float(state["pf_sum"])
+        a.n_pf = int(state["n_pf"])
+        a.e_first = None if state["e_first"] is None else float(state["e_first"])
+        a.e_last = None if state["e_last"] is None else float(state["e_last"])
+        a.flags = int(state["flags"])
+        return a
+
     def close(self) -> dict | None:
         """The aggregate of the current slot (None when it saw nothing), then reset."""
         if self.slot_start is None or (self.n_good + self.n_bad) == 0:

@@ -7,16 +7,15 @@ This is the one module that knows every stage. Data flows one way:
 
 Every event is written to the outbox before anything is sent, so the publisher, the
 broker or this process can die at any point without losing an alert. Learned detector
-state is checkpointed to ``state_dir`` periodically, on stop, and at once whenever an
-alert changes state, so a restart never re-raises an alert under a new id.
+state (with the open telemetry slot) is checkpointed to ``state_dir`` (agent/statefile.py)
+periodically, on stop, and at once whenever an alert changes state, so a restart never
+re-raises an alert under a new id.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -32,12 +31,11 @@ from agent.publish.codec import Codec
 from agent.publish.mqtt import Publisher
 from agent.publish.outbox import Outbox
 from agent.signature import Detector
+from agent.statefile import StateFile
 from agent.status import write_status
 
 log = logging.getLogger("loadwatch.runtime")
 
-STATE_FILE = "state.json"
-STATE_VERSION = 1
 # Health is re-published at least this often (clock seconds) even when nothing changed,
 # so a subscriber can tell a quiet meter from a dead gateway.
 HEALTH_REFRESH_S = 3600.0
@@ -69,11 +67,16 @@ class MeterPipeline:
         self.last_reading: Reading | None = None
         self.samples = 0
         self.bad = 0
-        self.seq = 0
 
-    def next_id(self, kind: str, t: float) -> str:
-        self.seq += 1
-        return "%s:%s:%d:%d" % (self.plan.id, kind, int(t), self.seq)
+    def slot_id(self, kind: str, slot_start: float) -> str:
+        """Telemetry and score are one message per meter and slot: the slot names it, so
+        a slot closed again after a crash (restored from the checkpoint) keeps its id."""
+        return "%s:%s:%d" % (self.plan.id, kind, int(slot_start))
+
+    def saved_entry(self) -> dict:
+        """What ``state.json`` keeps of this meter (see agent/statefile.py)."""
+        return {"detector": self.detector.state(), "policy": self.policy.state(),
+                "slot": self.aggregate.state()}
 
     def process(self, raw: RawPoll) -> list[Event]:
         reading = self.decoder.decode(raw)
@@ -88,8 +91,9 @@ class MeterPipeline:
             closed["score"] = round(self.detector.score, 2)
             closed["detector_state"] = "ready" if self.detector.ready else "warming"
             events.append(Event("telemetry", meter, reading.t,
-                                self.next_id("telemetry", reading.t), data=closed))
-            events.append(Event("score", meter, reading.t, self.next_id("score", reading.t),
+                                self.slot_id("telemetry", closed["slot_start"]), data=closed))
+            events.append(Event("score", meter, reading.t,
+                                self.slot_id("score", closed["slot_start"]),
                                 score=self.detector.score,
                                 evidence=self.detector.evidence(),
                                 data={"contributions": self.detector.contributions(),
@@ -127,7 +131,7 @@ class Agent:
     def __init__(self, plan: Plan, clock: Clock | None = None):
         self.plan = plan
         self.clock = clock if clock is not None else Clock()
-        self.state_path = Path(plan.state_dir) / STATE_FILE
+        self.statefile = StateFile(plan.state_dir)
         self.codec = Codec(plan.broker.prefix, plan.site, plan.gateway)
         self.outbox: Outbox | None = None
         self.publisher: Publisher | None = None
@@ -144,33 +148,11 @@ class Agent:
         # an alert can trigger one on the loop thread; both use the same tmp file.
         self._checkpoint_lock = threading.Lock()
         self.started_at = time.time()
-        self._build_pipelines(self._read_checkpoint())
+        self._build_pipelines(self.statefile.load().meters)
 
     # ----------------------------------------------------------------- state on disk
 
-    def _read_checkpoint(self) -> dict:
-        try:
-            data = json.loads(self.state_path.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as e:
-            # A torn or corrupt checkpoint must not stop the gateway: move it aside and
-            # start learning afresh, loudly.
-            aside = self.state_path.with_suffix(".corrupt-%d" % int(time.time()))
-            log.error("detector state %s is unreadable (%s); moved to %s, starting fresh",
-                      self.state_path, e, aside)
-            try:
-                os.replace(self.state_path, aside)
-            except OSError:
-                pass
-            return {}
-        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
-            log.error("detector state %s has an unknown format; starting fresh",
-                      self.state_path)
-            return {}
-        return data.get("meters", {})
-
-    def _build_pipelines(self, saved: dict) -> None:
+    def _build_pipelines(self, saved: dict[str, dict]) -> None:
         bridged = {m.id for b in self.plan.buses if b.kind == "bridge" for m in b.meters}
         for m in self.plan.meters:
             dset = self.plan.detector_settings(m.meter_class)
@@ -182,14 +164,34 @@ class Agent:
                     detector = Detector.from_state(dset, one["detector"])
                 if "policy" in one:
                     policy = Policy.from_state(m.id, pset, one["policy"])
-            except (KeyError, TypeError, ValueError) as e:
-                log.error("saved state of meter %s does not fit its settings (%s); "
-                          "starting it fresh", m.id, e)
+            except (KeyError, TypeError, ValueError, IndexError, OverflowError) as e:
+                log.error("state error: %s: meter %s does not fit its settings (%s); "
+                          "starting it afresh (file copied aside)", self.statefile.path,
+                          m.id, e)
+                self.statefile.keep_aside(m.id)
                 detector = policy = None
-            self.pipelines[m.id] = MeterPipeline(
+            pipeline = MeterPipeline(
                 m, detector or Detector(dset), policy or Policy(m.id, pset),
                 self.plan.telemetry_every_s, decides_alerts=m.id not in bridged)
+            if "slot" in one:
+                try:
+                    pipeline.aggregate = SlotAggregate.from_state(self.plan.telemetry_every_s,
+                                                                  one["slot"])
+                except (KeyError, TypeError, ValueError) as e:
+                    log.warning("saved telemetry slot of meter %s not used (%s)", m.id, e)
+            self.pipelines[m.id] = pipeline
             self.health[m.id] = Health(m.id)
+
+    def _rebuild_detector(self, meter: str) -> None:
+        """A detector whose state went non-finite would score NaN for good: continue from
+        its last good saved state (or afresh) instead. Caller holds ``_lock``."""
+        p = self.pipelines[meter]
+        dset = self.plan.detector_settings(p.plan.meter_class)
+        good = self.statefile.last_good.get(meter, {}).get("detector")
+        try:
+            p.detector = Detector.from_state(dset, good) if good else Detector(dset)
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError):
+            p.detector = Detector(dset)
 
     def checkpoint(self) -> None:
         """Save the learned state, then refresh the status page."""
@@ -203,10 +205,12 @@ class Agent:
         overwrite a newer one."""
         with self._checkpoint_lock:
             with self._lock:
-                meters = {mid: {"detector": p.detector.state(), "policy": p.policy.state()}
-                          for mid, p in self.pipelines.items()}
-            data = {"version": STATE_VERSION, "t": self.clock.now(), "meters": meters}
-            self._write_state(data)
+                meters = {mid: p.saved_entry() for mid, p in self.pipelines.items()}
+            refused = self.statefile.save(meters, self.clock.now())
+            if refused:
+                with self._lock:
+                    for mid in refused:
+                        self._rebuild_detector(mid)
 
     def write_status(self, running: bool = True) -> None:
         """The technician's page (``loadwatch status``): what this agent sees right now."""
@@ -225,23 +229,6 @@ class Agent:
             })
         except OSError as e:
             log.warning("could not write the status page: %s", e)
-
-    def _write_state(self, data: dict) -> None:
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump(data, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
-        try:
-            dfd = os.open(str(self.state_path.parent), os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
 
     # ----------------------------------------------------------------- event flow
 
