@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.backoff import Backoff
 from agent.publish.codec import COMMANDS, Codec, Message
@@ -61,7 +62,14 @@ log = logging.getLogger("loadwatch.mqtt")
 SESSION_EXPIRY_S = 24 * 3600
 CONNACK_TIMEOUT_S = 10.0
 MAX_COMMAND_BYTES = 4096
+MAX_COMMAND_DEPTH = 8  # nesting of JSON arrays/objects; a real request is flat (depth 1)
 COMMAND_QUEUE = 16
+# Replies (answers, errors and "busy" alike) are rate-limited by a token bucket: a burst of
+# COMMAND_BURST, then COMMAND_RATE_PER_S. A flood of requests beyond that gets no reply
+# at all (counted and logged once a minute), so it cannot turn the gateway into an
+# amplifier or starve the uplink of alerts.
+COMMAND_BURST = 20
+COMMAND_RATE_PER_S = 2.0
 ACK_BATCH = 64
 STABLE_SESSION_S = 10.0  # a session that lasted this long resets the back-off
 
@@ -76,6 +84,28 @@ RC_SERVER_UNAVAILABLE = 0x88
 
 class CommandError(ValueError):
     """A command that cannot be run; its message goes into the error reply."""
+
+
+class ReplyBudget:
+    """A token bucket: ``take()`` is True while the burst or the refill rate allows one
+    more command (and so one more reply). ``now`` is a monotonic clock (a seam for tests)."""
+
+    def __init__(self, burst: int = COMMAND_BURST, rate_per_s: float = COMMAND_RATE_PER_S,
+                 now: Callable[[], float] = time.monotonic):
+        self.burst = float(burst)
+        self.rate_per_s = rate_per_s
+        self._now = now
+        self._tokens = float(burst)
+        self._at = now()
+
+    def take(self) -> bool:
+        t = self._now()
+        self._tokens = min(self.burst, self._tokens + (t - self._at) * self.rate_per_s)
+        self._at = t
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
 
 
 def _rc_value(reason_code: object) -> int:
@@ -103,9 +133,11 @@ def describe_connect_error(exc: BaseException, broker: BrokerSettings) -> tuple[
         return "refused", ("broker %s refused the connection (nothing listening: is the "
                            "broker running, is the port right?)" % where)
     if isinstance(exc, socket.gaierror):
-        return "dns", "broker host %r cannot be resolved: %s" % (broker.host, exc.strerror)
+        return "dns", ("broker host %r: no such host (%s; check the name and the "
+                       "gateway's DNS)" % (broker.host, exc.strerror))
     if isinstance(exc, (socket.timeout, TimeoutError)):
-        return "timeout", "broker %s did not answer in time" % where
+        return "timeout", ("timed out connecting to broker %s (no answer: a firewall, a "
+                           "wrong address, or no route?)" % where)
     if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
         return "io", ("broker %s closed the connection during the handshake (TLS expected? "
                       "client certificate required?)" % where)
@@ -145,6 +177,42 @@ def make_tls_context(broker: BrokerSettings) -> ssl.SSLContext:
     return ctx
 
 
+def json_depth(payload: bytes) -> int:
+    """The deepest nesting of arrays and objects in ``payload``, counted without parsing.
+
+    ``json.loads`` recurses once per level and raises RecursionError (not ValueError) near
+    1,000 levels, which 4 KB of ``[`` reach easily; so the depth is measured first, in
+    one pass over the bytes that skips string contents (and their escapes)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for b in payload:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif b == 0x5C:  # backslash
+                escaped = True
+            elif b == 0x22:  # closing quote
+                in_string = False
+        elif b == 0x22:
+            in_string = True
+        elif b in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif b in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+def _load_body(payload: bytes) -> object:
+    """JSON from a request that passed the size check; CommandError for anything else."""
+    if json_depth(payload) > MAX_COMMAND_DEPTH:
+        raise CommandError("payload nested too deeply (at most %d levels)" % MAX_COMMAND_DEPTH)
+    try:
+        return json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise CommandError("payload is not valid UTF-8 JSON") from None
+
+
 def parse_command(name: str, payload: bytes) -> tuple[str | None, dict]:
     """Validate a command request; (request id, args) or CommandError. Pure.
 
@@ -159,10 +227,7 @@ def parse_command(name: str, payload: bytes) -> tuple[str | None, dict]:
                                                                     ", ".join(COMMANDS)))
     if payload.strip() == b"":
         return None, {}
-    try:
-        body = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise CommandError("payload is not valid UTF-8 JSON") from None
+    body = _load_body(payload)
     if not isinstance(body, dict):
         raise CommandError("payload must be a JSON object")
     request_id = body.pop("id", None)
@@ -183,8 +248,8 @@ def peek_request_id(payload: bytes) -> str | None:
     if len(payload) > MAX_COMMAND_BYTES:
         return None
     try:
-        body = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        body = _load_body(payload)
+    except CommandError:
         return None
     rid = body.get("id") if isinstance(body, dict) else None
     return rid if isinstance(rid, str) else None
@@ -204,8 +269,10 @@ class Publisher:
         self.on_command = on_command
         self.status_extra = status_extra
         self.window = window
-        self.backoff = backoff or Backoff(1.0, 60.0, 2.0, 0.2,
-                                          seed=sum(broker.client_id.encode()))
+        # Full jitter, from the OS's random source: a fleet that lost its broker together
+        # must not come back together (issue 11: seeding by the client id's byte sum made
+        # gw-0012 and gw-0021 retry in lockstep, and every retry at the cap was 60.0 s).
+        self.backoff = backoff or Backoff(1.0, 60.0, 2.0, full_jitter=True)
         self.status_every_s = status_every_s
         self.connected = threading.Event()
         self.last_error = ""
@@ -214,6 +281,9 @@ class Publisher:
         self.connects = 0
         self.published = 0
         self.rejected_status = 0
+        self.commands_dropped = 0  # over the reply budget: no reply (see COMMAND_BURST)
+        self._budget = ReplyBudget()
+        self._dropped_logged_at = -1e9
         self._run_id = os.urandom(4).hex()
         self._seq = 0
         self._thread: threading.Thread | None = None
@@ -395,9 +465,15 @@ class Publisher:
                                 self.broker.host, self.broker.port)
                     self.protocol = 4
                     return self._connect()
-                self._fail("timeout" if not self._closed else "io",
-                           "broker %s:%d closed the connection or sent no CONNACK"
-                           % (self.broker.host, self.broker.port))
+                if self._closed:
+                    self._fail("io", "broker %s:%d closed the connection before accepting "
+                               "the session (not an MQTT port? TLS expected?)"
+                               % (self.broker.host, self.broker.port))
+                else:
+                    self._fail("timeout", "timed out connecting to broker %s:%d: the port "
+                               "answered but sent no CONNACK in %.0f s (not an MQTT port? "
+                               "TLS expected?)" % (self.broker.host, self.broker.port,
+                                                   CONNACK_TIMEOUT_S))
                 return None
             if rc == RC_UNSUPPORTED_PROTOCOL and self.broker.protocol == "auto" and \
                     self.protocol == 5:
@@ -417,7 +493,14 @@ class Publisher:
         if replayed:
             log.info("re-sending %d alert/health/status messages acknowledged just before the "
                      "reconnect (a crashed broker may have lost them)", replayed)
-        client.subscribe(self.codec.command_filter, qos=1)
+        if self.protocol == 5:
+            # Retain-As-Published keeps the retain flag on commands forwarded to us, so a
+            # retained command is recognised (and ignored) even when it is published while
+            # we are connected; MQTT 3.1.1 clears the flag then, and cannot tell.
+            client.subscribe(self.codec.command_filter,
+                             options=SubscribeOptions(qos=1, retainAsPublished=True))
+        else:
+            client.subscribe(self.codec.command_filter, qos=1)
         self._publish_status("online")
         self.connected.set()
         return client
@@ -655,12 +738,23 @@ class Publisher:
             # A retained command would run again on every reconnect: refuse it.
             log.warning("ignoring retained command on %s", msg.topic)
             return
+        if not self._budget.take():
+            self.commands_dropped += 1
+            now = time.monotonic()
+            if now - self._dropped_logged_at >= 60.0:
+                self._dropped_logged_at = now
+                log.warning("too many commands: %d dropped without a reply so far (at most "
+                            "%d at once, then %g per second)", self.commands_dropped,
+                            COMMAND_BURST, COMMAND_RATE_PER_S)
+            return
+        payload = bytes(msg.payload)
         try:
-            self._commands.put_nowait((name, bytes(msg.payload)))
+            self._commands.put_nowait((name, payload))
         except queue.Full:
             self._replies.put(self.codec.reply(name, time.time(), self._next_id("reply"),
-                                               None, False, error="busy: too many commands "
-                                               "queued, try again"))
+                                               peek_request_id(payload), False,
+                                               error="busy: too many commands queued, "
+                                               "try again"))
 
     # ----------------------------------------------------------------- commands
 
@@ -670,26 +764,33 @@ class Publisher:
             item = self._commands.get()
             if item is None:
                 return
-            name, payload = item
-            request_id = peek_request_id(payload)
             try:
-                request_id, args = parse_command(name, payload)
-                if self.on_command is None:
-                    raise CommandError("this agent answers no commands")
-                result = self.on_command(name, args)
-                json.dumps(result)  # must be JSON-able before we claim success
-                reply = self.codec.reply(name, time.time(), self._next_id("reply"),
-                                         request_id, True, result=result)
-            except (CommandError, ValueError, KeyError, TypeError) as e:
-                reply = self.codec.reply(name, time.time(), self._next_id("reply"),
-                                         request_id, False, error=str(e)[:500])
-            except Exception as e:  # a command must never kill the agent
-                log.exception("command %s failed", name)
-                reply = self.codec.reply(name, time.time(), self._next_id("reply"),
-                                         request_id, False,
-                                         error="internal error: %s" % type(e).__name__)
+                reply = self._run_command(*item)
+            except Exception:  # even building the error reply failed: the thread goes on
+                log.exception("command %s: no reply could be made", item[0][:64])
+                continue
             self._replies.put(reply)
             self.wake()
+
+    def _run_command(self, name: str, payload: bytes) -> Message:
+        """The reply to one request: the result, or ``ok: false`` with the reason."""
+        request_id = None
+        try:
+            request_id = peek_request_id(payload)
+            request_id, args = parse_command(name, payload)
+            if self.on_command is None:
+                raise CommandError("this agent answers no commands")
+            result = self.on_command(name, args)
+            json.dumps(result)  # must be JSON-able before we claim success
+            return self.codec.reply(name, time.time(), self._next_id("reply"),
+                                    request_id, True, result=result)
+        except (CommandError, ValueError, KeyError, TypeError) as e:
+            error = str(e)[:500]
+        except Exception as e:  # a command must never kill the agent
+            log.exception("command %s failed", name[:64])
+            error = "internal error: %s" % type(e).__name__
+        return self.codec.reply(name, time.time(), self._next_id("reply"), request_id,
+                                False, error=error)
 
     def _send_replies(self, client: mqtt.Client) -> None:
         while True:

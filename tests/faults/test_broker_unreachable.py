@@ -1,0 +1,97 @@
+"""A broker that cannot be reached says why, in the words a technician searches for
+(issue 13 item 3): "refused", "no such host", "timed out connecting", never "lost" for a
+connection that never opened. Real sockets on 127.0.0.1 play the unreachable brokers.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from agent.backoff import Backoff
+from agent.config import BrokerSettings
+from agent.publish.codec import Codec
+from agent.publish.mqtt import Publisher
+from agent.publish.outbox import Outbox
+
+
+def first_error(tmp_path, host: str, port: int, timeout: float = 15.0) -> tuple[str, str]:
+    settings = BrokerSettings(host=host, port=port, client_id="gw-unreachable", tls=False,
+                              prefix="lw/v1/s1/g1", keepalive_s=30)
+    outbox = Outbox(tmp_path / "o.db", 1_000_000)
+    pub = Publisher(settings, outbox, Codec("lw/v1/s1/g1", "s1", "g1"),
+                    backoff=Backoff(5.0, 5.0))
+    pub.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not pub.last_error and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return pub.error_kind, pub.last_error
+    finally:
+        pub.stop(0.5)
+        outbox.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_nothing_listening_is_refused(tmp_path) -> None:
+    kind, message = first_error(tmp_path, "127.0.0.1", closed_port())
+    assert kind == "refused" and "refused the connection" in message, message
+
+
+def test_an_unknown_host_is_no_such_host(tmp_path) -> None:
+    kind, message = first_error(tmp_path, "broker.no-such-host.invalid", 1883)
+    assert kind == "dns" and "no such host" in message, message
+    assert "'broker.no-such-host.invalid'" in message
+
+
+@pytest.fixture
+def black_hole():
+    """A port whose accept queue is full: SYNs go unanswered, like a firewalled host."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(s)
+    yield port
+    for s in fillers:
+        s.close()
+    listener.close()
+
+
+def test_a_host_that_never_answers_is_timed_out_connecting(tmp_path, black_hole) -> None:
+    kind, message = first_error(tmp_path, "127.0.0.1", black_hole)
+    assert kind == "timeout" and "timed out connecting to broker" in message, message
+    assert "lost" not in message
+
+
+@pytest.fixture
+def silent_port():
+    """Accepts TCP connections and never says a word (not an MQTT server)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def test_a_port_that_accepts_but_never_answers_mqtt_is_timed_out(tmp_path,
+                                                                 silent_port) -> None:
+    kind, message = first_error(tmp_path, "127.0.0.1", silent_port, timeout=25.0)
+    assert "lost" not in message
+    assert ("timed out connecting" in message or "closed the connection before accepting"
+            in message), message
