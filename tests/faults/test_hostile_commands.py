@@ -1,9 +1,8 @@
 """Hostile command payloads and floods against the publisher's command path (issue 11
 item 6, issue 13 item 13), over a real Mosquitto.
 
-Each test is one line of the campaign table::
-
-    CAMPAIGN hostile-commands/<case>: sent=... replies=... executed=... dead_thread=0
+Each test is one row of the campaign table (``campaign.record``): ``runs`` is the requests
+sent, ``crash_loops`` counts a dead command thread (no reply to a later request).
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
+from campaign import record
 
 from agent.backoff import Backoff
 from agent.config import BrokerSettings
@@ -23,12 +23,6 @@ from agent.publish.outbox import Outbox
 from hil.broker import MosquittoBroker
 
 PREFIX = "lw/v1/s1/g1"
-
-
-def table_row(capsys, case: str, **counts: int) -> None:
-    with capsys.disabled():
-        print("\nCAMPAIGN hostile-commands/%s: %s" % (
-            case, " ".join("%s=%d" % kv for kv in counts.items())))
 
 
 class Utility:
@@ -117,7 +111,7 @@ def nested(levels: int) -> bytes:
     return b'{"id":' + b"[" * levels + b"]" * levels + b"}"
 
 
-def test_deep_nesting_and_failing_handlers_never_end_the_command_thread(rig, capsys):
+def test_deep_nesting_and_failing_handlers_never_end_the_command_thread(rig):
     bomb = nested(2000)
     assert len(bomb) <= 4096  # under the size limit: only the nesting can stop it
     rig.utility.send("ping", bomb)
@@ -137,8 +131,8 @@ def test_deep_nesting_and_failing_handlers_never_end_the_command_thread(rig, cap
     rig.utility.send("ping", json.dumps({"id": "after"}))
     after = rig.utility.reply_to("after")
     dead = int(after is None)
-    table_row(capsys, "nesting-and-failures", sent=5, replies=rig.utility.count(),
-              executed=len(rig.executed), dead_thread=dead)
+    record("command: 2,000-deep nesting, failing handlers", runs=5, crash_loops=dead,
+           note="replies %d of 5, thread alive: %s" % (rig.utility.count(), not dead))
     assert after is not None and after["ok"], "the command thread died"
     # Too deep to parse means too deep to read the id from: both get an anonymous error.
     anonymous = [r for r in rig.utility.replies if r["request_id"] is None]
@@ -149,7 +143,7 @@ def test_deep_nesting_and_failing_handlers_never_end_the_command_thread(rig, cap
     assert [n for n, _ in rig.executed] == ["read", "read", "ping"]
 
 
-def test_a_flood_of_pings_gets_a_bounded_number_of_replies(rig, capsys):
+def test_a_flood_of_pings_gets_a_bounded_number_of_replies(rig):
     n = 10_000
     started = time.monotonic()
     for i in range(n):
@@ -163,14 +157,15 @@ def test_a_flood_of_pings_gets_a_bounded_number_of_replies(rig, capsys):
     time.sleep(1.0 / COMMAND_RATE_PER_S + 0.2)
     rig.utility.send("ping", json.dumps({"id": "after-flood"}))
     after = rig.utility.reply_to("after-flood")
-    table_row(capsys, "ping-flood", sent=n, replies=during, budget=int(budget),
-              dropped=rig.pub.commands_dropped, dead_thread=int(after is None))
+    record("command: ping flood", runs=n, crash_loops=int(after is None),
+           note="%d replies (budget %d), %d dropped" % (during, budget,
+                                                        rig.pub.commands_dropped))
     assert during <= budget, "%d replies to %d pings in %.1f s" % (during, n, flood_s)
     assert during >= COMMAND_BURST  # the burst itself is answered
     assert after is not None and after["ok"]
 
 
-def test_a_busy_reply_keeps_the_request_id(rig, capsys):
+def test_a_busy_reply_keeps_the_request_id(rig):
     release = threading.Event()
     rig.handler = lambda name, args: (release.wait(10), {"pong": True})[1]
     ids = ["b%d" % i for i in range(COMMAND_QUEUE + 3)]  # one running, a full queue, 2 more
@@ -181,13 +176,14 @@ def test_a_busy_reply_keeps_the_request_id(rig, capsys):
         busy = [r for r in rig.utility.replies if "busy" in (r.get("error") or "")]
     finally:
         release.set()
-    table_row(capsys, "busy", sent=len(ids), busy=len(busy),
-              busy_without_id=sum(1 for r in busy if r["request_id"] is None))
+    record("command: queue full (busy)", runs=len(ids),
+           note="%d busy replies, %d without request_id" % (
+               len(busy), sum(1 for r in busy if r["request_id"] is None)))
     assert busy and all(r["request_id"] in ids for r in busy), busy
     assert all(rig.utility.reply_to(rid) is not None for rid in ids)
 
 
-def test_retained_commands_are_ignored_even_when_published_while_connected(rig, capsys):
+def test_retained_commands_are_ignored_even_when_published_while_connected(rig):
     rig.utility.send("ping", json.dumps({"id": "retained-live"}), retain=True)
     rig.utility.send("ping", json.dumps({"id": "plain"}))
     assert rig.utility.reply_to("plain") is not None
@@ -199,6 +195,7 @@ def test_retained_commands_are_ignored_even_when_published_while_connected(rig, 
     rig.utility.send("ping", json.dumps({"id": "after-restart"}))
     assert rig.utility.reply_to("after-restart", 15) is not None
     ran = rig.utility.reply_to("retained-live", 0.1) is not None
-    table_row(capsys, "retained", sent=2, retained_executed=int(ran))
+    record("command: retained while connected", runs=1,
+           note="retained command executed: %s" % ran)
     assert not ran
     assert len(rig.executed) == 2  # "plain" and "after-restart" only
