@@ -142,7 +142,8 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     if args.action is None:
         for name in available_profiles():
             p = load_profile(name)
-            print("%-16s %-44s %d quantities" % (name, p.title, len(p.quantities)))
+            print("%-16s %-7s %-52s %d quantities" % (name, p.protocol, p.title,
+                                                       len(p.quantities)))
         return 0
     if args.action != "show" or not args.name:
         print("loadwatch profiles: usage: loadwatch profiles [show NAME]", file=sys.stderr)
@@ -154,6 +155,16 @@ def cmd_profiles(args: argparse.Namespace) -> int:
         return 2
     print("%s: %s" % (p.name, p.title))
     q = p.quirks
+    if p.protocol == "dlt645":
+        print("DL/T 645-2007%s" % ("; blocks: " + ", ".join(
+            "%08X (%s)" % (b.di, " ".join(b.members)) for b in p.blocks) if p.blocks else ""))
+        print("%-16s %-9s %-10s %-6s %10s %s" % ("quantity", "di", "format", "signed",
+                                                 "scale", "unit"))
+        for f in p.quantities.values():
+            print("%-16s %08X  %-10s %-6s %10g %s" % (f.name, f.di, f.format,
+                                                     "yes" if f.signed else "no", f.scale,
+                                                     f.unit))
+        return 0
     print("word order %s, max %d registers a request, max gap %d%s" % (
         q.word_order or "ABCD", q.max_registers, q.max_gap,
         ", pause %d ms" % q.pause_ms if q.pause_ms else ""))

@@ -24,6 +24,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.9/3.10 only
     import tomli as tomllib
 
+from agent.dlt645.codec import check_address
+from agent.dlt645.plan import ItemRequest, plan_items
 from agent.modbus.blocks import ReadRequest, plan_reads
 from agent.policy import Policy, default_policy_settings
 from agent.profiles import Profile, ProfileError, Quirks, load_profile
@@ -33,6 +35,9 @@ from agent.signature import Detector, default_settings
 # the optional ones simply does not have it (p_w is the only hard requirement).
 DEFAULT_QUANTITIES = ("p_w", "pf", "q_var", "v_v", "i_a", "f_hz", "e_import_kwh")
 BUS_KINDS = ("tcp", "rtu", "rtu-over-tcp", "bridge")
+PROTOCOLS = ("modbus", "dlt645")
+# A DL/T 645 line is a serial port or a transparent TCP gateway in front of one.
+DLT645_KINDS = ("rtu", "rtu-over-tcp")
 PARITIES = ("N", "E", "O")
 DEFAULT_PREFIX = "loadwatch/v1/{site}/{gateway}"
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -101,11 +106,12 @@ class MeterPlan:
     """One meter: what to read (``requests``), how often, and how to judge it."""
 
     def __init__(self, id: str, bus: str, unit: int, profile: Profile, meter_class: str,
-                 poll_s: float, quirks: Quirks, requests: list[ReadRequest],
-                 quantities: tuple[str, ...]):
+                 poll_s: float, quirks: Quirks, requests: list[ReadRequest] | list[ItemRequest],
+                 quantities: tuple[str, ...], address: str = ""):
         self.id = id
         self.bus = bus
         self.unit = unit
+        self.address = address  # DL/T 645: the meter's 12-digit address (unit is 0)
         self.profile = profile
         self.meter_class = meter_class
         self.poll_s = poll_s
@@ -114,8 +120,14 @@ class MeterPlan:
         self.quantities = quantities
 
     def __repr__(self) -> str:
-        return "MeterPlan(%r, unit=%r, profile=%r, requests=%d)" % (
-            self.id, self.unit, self.profile.name, len(self.requests))
+        return "MeterPlan(%r, %s, profile=%r, requests=%d)" % (
+            self.id, self.where, self.profile.name, len(self.requests))
+
+    @property
+    def where(self) -> str:
+        """How the meter is addressed on its bus, for messages: ``unit 3`` or
+        ``address 000012345678``."""
+        return "address %s" % self.address if self.address else "unit %d" % self.unit
 
 
 class BusPlan:
@@ -124,9 +136,11 @@ class BusPlan:
     def __init__(self, name: str, kind: str, host: str = "", port: Any = None,
                  baud: int = 9600, parity: str = "N", stopbits: int = 1, bytesize: int = 8,
                  timeout_s: float = 1.0, retries: int = 1, backoff_max_s: float = 300.0,
-                 per_host_limit: int = 4, meters: list[MeterPlan] | None = None):
+                 per_host_limit: int = 4, meters: list[MeterPlan] | None = None,
+                 protocol: str = "modbus"):
         self.name = name
         self.kind = kind
+        self.protocol = protocol
         self.host = host
         self.port = port
         self.baud = baud
@@ -140,7 +154,8 @@ class BusPlan:
         self.meters = meters if meters is not None else []
 
     def __repr__(self) -> str:
-        return "BusPlan(%r, %r, meters=%d)" % (self.name, self.kind, len(self.meters))
+        return "BusPlan(%r, %r, %s, meters=%d)" % (self.name, self.kind, self.protocol,
+                                                   len(self.meters))
 
 
 class Plan:
@@ -188,12 +203,17 @@ class Plan:
         for bus in self.buses:
             where = bus.port if bus.kind in ("rtu", "bridge") else "%s:%s" % (bus.host, bus.port)
             n = sum(len(m.requests) for m in bus.meters)
-            lines.append("bus %s (%s %s): %d meters, %d requests per cycle" % (
-                bus.name, bus.kind, where, len(bus.meters), n))
+            proto = " dlt645" if bus.protocol == "dlt645" else ""
+            lines.append("bus %s (%s%s %s): %d meters, %d requests per cycle" % (
+                bus.name, bus.kind, proto, where, len(bus.meters), n))
             for m in bus.meters:
-                reqs = ", ".join("fc%d@%d+%d" % (r.fc, r.address, r.count) for r in m.requests)
-                lines.append("  meter %s unit %d %s every %gs: %s" % (
-                    m.id, m.unit, m.profile.name, m.poll_s, reqs or "(bridge)"))
+                if bus.protocol == "dlt645":
+                    reqs = ", ".join("DI %08X" % r.di for r in m.requests)
+                else:
+                    reqs = ", ".join("fc%d@%d+%d" % (r.fc, r.address, r.count)
+                                     for r in m.requests)
+                lines.append("  meter %s %s %s every %gs: %s" % (
+                    m.id, m.where, m.profile.name, m.poll_s, reqs or "(bridge)"))
         return "\n".join(lines)
 
 
@@ -407,16 +427,22 @@ def _bus(t: SettingsTable) -> BusPlan:
     if not ID_RE.match(name):
         raise t.error("name", "%r must be letters, digits, '_', '.', '-' (max 64)" % name)
     kind = t.get("kind", str, choices=BUS_KINDS)
-    bus = BusPlan(name=name, kind=kind)
+    protocol = t.get("protocol", str, "modbus", choices=PROTOCOLS)
+    if protocol == "dlt645" and kind not in DLT645_KINDS:
+        raise t.error("kind", "%r cannot carry DL/T 645: use \"rtu\" (a serial port) or "
+                      "\"rtu-over-tcp\" (a transparent TCP gateway)" % kind)
+    dlt = protocol == "dlt645"
+    bus = BusPlan(name=name, kind=kind, protocol=protocol)
     if kind in ("tcp", "rtu-over-tcp"):
         bus.host = t.get("host", str)
         bus.port = t.get("port", int, 502, lo=1, hi=65535)
         bus.per_host_limit = t.get("per_host_limit", int, 4, lo=1, hi=64)
     else:
         bus.port = t.get("port", str)
-        bus.baud = t.get("baud", int, 9600, choices=(1200, 2400, 4800, 9600, 19200, 38400,
-                                                     57600, 115200))
-        bus.parity = t.get("parity", str, "N", choices=PARITIES)
+        # DL/T 645-2007 lines default to its own 2400 baud 8E1; Modbus to 9600 8N1.
+        bus.baud = t.get("baud", int, 2400 if dlt else 9600,
+                         choices=(1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200))
+        bus.parity = t.get("parity", str, "E" if dlt else "N", choices=PARITIES)
         bus.stopbits = t.get("stopbits", int, 1, choices=(1, 2))
         bus.bytesize = t.get("bytesize", int, 8, choices=(7, 8))
     bus.timeout_s = t.get("timeout_ms", int, 1000, lo=10, hi=60000) / 1000.0
@@ -454,9 +480,24 @@ def _meter(t: SettingsTable, buses: dict[str, BusPlan], base: Path, classes: dic
         raise t.error("bus", "%r is not a bus defined in [[buses]] (known: %s)"
                       % (bus_name, ", ".join(sorted(buses)) or "none"))
     bus = buses[bus_name]
-    unit = t.get("unit", int, 1)
-    if not 1 <= unit <= 247:
-        raise t.error("unit", "%r is not a Modbus unit id (1-247)" % unit)
+    address = ""
+    if bus.protocol == "dlt645":
+        if t.has("unit"):
+            raise t.error("unit", "bus %s speaks DL/T 645: give the meter's 12-digit address "
+                          "instead (address = \"000012345678\")" % bus_name)
+        unit = 0
+        address = t.get("address", str)
+        try:
+            check_address(address)
+        except ValueError as e:
+            raise t.error("address", str(e)) from None
+    else:
+        if t.has("address"):
+            raise t.error("address", "bus %s speaks Modbus: give the meter's unit id "
+                          "(1-247); address is for protocol = \"dlt645\" buses" % bus_name)
+        unit = t.get("unit", int, 1)
+        if not 1 <= unit <= 247:
+            raise t.error("unit", "%r is not a Modbus unit id (1-247)" % unit)
     meter_class = t.get("class", str, "residential")
     if meter_class not in classes and meter_class != "residential":
         raise t.error("class", "%r is not defined in [classes] (known: residential%s)"
@@ -469,6 +510,9 @@ def _meter(t: SettingsTable, buses: dict[str, BusPlan], base: Path, classes: dic
         raise t.error("profile", str(e)) from None
     except (OSError, ValueError) as e:
         raise t.error("profile", "%r: %s" % (profile_ref, e)) from None
+    if bus.kind != "bridge" and profile.protocol != bus.protocol:
+        raise t.error("profile", "%s is a %s profile but bus %s speaks %s" % (
+            profile.name, profile.protocol, bus_name, bus.protocol))
     overrides = _quirk_overrides(t)
     quirks = profile.quirks.merged(overrides) if overrides else profile.quirks
     wanted = t.get("quantities", (list, str), list(DEFAULT_QUANTITIES))
@@ -490,13 +534,15 @@ def _meter(t: SettingsTable, buses: dict[str, BusPlan], base: Path, classes: dic
         raise t.error("profile", "profile %s has no p_w (total active power), which the "
                       "detector needs" % profile.name)
     t.finish()
-    requests: list[ReadRequest] = []
-    if bus.kind != "bridge":
+    requests: list[ReadRequest] | list[ItemRequest] = []
+    if bus.protocol == "dlt645":
+        requests = plan_items(profile, names)
+    elif bus.kind != "bridge":
         fields = [profile.quantities[n] for n in names]
         requests = plan_reads(fields, quirks.max_gap, quirks.max_registers)
     return MeterPlan(id=mid, bus=bus_name, unit=unit, profile=profile,
                      meter_class=meter_class, poll_s=poll_s, quirks=quirks,
-                     requests=requests, quantities=names)
+                     requests=requests, quantities=names, address=address)
 
 
 def site_and_gateway(root: SettingsTable) -> tuple[str, str]:
@@ -544,11 +590,23 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
     if not isinstance(raw_buses, list):
         raise root.error("buses", "must be an array of tables ([[buses]])")
     buses: dict[str, BusPlan] = {}
+    lines: dict[tuple, BusPlan] = {}
     for i, raw in enumerate(raw_buses):
         bus = _bus(SettingsTable(raw, "buses[%d]" % i, source))
         if bus.name in buses:
             raise ConfigError("buses[%d].name" % i, "%r is defined twice" % bus.name, source)
         buses[bus.name] = bus
+        # One gateway may front a Modbus line and a DL/T 645 line (one TCP port each),
+        # but one line cannot speak both: the meters would answer each other's noise.
+        line = (bus.host, bus.port) if bus.kind in ("tcp", "rtu-over-tcp") else (bus.port,)
+        other = lines.get(line)
+        if other is not None and other.protocol != bus.protocol and bus.kind != "bridge":
+            raise ConfigError("buses[%d].protocol" % i, "bus %s speaks %s on %s, the same "
+                              "line as bus %s (%s); Modbus and DL/T 645 meters may share a "
+                              "gateway but not a bus" % (bus.name, bus.protocol,
+                                                         ":".join(map(str, line)),
+                                                         other.name, other.protocol), source)
+        lines.setdefault(line, bus)
 
     root.used.add("meters")
     raw_meters = data.get("meters", [])
@@ -557,17 +615,19 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
     if not raw_meters:
         raise root.error("meters", "no meters configured: add at least one [[meters]]")
     seen_ids: set[str] = set()
-    seen_units: set[tuple[str, int]] = set()
+    seen_units: set[tuple[str, int | str]] = set()
     for i, raw in enumerate(raw_meters):
         t = SettingsTable(raw, "meters[%d]" % i, source)
         m = _meter(t, buses, base, classes, default_poll_s)
         if m.id in seen_ids:
             raise ConfigError("meters[%d].id" % i, "%r is used by another meter" % m.id, source)
-        if (m.bus, m.unit) in seen_units and buses[m.bus].kind != "bridge":
-            raise ConfigError("meters[%d].unit" % i, "unit %d is already used on bus %s"
-                              % (m.unit, m.bus), source)
+        slot = (m.bus, m.address or m.unit)
+        if slot in seen_units and buses[m.bus].kind != "bridge":
+            key = "address" if m.address else "unit"
+            raise ConfigError("meters[%d].%s" % (i, key), "%s is already used on bus %s"
+                              % (m.where, m.bus), source)
         seen_ids.add(m.id)
-        seen_units.add((m.bus, m.unit))
+        seen_units.add(slot)
         buses[m.bus].meters.append(m)
     root.finish()
     return Plan(source=source, site=site, gateway=gateway, tz_offset_s=tz_hours * 3600.0,

@@ -18,6 +18,7 @@ import math
 import struct
 from typing import TYPE_CHECKING
 
+from agent.dlt645.codec import FrameError, bcd_decode
 from agent.model import (
     Q_BACKWARDS,
     Q_CRC,
@@ -30,13 +31,15 @@ from agent.model import (
     Q_RANGE,
     Q_RESET,
     Q_TIMEOUT,
+    RawBlock,
+    RawItem,
     RawPoll,
     Reading,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
     from agent.config import MeterPlan
-    from agent.profiles import Field
+    from agent.profiles import DiField, Field
 
 # Plausible ranges per quantity family for meters up to a small commercial connection
 # (a few hundred amps). Outside them the value is a decoding or wiring problem, not load.
@@ -109,6 +112,18 @@ def encode_field(field: Field, value: float, word_order: str | None = None) -> l
     return words
 
 
+def decode_item(field: DiField, data: bytes, offset: int = 0) -> float:
+    """One DL/T 645 value from a reply's data (BCD * scale). A value the meter did not
+    send (a short reply) or that is not BCD (0xFF garbage) is NaN: bad data, never load."""
+    chunk = data[offset:offset + field.size]
+    if len(chunk) < field.size:
+        return math.nan
+    try:
+        return bcd_decode(chunk, field.decimals, field.signed) * field.scale
+    except FrameError:
+        return math.nan
+
+
 class Decoder:
     """Turns one meter's RawPolls into Readings; keeps only frozen/counter state."""
 
@@ -117,6 +132,17 @@ class Decoder:
         profile = meter_plan.profile
         self.fields: list[Field] = [profile.quantities[n] for n in meter_plan.quantities
                                     if n in profile.quantities]
+        # DL/T 645: where each planned quantity sits in the reply of its DI (a block DI
+        # carries several values back to back).
+        self._items: dict[int, list[tuple[DiField, int]]] = {}
+        if profile.protocol == "dlt645":
+            wanted = set(meter_plan.quantities)
+            for req in meter_plan.requests:
+                off = 0
+                for f in req.fields:
+                    if f.name in wanted:
+                        self._items.setdefault(req.di, []).append((f, off))
+                    off += f.size
         self.word_order = meter_plan.quirks.word_order
         self.frozen_s = float(getattr(meter_plan.quirks, "frozen_s", 900.0) or 900.0)
         self._last_values: dict[str, float] | None = None
@@ -127,8 +153,16 @@ class Decoder:
     def values_from(self, raw: RawPoll) -> dict[str, float]:
         """Every planned quantity found in the poll's blocks, unchecked."""
         out: dict[str, float] = {}
+        if self._items:
+            for item in raw.blocks:
+                if isinstance(item, RawItem):
+                    for f, off in self._items.get(item.di, ()):
+                        out[f.name] = decode_item(f, item.data, off)
+            return out
         for f in self.fields:
             for b in raw.blocks:
+                if not isinstance(b, RawBlock):
+                    continue
                 if b.fc == f.fc and b.address <= f.address and f.end <= b.address + len(
                         b.registers):
                     off = f.address - b.address

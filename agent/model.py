@@ -66,8 +66,26 @@ class RawBlock:
         return "RawBlock(fc=%d, address=%d, n=%d)" % (self.fc, self.address, len(self.registers))
 
 
+class RawItem:
+    """The plain data of one DL/T 645 read (the DI echo stripped), as the meter sent it.
+
+    The DL/T 645 counterpart of RawBlock: ``di`` is the identifier asked for, ``data``
+    the value bytes (BCD, low byte first), follow-up frames already joined.
+    """
+
+    __slots__ = ("data", "di")
+
+    def __init__(self, di: int, data: bytes):
+        self.di = di
+        self.data = data
+
+    def __repr__(self):
+        return "RawItem(di=%08X, n=%d)" % (self.di, len(self.data))
+
+
 class RawPoll:
-    """One poll of one meter: the blocks read, or why it failed.
+    """One poll of one meter: the blocks read (RawBlock for Modbus, RawItem for
+    DL/T 645), or why it failed.
 
     ``error_kind`` is one of "", "timeout", "exception", "crc", "io"; ``exception_code``
     is the Modbus exception code when ``error_kind == "exception"``.

@@ -38,6 +38,12 @@ API::
     link.char_time, link.frame_time(nbytes), link.gap_time
     await link.stop()
 
+With ``framing="dlt645"`` the link carries DL/T 645-2007 frames instead (2400 8E1 is that
+protocol's default line): frame ends come from the frame's own length byte
+(agent/dlt645/codec.py ``frame_length``), a "crc" fault corrupts the checksum byte, and
+the unit-addressed faults (silent, exception, slow: Modbus unit ids) do not apply; the
+simulated DL/T 645 meters have their own (hil/dlt645.py).
+
 Frame boundaries are found by parsing Modbus RTU lengths (requests of function codes
 1-6 are 8 bytes, 15/16 carry a byte count; replies carry a byte count or are 5-byte
 exceptions), with a 3.5-character quiet timer as the fallback for anything else.
@@ -52,6 +58,8 @@ import random
 import tempfile
 import tty
 from typing import Any
+
+from agent.dlt645.codec import frame_length
 
 MODBUS_CRC_POLY = 0xA001
 
@@ -142,9 +150,12 @@ class LinkEmulator:
 
     def __init__(self, baud: int = 9600, parity: str = "N", stopbits: int = 1,
                  bytesize: int = 8, turnaround_ms: float | None = None, seed: int = 0,
-                 workdir: str | None = None):
+                 workdir: str | None = None, framing: str = "modbus"):
         if parity not in ("N", "E", "O"):
             raise ValueError("parity must be N, E or O")
+        if framing not in ("modbus", "dlt645"):
+            raise ValueError("framing must be modbus or dlt645")
+        self.framing = framing
         self.baud = baud
         self.parity = parity
         self.stopbits = stopbits
@@ -300,7 +311,10 @@ class LinkEmulator:
     def _split(self, side: _Side) -> None:
         from_master = side is self._master
         while side.buf:
-            n = (_request_len if from_master else _response_len)(side.buf)
+            if self.framing == "dlt645":
+                n = frame_length(side.buf)
+            else:
+                n = (_request_len if from_master else _response_len)(side.buf)
             if n is None:
                 break
             if n < 0 or len(side.buf) < n:
@@ -331,7 +345,7 @@ class LinkEmulator:
         assert self._queue is not None and self._loop is not None
         while True:
             from_master, frame, arrived = await self._queue.get()
-            unit = frame[0] if frame else 0
+            unit = frame[0] if frame and self.framing == "modbus" else 0
             not_before = arrived
             if from_master:
                 if unit in self.faults["silent"]:
@@ -354,7 +368,9 @@ class LinkEmulator:
                 slow = self.faults["slow"].get(unit, 0.0)
                 not_before = max(arrived, self._last_request_end + self.turnaround + slow)
                 if self.faults["crc"] and self._rng.random() < self.faults["crc"]:
-                    frame = frame[:-1] + bytes(((frame[-1] ^ 0x5A) or 1,))
+                    k = len(frame) - (2 if self.framing == "dlt645" and len(frame) > 1
+                                      else 1)
+                    frame = frame[:k] + bytes(((frame[k] ^ 0x5A) or 1,)) + frame[k + 1:]
                     self._stats["corrupted"] += 1
                 await self._transmit(frame, self._master, not_before)
 

@@ -4,7 +4,7 @@ This module is the only place that knows the DL/T 645-2007 byte layout. The agen
 transport, the simulated meters in hil/, ``loadwatch read/scan`` and the MCU app
 (firmware_bridge/device) all use it, so like agent/signature it imports nothing (no typing,
 dataclasses, enum; no ``assert`` for protocol data) and is tested on CPython and on the
-MicroPython unix port by the same check file (tests/dlt645/codec_checks.py).
+MicroPython unix port by the same check file (tests/dlt/codec_checks.py).
 
 A frame (DL/T 645-2007 section 7.1)::
 

@@ -1,5 +1,10 @@
 """One poller per bus: executes the Plan's read requests on schedule, forever.
 
+The scheduler is protocol-neutral (DESIGN.md 10): a bus with ``protocol = "dlt645"``
+gets a DL/T 645 transport (agent/dlt645/transport.py) instead of the Modbus one, and
+everything below (the lock, retries, back-off, health) is the same for both; a transport
+only has to offer ``fetch(meter, request, timeout)`` and raise ``TransportError``.
+
 Rules (DESIGN.md 2):
 
 * **One bus, one lock.** An RTU line (or an RTU-over-TCP gateway in front of one) carries
@@ -28,9 +33,11 @@ import math
 from typing import TYPE_CHECKING, Callable
 
 from agent.backoff import Backoff
-from agent.model import Health, RawBlock, RawPoll
+from agent.dlt645.transport import Dlt645Transport
+from agent.link import TransportError
+from agent.model import Health, RawPoll
 
-from .transport import Transport, TransportError
+from .transport import Transport
 
 if TYPE_CHECKING:  # pragma: no cover
     from agent.clock import Clock
@@ -87,8 +94,12 @@ class BusPoller:
         self.cycles = 0
         self._stopped = False  # set when run() ends: every loop and delivery stops
 
-    def _make_transport(self) -> Transport:
+    def _make_transport(self) -> Transport | Dlt645Transport:
         b = self.bus
+        if b.protocol == "dlt645":
+            return Dlt645Transport(b.kind, host=b.host, port=b.port, baud=b.baud,
+                                   parity=b.parity, stopbits=b.stopbits,
+                                   bytesize=b.bytesize, timeout_s=b.timeout_s)
         return Transport(b.kind, host=b.host, port=b.port, baud=b.baud, parity=b.parity,
                          stopbits=b.stopbits, bytesize=b.bytesize, timeout_s=b.timeout_s)
 
@@ -113,13 +124,13 @@ class BusPoller:
 
     # ------------------------------------------------------------------ one poll
 
-    async def _read_all(self, transport: Transport, st: MeterState, retries: int,
+    async def _read_all(self, transport: Transport | Dlt645Transport, st: MeterState, retries: int,
                         t: float) -> tuple[RawPoll, int]:
         """Every request of one meter; returns the poll and how many retries it took."""
         plan = st.plan
         timeout = _timeout_for(self.bus, plan)
         pause = plan.quirks.pause_ms / 1000.0
-        blocks: list[RawBlock] = []
+        blocks: list = []  # RawBlock (Modbus) or RawItem (DL/T 645)
         used = 0
         loop = asyncio.get_running_loop()
         for n, req in enumerate(plan.requests):
@@ -134,8 +145,7 @@ class BusPoller:
                                    "io"), used
                 self.requests += 1
                 try:
-                    regs = await transport.read(plan.unit, req.fc, req.address, req.count,
-                                                timeout)
+                    block = await transport.fetch(plan, req, timeout)
                 except TransportError as e:
                     self.failures += 1
                     if e.kind == "io":
@@ -147,7 +157,7 @@ class BusPoller:
                         continue
                     return RawPoll(plan.id, t, blocks, str(e), e.kind, e.exception_code), used
                 self._conn_backoff.success()
-                blocks.append(RawBlock(req.fc, req.address, regs))
+                blocks.append(block)
                 break
         return RawPoll(plan.id, t, blocks), used
 
@@ -182,7 +192,7 @@ class BusPoller:
         st.retry_at = mono + delay
         h.backoff_s = delay
 
-    async def _poll_meter(self, transport: Transport, st: MeterState) -> RawPoll:
+    async def _poll_meter(self, transport: Transport | Dlt645Transport, st: MeterState) -> RawPoll:
         t = self.clock.now()
         # A meter in back-off gets one probe, without retries.
         retries = 0 if st.backoff.failures else self.bus.retries

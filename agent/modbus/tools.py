@@ -241,7 +241,7 @@ def scan_main(args: argparse.Namespace) -> int:
     try:
         units = parse_units(args.units)
         names = [n.strip() for n in args.profiles.split(",") if n.strip()] or \
-            available_profiles()
+            available_profiles("modbus")
         profiles = _candidates(names)
     except (ValueError, ProfileError) as e:
         print("loadwatch scan: %s" % e, file=sys.stderr)

@@ -21,10 +21,14 @@ import errno
 import logging
 import os
 import socket
+from typing import Any
 
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from agent.link import TransportError
+from agent.model import RawBlock
 
 KINDS = ("tcp", "rtu", "rtu-over-tcp")
 
@@ -62,15 +66,6 @@ def serial_open_error(path: str) -> str:
 # Modbus exceptions a gateway sends on behalf of a meter that did not answer (Modbus
 # Application Protocol v1.1b3, section 7): they mean "absent", not "present but refusing".
 GATEWAY_NO_ANSWER = {10: "gateway path unavailable", 11: "gateway target did not respond"}
-
-
-class TransportError(Exception):
-    """A failed request. ``kind`` is timeout|exception|crc|io (RawPoll.error_kind)."""
-
-    def __init__(self, kind: str, message: str, exception_code: int = 0):
-        super().__init__(message)
-        self.kind = kind
-        self.exception_code = exception_code
 
 
 class Transport:
@@ -198,6 +193,12 @@ class Transport:
                 pass
 
     # --------------------------------------------------------------- requests
+
+    async def fetch(self, meter: Any, req: Any, timeout_s: float) -> RawBlock:
+        """One planned request of ``meter`` (a MeterPlan) as a RawBlock: the seam the
+        protocol-neutral poller calls on every transport."""
+        regs = await self.read(meter.unit, req.fc, req.address, req.count, timeout_s)
+        return RawBlock(req.fc, req.address, regs)
 
     async def read(self, unit: int, fc: int, address: int, count: int,
                    timeout_s: float | None = None) -> list[int]:

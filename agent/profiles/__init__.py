@@ -30,6 +30,19 @@ File layout (see ``generic.toml``, the one users copy)::
     [quantities]
     p_w = { address = 0x0034, unit = "W" }
     pf  = { address = 0x003E, scale = 1.0 }
+
+A DL/T 645-2007 profile (DESIGN.md 10) says ``protocol = "dlt645"`` and maps quantities
+to data identifiers instead of registers, in the standard's own notation (appendix A)::
+
+    protocol = "dlt645"
+    [quantities]
+    p_w = { di = "02030000", format = "XX.XXXX", signed = true, scale = 1000.0 }
+    e_import_kwh = { di = "00010000", format = "XXXXXX.XX" }
+    [blocks]              # optional: DIs that answer several quantities at once
+    "0203FF00" = ["p_w", "p_w_l1", "p_w_l2", "p_w_l3"]
+
+A block is read instead of its members when two or more of them are wanted; its reply
+is the members' values back to back, in the order listed.
 """
 
 from __future__ import annotations
@@ -66,7 +79,10 @@ KNOWN_QUANTITIES = frozenset(QUANTITY_UNITS)
 _FIELD_KEYS = {"fc", "address", "type", "word_order", "scale", "unit"}
 _QUIRK_KEYS = {"max_registers", "max_gap", "pause_ms", "timeout_ms", "word_order", "frozen_s"}
 _TOP_KEYS = {"name", "title", "source", "unconfirmed", "defaults", "quirks", "identify",
-             "quantities", "notes"}
+             "quantities", "notes", "protocol", "blocks"}
+PROTOCOLS = ("modbus", "dlt645")
+_DI_KEYS = {"di", "format", "signed", "scale", "unit"}
+_DI_QUIRK_KEYS = {"pause_ms", "timeout_ms", "frozen_s"}
 
 
 class ProfileError(ValueError):
@@ -110,6 +126,52 @@ class Field:
 
     def __hash__(self) -> int:
         return hash((self.name, self.fc, self.address))
+
+
+class DiField:
+    """One quantity of a DL/T 645 meter: its data identifier and BCD format.
+
+    ``format`` is the standard's notation (``"XX.XXXX"``: 6 digits, 4 after the point,
+    3 bytes); ``signed`` means the top bit of the highest byte is the sign (appendix A
+    marks which items may be negative); value = BCD number * ``scale`` (kW -> W: 1000).
+    """
+
+    __slots__ = ("decimals", "di", "format", "name", "scale", "signed", "size", "unit")
+
+    def __init__(self, name: str, di: int, format: str, signed: bool = False,
+                 scale: float = 1.0, unit: str = ""):
+        from agent.dlt645.codec import parse_format
+        self.name = name
+        self.di = di
+        self.format = format
+        _, self.decimals, self.size = parse_format(format)
+        self.signed = signed
+        self.scale = float(scale)
+        self.unit = unit
+
+    def __repr__(self) -> str:
+        return "DiField(%r, di=%08X, %s%s, scale=%g)" % (
+            self.name, self.di, self.format, " signed" if self.signed else "", self.scale)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DiField) and all(
+            getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.di))
+
+
+class BlockSpec:
+    """A DL/T 645 block DI (``0203FF00``) whose reply is its members' values in order."""
+
+    __slots__ = ("di", "members")
+
+    def __init__(self, di: int, members: tuple[str, ...]):
+        self.di = di
+        self.members = members
+
+    def __repr__(self) -> str:
+        return "BlockSpec(%08X, %r)" % (self.di, self.members)
 
 
 class Quirks:
@@ -156,11 +218,18 @@ class Quirks:
 
 
 class Profile:
-    """A validated meter map: quantities in file order, quirks and scan hints."""
+    """A validated meter map: quantities in file order, quirks and scan hints.
 
-    def __init__(self, name: str, title: str, source: str, quantities: dict[str, Field],
+    ``protocol`` is "modbus" (quantities are ``Field``) or "dlt645" (``DiField``, and
+    ``blocks`` lists the block DIs the meter class answers).
+    """
+
+    def __init__(self, name: str, title: str, source: str, quantities: dict[str, Any],
                  quirks: Quirks, identify: dict | None = None, path: str = "",
-                 unconfirmed: list[str] | None = None, notes: str = ""):
+                 unconfirmed: list[str] | None = None, notes: str = "",
+                 protocol: str = "modbus", blocks: list[BlockSpec] | None = None):
+        self.protocol = protocol
+        self.blocks = blocks if blocks is not None else []
         self.name = name
         self.title = title
         self.source = source
@@ -173,15 +242,18 @@ class Profile:
 
     @property
     def function_codes(self) -> list[int]:
-        return sorted({f.fc for f in self.quantities.values()})
+        return sorted({f.fc for f in self.quantities.values() if isinstance(f, Field)})
 
     def __repr__(self) -> str:
         return "Profile(%r, %d quantities)" % (self.name, len(self.quantities))
 
 
-def available_profiles() -> list[str]:
-    """Names of the shipped profiles (file stems in this folder)."""
-    return sorted(p.stem for p in HERE.glob("*.toml"))
+def available_profiles(protocol: str | None = None) -> list[str]:
+    """Names of the shipped profiles (file stems in this folder), all or one protocol's."""
+    names = sorted(p.stem for p in HERE.glob("*.toml"))
+    if protocol is None:
+        return names
+    return [n for n in names if load_profile(n).protocol == protocol]
 
 
 def _resolve(ref: str, base: Path | None) -> Path:
@@ -236,6 +308,14 @@ def parse_profile(text: str, source: str, default_name: str = "custom") -> Profi
     name = _str(data, "name", source, default_name)
     title = _str(data, "title", source, name)
     citation = _str(data, "source", source, "")
+    protocol = _str(data, "protocol", source, "modbus")
+    if protocol not in PROTOCOLS:
+        raise ProfileError(source, "protocol %r is not one of %s" % (protocol,
+                                                                     "|".join(PROTOCOLS)))
+    if protocol == "dlt645":
+        return _parse_dlt645(data, source, name, title, citation)
+    if "blocks" in data:
+        raise ProfileError(source, "[blocks] is for protocol = \"dlt645\" profiles")
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         raise ProfileError(source, "[defaults] must be a table")
@@ -356,3 +436,110 @@ def _check_overlaps(fields: dict[str, Field], source: str) -> None:
             if b.address < a.end:
                 raise ProfileError(source, "registers fc%d %d..%d overlap %s at %d..%d" % (
                     fc, b.address, b.end - 1, a.name, a.address, a.end - 1), b.name)
+
+
+def _parse_dlt645(data: dict, source: str, name: str, title: str, citation: str) -> Profile:
+    """The DL/T 645 half of parse_profile: DIs, formats and block DIs, all checked here."""
+    from agent.dlt645.codec import di_int
+    if "identify" in data:
+        raise ProfileError(source, "[identify] is for Modbus profiles (a DL/T 645 meter "
+                           "is found by its address)")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ProfileError(source, "[defaults] must be a table")
+    bad = sorted(set(defaults) - (_DI_KEYS - {"di"}))
+    if bad:
+        raise ProfileError(source, "[defaults]: unknown key %r" % bad[0])
+    raw_quirks = data.get("quirks", {})
+    if isinstance(raw_quirks, dict):
+        bad = sorted(set(raw_quirks) - _DI_QUIRK_KEYS)
+        if bad:
+            raise ProfileError(source, "quirks: %r does not apply to DL/T 645 (known: %s)"
+                               % (bad[0], ", ".join(sorted(_DI_QUIRK_KEYS))))
+    quirks = _quirks(raw_quirks, source)
+    raw_q = data.get("quantities")
+    if not isinstance(raw_q, dict) or not raw_q:
+        raise ProfileError(source, "[quantities] must list at least one quantity")
+    fields: dict[str, DiField] = {}
+    seen: dict[int, str] = {}
+    for qname, spec in raw_q.items():
+        if qname not in KNOWN_QUANTITIES:
+            raise ProfileError(source, "unknown quantity name (standard names: %s)"
+                               % ", ".join(sorted(KNOWN_QUANTITIES)), qname)
+        if not isinstance(spec, dict):
+            raise ProfileError(source, "must be a table like { di = \"02030000\", format = "
+                               "\"XX.XXXX\" }", qname)
+        bad = sorted(set(spec) - _DI_KEYS)
+        if bad:
+            raise ProfileError(source, "unknown key %r (known: %s)" % (
+                bad[0], ", ".join(sorted(_DI_KEYS))), qname)
+        merged = dict(defaults)
+        merged.update(spec)
+        di_text = merged.get("di")
+        try:
+            if not isinstance(di_text, str):
+                raise ValueError("missing")
+            di = di_int(di_text)
+        except ValueError:
+            raise ProfileError(source, "di %r must be 8 hex digits, DI3 first (e.g. "
+                               "\"02030000\")" % (di_text,), qname) from None
+        if di in seen:
+            raise ProfileError(source, "di %s is also %s" % (di_text, seen[di]), qname)
+        seen[di] = qname
+        fmt = merged.get("format")
+        try:
+            if not isinstance(fmt, str):
+                raise ValueError("format is required")
+            from agent.dlt645.codec import parse_format
+            parse_format(fmt)
+        except ValueError as e:
+            raise ProfileError(source, "format %r: %s" % (fmt, e), qname) from None
+        signed = merged.get("signed", False)
+        if not isinstance(signed, bool):
+            raise ProfileError(source, "signed %r must be true or false" % (signed,), qname)
+        scale = merged.get("scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale == 0:
+            raise ProfileError(source, "scale %r must be a non-zero number" % (scale,), qname)
+        unit = merged.get("unit", QUANTITY_UNITS[qname])
+        if unit != QUANTITY_UNITS[qname]:
+            raise ProfileError(source, "unit %r: %s is always in %r after scaling (use "
+                               "scale)" % (unit, qname, QUANTITY_UNITS[qname]), qname)
+        fields[qname] = DiField(qname, di, fmt, signed, float(scale), unit)
+    blocks = _blocks(data.get("blocks", {}), fields, source)
+    unconfirmed = data.get("unconfirmed", [])
+    if not isinstance(unconfirmed, list) or not all(isinstance(u, str) for u in unconfirmed):
+        raise ProfileError(source, "unconfirmed must be a list of strings")
+    return Profile(name=name, title=title, source=citation, quantities=fields, quirks=quirks,
+                   path=source, unconfirmed=unconfirmed, notes=str(data.get("notes", "")),
+                   protocol="dlt645", blocks=blocks)
+
+
+def _blocks(raw: Any, fields: dict[str, DiField], source: str) -> list[BlockSpec]:
+    from agent.dlt645.codec import MAX_DATA, di_int
+    if not isinstance(raw, dict):
+        raise ProfileError(source, "[blocks] must be a table of \"DI\" = [quantities]")
+    out: list[BlockSpec] = []
+    member_of: dict[str, str] = {}
+    for di_text, members in raw.items():
+        try:
+            di = di_int(di_text)
+        except ValueError:
+            raise ProfileError(source, "blocks: %r must be 8 hex digits" % di_text) from None
+        if any(f.di == di for f in fields.values()):
+            raise ProfileError(source, "blocks: %s is also a quantity's own di" % di_text)
+        if not isinstance(members, list) or len(members) < 2 or not all(
+                isinstance(m, str) for m in members):
+            raise ProfileError(source, "blocks.%s must list two or more quantities" % di_text)
+        for m in members:
+            if m not in fields:
+                raise ProfileError(source, "blocks.%s: %r is not a quantity of this profile"
+                                   % (di_text, m))
+            if m in member_of:
+                raise ProfileError(source, "blocks.%s: %s is already in block %s"
+                                   % (di_text, m, member_of[m]))
+            member_of[m] = di_text
+        if 4 + sum(fields[m].size for m in members) > MAX_DATA:
+            raise ProfileError(source, "blocks.%s: reply longer than %d bytes"
+                               % (di_text, MAX_DATA))
+        out.append(BlockSpec(di, tuple(members)))
+    return out

@@ -118,7 +118,7 @@ def test_plans_are_legal_and_optimal(fields, max_gap, max_count) -> None:
     assert plan == plan_reads(list(reversed(fields)), max_gap, max_count), "pure, order-free"
 
 
-@pytest.mark.parametrize("name", available_profiles())
+@pytest.mark.parametrize("name", available_profiles("modbus"))
 def test_every_profile_plans_within_its_quirks(name: str) -> None:
     p = load_profile(name)
     fields = list(p.quantities.values())

@@ -71,7 +71,7 @@ def test_known_vector() -> None:
     assert with_crc(bytes.fromhex("010400000002")).hex(" ") == "01 04 00 00 00 02 71 cb"
 
 
-@pytest.mark.parametrize("name", available_profiles())
+@pytest.mark.parametrize("name", available_profiles("modbus"))
 def test_frames_for_every_profile(arun, name: str) -> None:
     profile = load_profile(name)
     q = profile.quirks

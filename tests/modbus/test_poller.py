@@ -60,7 +60,7 @@ class Collector:
 
 
 def test_every_profile_values_in_values_out_over_tcp(arun) -> None:
-    names = available_profiles()
+    names = available_profiles("modbus")
 
     async def main() -> None:
         meter_clock = FixedClock(1_700_000_000.0)

@@ -38,7 +38,7 @@ def test_parse_units() -> None:
 
 
 def test_scan_and_read_over_tcp(arun) -> None:
-    names = [n for n in available_profiles() if n != "generic"]
+    names = [n for n in available_profiles("modbus") if n != "generic"]
 
     async def main() -> None:
         clock = Clock()

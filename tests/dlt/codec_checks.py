@@ -3,8 +3,8 @@
 Like tests/signature/checks.py: every ``check_*`` raises CheckFailed on failure; only
 ``agent.dlt645.codec`` is imported, so the file runs unchanged on both runtimes:
 
-    MICROPYPATH=<repo root> .venv/bin/micropython tests/dlt645/codec_checks.py
-    .venv/bin/pytest -q tests/dlt645        (runs each check, and the line above)
+    MICROPYPATH=<repo root> .venv/bin/micropython tests/dlt/codec_checks.py
+    .venv/bin/pytest -q tests/dlt        (runs each check, and the line above)
 
 The byte strings are worked out by hand from DL/T 645-2007 section 7 (frame layout,
 +0x33, checksum) so a codec that is merely self-consistent still fails them.

@@ -1,0 +1,20 @@
+"""What every protocol's transport raises: one failure type for the bus scheduler.
+
+The poller (agent/modbus/poller.py) is protocol-neutral (DESIGN.md 10): it retries,
+backs off and reports health from ``TransportError.kind`` alone, whether the request was
+Modbus (agent/modbus/transport.py) or DL/T 645 (agent/dlt645/transport.py).
+"""
+
+from __future__ import annotations
+
+
+class TransportError(Exception):
+    """A failed request. ``kind`` is timeout|exception|crc|io (RawPoll.error_kind):
+    "exception" is an error answer from a live meter (a Modbus exception, a DL/T 645
+    0xD1 reply) with its code in ``exception_code``; "crc" is bytes that were not a good
+    answer (bad checksum, truncated, garbled, another meter's reply)."""
+
+    def __init__(self, kind: str, message: str, exception_code: int = 0):
+        super().__init__(message)
+        self.kind = kind
+        self.exception_code = exception_code
