@@ -10,6 +10,8 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # mosquitto: the embedded broker for the demo and the tests; openssl: test certificates;
 # systemd: systemd-analyze for the unit-file checks; python3-venv: the virtual environment.
+# The web page tests also need a headless Chromium (Debian's chromium-headless-shell, or
+# chromium where that package does not exist), driven by playwright without its download.
 APT_PACKAGES := mosquitto openssl systemd python3-venv
 PYTEST_ARGS ?=
 
@@ -20,9 +22,15 @@ setup: system-packages $(STAMP)
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
+	browser=""; command -v chromium-headless-shell >/dev/null 2>&1 || \
+	  command -v chromium >/dev/null 2>&1 || browser=yes; \
+	if [ -n "$$missing$$browser" ]; then \
+	  echo "installing:$$missing$${browser:+ (a headless Chromium for the web page tests)}"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  if [ -n "$$browser" ]; then \
+	    if apt-cache show chromium-headless-shell >/dev/null 2>&1; then \
+	      missing="$$missing chromium-headless-shell"; else missing="$$missing chromium"; fi; \
+	  fi; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 

@@ -102,6 +102,36 @@ class OutboxSettings:
         return "OutboxSettings(path=%r, max_bytes=%r)" % (self.path, self.max_bytes)
 
 
+class WebSettings:
+    """The optional status page and ``/metrics`` listener (``[web]``); off by default.
+
+    ``password`` is a secret read from ``password_file``: it never appears in reprs."""
+
+    def __init__(self, host: str, port: int, username: str = "", password: str = "",
+                 tls: bool = False, cert_file: str = "", key_file: str = "",
+                 ca_file: str = "", max_clients: int = 4, header_timeout_s: float = 5.0,
+                 max_request_bytes: int = 8192):
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.tls = tls
+        self.cert_file = cert_file
+        self.key_file = key_file
+        self.ca_file = ca_file
+        self.max_clients = max_clients
+        self.header_timeout_s = header_timeout_s
+        self.max_request_bytes = max_request_bytes
+
+    @property
+    def auth(self) -> bool:
+        return bool(self.password)
+
+    def __repr__(self) -> str:
+        return "WebSettings(%s:%d, auth=%s, tls=%s)" % (self.host, self.port, self.auth,
+                                                         self.tls)
+
+
 class MeterPlan:
     """One meter: what to read (``requests``), how often, and how to judge it."""
 
@@ -164,8 +194,10 @@ class Plan:
     def __init__(self, source: str, site: str, gateway: str, tz_offset_s: float,
                  state_dir: str, broker: BrokerSettings, outbox: OutboxSettings,
                  detector: dict, policy: dict, classes: dict[str, dict],
-                 buses: list[BusPlan], telemetry_every_s: float, checkpoint_every_s: float):
+                 buses: list[BusPlan], telemetry_every_s: float, checkpoint_every_s: float,
+                 web: WebSettings | None = None):
         self.source = source
+        self.web = web
         self.site = site
         self.gateway = gateway
         self.tz_offset_s = tz_offset_s
@@ -382,15 +414,7 @@ def _broker(root: SettingsTable, site: str, gateway: str, base: Path) -> BrokerS
     password_file = _read_secret(t, "password_file", base)
     if password and password_file:
         raise t.error("password_file", "set either password or password_file, not both")
-    files = {}
-    for name in ("ca_file", "cert_file", "key_file"):
-        value = t.get(name, str, "")
-        if value:
-            p = Path(value) if Path(value).is_absolute() else base / value
-            if not p.is_file():
-                raise t.error(name, "%s does not exist or is not a file" % p)
-            value = str(p)
-        files[name] = value
+    files = _cert_files(t, base)
     if bool(files["cert_file"]) != bool(files["key_file"]):
         raise t.error("key_file" if files["cert_file"] else "cert_file",
                       "a client certificate needs both cert_file and key_file")
@@ -419,6 +443,59 @@ def _broker(root: SettingsTable, site: str, gateway: str, base: Path) -> BrokerS
         **files,
     )
     t.finish()
+    return settings
+
+
+def _cert_files(t: SettingsTable, base: Path) -> dict[str, str]:
+    """``ca_file``, ``cert_file``, ``key_file`` of a table, each checked to exist."""
+    files = {}
+    for name in ("ca_file", "cert_file", "key_file"):
+        value = t.get(name, str, "")
+        if value:
+            p = Path(value) if Path(value).is_absolute() else base / value
+            if not p.is_file():
+                raise t.error(name, "%s does not exist or is not a file" % p)
+            value = str(p)
+        files[name] = value
+    return files
+
+
+def _web(root: SettingsTable, base: Path) -> WebSettings | None:
+    """``[web]``: present and ``enabled`` (default true once the table exists)."""
+    if not root.has("web"):
+        root.used.add("web")
+        return None
+    t = root.table("web")
+    enabled = t.get("enabled", bool, True)
+    listen = t.get("listen", str, "127.0.0.1:8080")
+    host, sep, port_s = listen.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_s.isdigit() or not 1 <= int(port_s) <= 65535:
+        raise t.error("listen", "%r must be HOST:PORT (e.g. \"127.0.0.1:8080\")" % listen)
+    username = t.get("username", str, "loadwatch")
+    password = _read_secret(t, "password_file", base)
+    if t.has("password_file") and not password:
+        raise t.error("password_file", "the file is empty")
+    if ":" in username:
+        raise t.error("username", "%r may not contain ':' (HTTP basic auth)" % username)
+    tls = t.get("tls", bool, False)
+    files = _cert_files(t, base)
+    if tls and not (files["cert_file"] and files["key_file"]):
+        raise t.error("cert_file", "tls = true needs the server's cert_file and key_file")
+    if (files["cert_file"] or files["key_file"] or files["ca_file"]) and not tls:
+        raise t.error("tls", "certificate files are set but tls is false")
+    settings = WebSettings(
+        host=host, port=int(port_s), username=username, password=password, tls=tls,
+        max_clients=t.get("max_clients", int, 4, lo=1, hi=64),
+        header_timeout_s=t.get("header_timeout_s", float, 5.0, lo=0.1, hi=120.0),
+        max_request_bytes=t.get("max_request_bytes", int, 8192, lo=512, hi=65536),
+        **files)
+    t.finish()
+    if not enabled:
+        return None
+    if not _is_loopback(host) and not settings.auth:
+        raise t.error("listen", "%r is reachable beyond this machine: set password_file "
+                      "(HTTP basic auth) or listen on 127.0.0.1" % listen)
     return settings
 
 
@@ -574,6 +651,7 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
     telemetry_every_s = root.get("telemetry_every_s", float, 900.0, lo=1.0, hi=86400.0)
     checkpoint_every_s = root.get("checkpoint_every_s", float, 300.0, lo=1.0, hi=86400.0)
     broker = _broker(root, site, gateway, base)
+    web = _web(root, base)
 
     ot = root.table("outbox")
     outbox_path = ot.get("path", str, os.path.join(state_dir, "outbox.sqlite"))
@@ -634,7 +712,8 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
                 state_dir=state_dir, broker=broker, outbox=outbox, detector=detector,
                 policy=policy, classes=classes,
                 buses=[b for b in buses.values() if b.meters],
-                telemetry_every_s=telemetry_every_s, checkpoint_every_s=checkpoint_every_s)
+                telemetry_every_s=telemetry_every_s, checkpoint_every_s=checkpoint_every_s,
+                web=web)
 
 
 def load(path: str | os.PathLike) -> Plan:

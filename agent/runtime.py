@@ -139,6 +139,7 @@ class Agent:
         self.health: dict[str, Health] = {}
         self._health_sent: dict[str, tuple[str, float]] = {}
         self._listeners: list[Callable[[Event], None]] = []
+        self._checkpoint_hooks: list[Callable[[], None]] = []
         self._pollers: dict[str, object] = {}
         self._stop: asyncio.Event | None = None
         self._stop_requested = False
@@ -197,6 +198,19 @@ class Agent:
         """Save the learned state, then refresh the status page."""
         self.save_state()
         self.write_status()
+        self._run_checkpoint_hooks()
+
+    def add_checkpoint_hook(self, fn: Callable[[], None]) -> None:
+        """Something else that saves its own small state when the detectors do (the web
+        page's chart rings); called after every checkpoint and once on stop."""
+        self._checkpoint_hooks.append(fn)
+
+    def _run_checkpoint_hooks(self) -> None:
+        for fn in self._checkpoint_hooks:
+            try:
+                fn()
+            except OSError as e:
+                log.error("checkpoint hook failed: %s", e)
 
     def save_state(self) -> None:
         """Write all learned state atomically (tmp file, fsync, rename).
@@ -212,21 +226,33 @@ class Agent:
                     for mid in refused:
                         self._rebuild_detector(mid)
 
+    def status_snapshot(self, running: bool = True) -> dict:
+        """What this agent sees right now: the document ``loadwatch status`` prints and
+        the web page shows (one source, so the two never disagree)."""
+        publisher, outbox = self.publisher, self.outbox
+        return {
+            "written": time.time(), "running": running, "version": _version(),
+            "started": self.started_at,
+            "site": self.plan.site, "gateway": self.plan.gateway,
+            "checkpoint_every_s": self.plan.checkpoint_every_s,
+            "clock_t": self.clock.now(),
+            "broker": {"host": self.plan.broker.host, "port": self.plan.broker.port,
+                       "connected": bool(publisher is not None
+                                         and publisher.connected.is_set()),
+                       "last_error": publisher.last_error if publisher is not None else "",
+                       "publish_latency": publisher.latency() if publisher is not None
+                       else None},
+            "outbox": outbox.stats() if outbox is not None else None,
+            "buses": [{"name": name, "cycles": getattr(src, "cycles", 0),
+                       "cycle_s": getattr(src, "cycle_s", None)}
+                      for name, src in self._pollers.items()],
+            "meters": self.snapshot(),
+        }
+
     def write_status(self, running: bool = True) -> None:
         """The technician's page (``loadwatch status``): what this agent sees right now."""
-        publisher, outbox = self.publisher, self.outbox
         try:
-            write_status(self.plan.state_dir, {
-                "written": time.time(), "running": running, "version": _version(),
-                "site": self.plan.site, "gateway": self.plan.gateway,
-                "checkpoint_every_s": self.plan.checkpoint_every_s,
-                "clock_t": self.clock.now(),
-                "broker": {"host": self.plan.broker.host, "port": self.plan.broker.port,
-                           "connected": bool(publisher is not None
-                                             and publisher.connected.is_set())},
-                "outbox": outbox.stats() if outbox is not None else None,
-                "meters": self.snapshot(),
-            })
+            write_status(self.plan.state_dir, self.status_snapshot(running))
         except OSError as e:
             log.warning("could not write the status page: %s", e)
 
@@ -318,6 +344,10 @@ class Agent:
         for row in out:
             h = self.health.get(row["meter"])
             row["health"] = h.state if h else "unknown"
+            # Why a meter is not ok, in the poller's own words (not just "timeout").
+            row["health_reason"] = h.last_error if h and h.state != "ok" else ""
+            row["polls"] = h.polls if h else 0
+            row["poll_errors"] = dict(h.errors) if h else {}
         return out
 
     # ----------------------------------------------------------------- lifecycle
@@ -361,11 +391,17 @@ class Agent:
         self.publisher.start()
         self.write_status()
         sources = self._make_sources()
+        web = None
         tasks = [asyncio.create_task(src.run(), name="source-%s" % bus.name)
                  for bus, src in zip(self.plan.buses, sources)]
         tasks.append(asyncio.create_task(self._checkpoint_loop(), name="checkpoint"))
         stop_wait = asyncio.create_task(self._stop.wait(), name="stop-wait")
         try:
+            if self.plan.web is not None:
+                from agent.web.service import WebService
+
+                web = WebService(self.plan.web, self)
+                await web.start()  # an OSError (port taken) stops the agent cleanly
             done, _ = await asyncio.wait(tasks + [stop_wait],
                                          return_when=asyncio.FIRST_COMPLETED)
             for t in done:
@@ -377,6 +413,8 @@ class Agent:
             for t in [*tasks, stop_wait]:
                 t.cancel()
             await asyncio.gather(*tasks, stop_wait, return_exceptions=True)
+            if web is not None:
+                await web.close()
             await self._shutdown()
 
     async def _checkpoint_loop(self) -> None:
@@ -390,6 +428,7 @@ class Agent:
             self.save_state()
         except OSError as e:
             log.error("could not save detector state: %s", e)
+        self._run_checkpoint_hooks()
         if self.publisher is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.publisher.stop, 5.0)
         # Again after the flush, so the page tells what is really left in the outbox.

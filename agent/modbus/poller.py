@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from typing import TYPE_CHECKING, Callable
 
 from agent.backoff import Backoff
@@ -61,6 +62,7 @@ class MeterState:
         self.next_due = 0.0  # clock time of the next scheduled poll
         self.retry_at = 0.0  # monotonic time before which a failed meter is skipped
         self.health = Health(plan.id)
+        self.last_poll_s: float | None = None  # wall seconds the last poll took
 
 
 def _timeout_for(bus: BusPlan, meter: MeterPlan) -> float:
@@ -93,6 +95,17 @@ class BusPoller:
         self.failures = 0
         self.cycles = 0
         self._stopped = False  # set when run() ends: every loop and delivery stops
+        self._last_cycle_s: float | None = None
+
+    @property
+    def cycle_s(self) -> float | None:
+        """Wall seconds the last sweep of the bus took (None before the first): on a
+        shared RTU bus the whole sweep; on TCP, where meters poll concurrently, the
+        slowest meter's last poll."""
+        if self.shared or self._last_cycle_s is not None:
+            return self._last_cycle_s
+        polls = [st.last_poll_s for st in self.meters.values() if st.last_poll_s is not None]
+        return max(polls) if polls else None
 
     def _make_transport(self) -> Transport | Dlt645Transport:
         b = self.bus
@@ -194,9 +207,11 @@ class BusPoller:
 
     async def _poll_meter(self, transport: Transport | Dlt645Transport, st: MeterState) -> RawPoll:
         t = self.clock.now()
+        started = time.monotonic()
         # A meter in back-off gets one probe, without retries.
         retries = 0 if st.backoff.failures else self.bus.retries
         raw, retried = await self._read_all(transport, st, retries, t)
+        st.last_poll_s = time.monotonic() - started
         self._account(st, raw, retried)
         return raw
 
@@ -252,6 +267,7 @@ class BusPoller:
         """
         now = self.clock.now()
         mono = self.clock.monotonic()
+        started = time.monotonic()
         due = [st for st in self.meters.values()
                if st.next_due <= now and st.retry_at <= mono]
         lock, pool = self._resources()
@@ -270,6 +286,8 @@ class BusPoller:
             out = list(await asyncio.gather(*(self._poll_pooled(pool, st, now)
                                               for st in due)))
         self.cycles += 1
+        if due:
+            self._last_cycle_s = time.monotonic() - started
         return out
 
     def stop(self) -> None:

@@ -300,6 +300,11 @@ class Publisher:
         # paho's callbacks, which also run on that thread).
         self._client: mqtt.Client | None = None
         self._mids: dict[int, int] = {}
+        self._sent_at: dict[int, float] = {}  # mid -> monotonic time of the publish
+        # Publish latency (publish -> PUBACK) of QoS-1 messages, for /metrics.
+        self._lat_sum = 0.0
+        self._lat_count = 0
+        self._lat_last: float | None = None
         self._direct: dict[int, str] = {}
         self._acks: list[tuple[int, int, str]] = []
         self._ack_buf: list[int] = []
@@ -525,6 +530,7 @@ class Publisher:
         if self._mids:
             self.outbox.nack(list(self._mids.values()))
         self._mids.clear()
+        self._sent_at.clear()
         self._direct.clear()
         self._acks.clear()
         self._client = None
@@ -625,6 +631,8 @@ class Publisher:
                 self.outbox.nack([e.seq for e in entries[i:]])
                 return False
             self._mids[info.mid] = entry.seq
+            if qos:
+                self._sent_at[info.mid] = time.monotonic()
             self.published += 1
         return True
 
@@ -634,7 +642,13 @@ class Publisher:
         if not self._acks:
             return
         acks, self._acks = self._acks, []
+        now = time.monotonic()
         for mid, rc, reason in acks:
+            sent = self._sent_at.pop(mid, None)
+            if sent is not None:
+                self._lat_last = now - sent
+                self._lat_sum += self._lat_last
+                self._lat_count += 1
             seq = self._mids.pop(mid, None)
             if seq is None:
                 what = self._direct.pop(mid, None)
@@ -660,6 +674,11 @@ class Publisher:
             self.outbox.ack(buf)
 
     # ----------------------------------------------------------------- status
+
+    def latency(self) -> dict:
+        """Publish -> PUBACK latency of QoS-1 messages: the last one, and the sum and
+        count since start (a Prometheus summary without quantiles)."""
+        return {"last_s": self._lat_last, "sum_s": self._lat_sum, "count": self._lat_count}
 
     def status_payload(self) -> dict:
         extra = {}
