@@ -22,6 +22,7 @@ from agent.dlt645.codec import FrameError, bcd_decode
 from agent.model import (
     Q_BACKWARDS,
     Q_CRC,
+    Q_ERROR_REPLY,
     Q_EXCEPTION,
     Q_FROZEN,
     Q_INF,
@@ -134,6 +135,7 @@ class Decoder:
                                     if n in profile.quantities]
         # DL/T 645: where each planned quantity sits in the reply of its DI (a block DI
         # carries several values back to back).
+        self._protocol = profile.protocol
         self._items: dict[int, list[tuple[DiField, int]]] = {}
         if profile.protocol == "dlt645":
             wanted = set(meter_plan.quantities)
@@ -175,6 +177,8 @@ class Decoder:
         quality = 0
         if not raw.ok:
             quality |= ERROR_FLAGS.get(raw.error_kind, Q_TIMEOUT)
+            if raw.error_kind == "exception" and self._protocol == "dlt645":
+                quality = (quality & ~Q_EXCEPTION) | Q_ERROR_REPLY
         values = self.values_from(raw)
         clean: dict[str, float] = {}
         for name, v in values.items():

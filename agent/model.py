@@ -24,8 +24,10 @@ Q_TIMEOUT = 128  # no (complete) answer in time
 Q_CRC = 256  # a frame with a bad checksum / garbled answer
 Q_MISSING = 512  # a quantity the detector needs is not in the reading
 Q_NEGATIVE = 1024  # active power below zero (export or wiring) - informational
+Q_ERROR_REPLY = 2048  # a DL/T 645 meter answered 0xD1/0xD2 (its error byte in the health)
 
-BAD_DATA = Q_NAN | Q_INF | Q_RANGE | Q_FROZEN | Q_EXCEPTION | Q_TIMEOUT | Q_CRC | Q_MISSING
+BAD_DATA = (Q_NAN | Q_INF | Q_RANGE | Q_FROZEN | Q_EXCEPTION | Q_TIMEOUT | Q_CRC | Q_MISSING
+            | Q_ERROR_REPLY)
 
 QUALITY_NAMES = (
     (Q_NAN, "nan"),
@@ -39,6 +41,7 @@ QUALITY_NAMES = (
     (Q_CRC, "crc"),
     (Q_MISSING, "missing"),
     (Q_NEGATIVE, "negative_power"),
+    (Q_ERROR_REPLY, "error_reply"),
 )
 
 

@@ -107,7 +107,8 @@ BUS_KINDS = ("tcp", "rtu")
 FAULT_KINDS = ("dead", "crc", "exception", "slow", "bus_gone", "broker_down")
 HEALTH_STATES = ("ok", "degraded", "down")
 QUALITY_FLAGS = ("nan", "inf", "out_of_range", "frozen", "energy_backwards", "energy_reset",
-                 "modbus_exception", "timeout", "crc", "missing", "negative_power")
+                 "modbus_exception", "timeout", "crc", "missing", "negative_power",
+                 "error_reply")
 BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 HOUSEHOLD_RE = re.compile(r"^(auto|synthetic|uci|none|sgsc:\d{1,3})$")
 # Miner kinds a scenario may name (hil/loads/miners.py builds them) and their own
