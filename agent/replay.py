@@ -76,6 +76,9 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: the config's tz_offset_hours, else 0)")
     p.add_argument("-c", "--config", default=None, metavar="FILE",
                    help="take [detector] and [policy] settings from this loadwatch config")
+    p.add_argument("--plot", default=None, metavar="DIR",
+                   help="write one SVG chart per meter that raised an alert into DIR "
+                   "(load, floor, baseline, score, alert spans; as on the status page)")
     p.add_argument("--force", action="store_true",
                    help="score the file even when its values look like the wrong units "
                    "(millisecond timestamps, kW in p_w)")
@@ -196,6 +199,9 @@ def replay_main(args: argparse.Namespace) -> int:
 
     out = sys.stdout
     meters: dict[str, _Meter] = {}
+    plots: dict = {}  # meter -> (MeterPlot, detector), only with --plot
+    if args.plot:
+        from agent.web.plot import MeterPlot
     bad = 0
     try:
         with f:
@@ -292,6 +298,8 @@ def replay_main(args: argparse.Namespace) -> int:
                 if m is None:
                     m = _Meter(Detector(detector_settings), Policy(mid, policy_settings))
                     meters[mid] = m
+                    if args.plot:
+                        plots[mid] = (MeterPlot(), m.detector)
                 if t < m.last_t:
                     malformed(line, "timestamp %s is earlier than the previous row "
                               "of meter %s (rows must be in time order per meter)"
@@ -303,9 +311,15 @@ def replay_main(args: argparse.Namespace) -> int:
                 m.samples += 1
                 if score > m.max_score:
                     m.max_score = score
-                for ev in m.policy.update(t, score, det.ready, det.contributions(),
-                                          det.evidence()):
+                events = m.policy.update(t, score, det.ready, det.contributions(),
+                                         det.evidence())
+                for ev in events:
                     write(_event_line(ev) + "\n")
+                if args.plot:
+                    plot = plots[mid][0]
+                    plot.add(t, p, det)
+                    for ev in events:
+                        plot.on_event(ev)
     except BrokenPipeError:  # `loadwatch replay big.csv | head`: the reader has gone
         _quiet_stdout()
         return 0
@@ -321,6 +335,16 @@ def replay_main(args: argparse.Namespace) -> int:
         print("loadwatch replay: %s: no valid row (%d malformed): nothing was scored"
               % (name, bad), file=err)
         return 2
+    if args.plot:
+        from agent.web.plot import write_plots
+
+        try:
+            written = write_plots(args.plot, plots, detector_settings.get("tz_offset_s", 0.0),
+                                  float(policy_settings["raise_at"]))
+        except OSError as e:
+            print("loadwatch replay: --plot %s: %s" % (args.plot, e.strerror or e), file=err)
+            return 1
+        err.write("loadwatch replay: %d chart(s) written to %s\n" % (len(written), args.plot))
     try:
         if args.summary:
             for mid, m in meters.items():

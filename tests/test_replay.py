@@ -200,3 +200,38 @@ def test_throughput_is_far_from_a_minute_per_million(tmp_path: Path,
     assert rc == 0
     assert sum(d["samples"] for d in got if d["kind"] == "summary") == 100000
     assert elapsed < 15.0  # ~0.5 s unloaded; generous for a shared, loaded machine
+
+
+def test_plot_writes_one_chart_per_meter_that_raised(capsys: pytest.CaptureFixture,
+                                                    tmp_path: Path) -> None:
+    d = GOLDEN / "street-s9"
+    expected = [json.loads(x) for x in (d / "expected.jsonl").read_text().splitlines() if x]
+    raised = set(first_raised(expected))
+    plain = run(capsys, str(d / "input.csv"), "--tz", "10")
+    rc, lines, err = run(capsys, str(d / "input.csv"), "--tz", "10", "--plot",
+                         str(tmp_path / "plots"))
+    assert rc == 0 and "%d chart(s) written" % len(raised) in err
+    assert lines == plain[1], "--plot must not change the events"
+    files = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert files == sorted("%s.svg" % m for m in raised)
+    svg = (tmp_path / "plots" / files[0]).read_text()
+    assert svg.startswith("<svg") and svg.count('class="alert-span"') >= 1
+    load = svg.split('class="load" d="', 1)[1].split('"', 1)[0]
+    assert load.count("L") > 300  # a week of 15-min slot means
+    assert 'class="floor" d="M' in svg and 'class="raise-at"' in svg
+
+
+def test_plot_file_names_are_safe_and_unique() -> None:
+    from agent.web.plot import file_names
+
+    names = file_names(["../etc/passwd", "a/b", "a_b", ".hidden", "A_B", ""])
+    assert all("/" not in n and not n.startswith(".") for n in names.values())
+    assert len(set(n.lower() for n in names.values())) == 6
+
+
+def test_plot_into_an_unwritable_place_is_one_line(capsys: pytest.CaptureFixture,
+                                                   tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    rc, _, err = run(capsys, str(GOLDEN / "street-s9" / "input.csv"), "--tz", "10", "--plot",
+                     str(tmp_path / "file" / "plots"))
+    assert rc == 1 and err.strip().splitlines()[-1].startswith("loadwatch replay: --plot ")
