@@ -13,6 +13,9 @@ exception 1 means the function code is wrong (another variant of the meter); gar
 replies mean termination, shielding or a baud mismatch. A missing port or a permission
 problem exits non-zero with the reason.
 
+With ``--protocol dlt645`` both commands hand over to agent/dlt645/tools.py (meters
+found by their 12-digit address; line defaults 2400 baud 8E1).
+
 Exit codes: 0 success, 1 nothing found / the meter did not answer / the port is missing,
 2 bad usage.
 """
@@ -49,6 +52,8 @@ HINT_CRC = ("garbled replies: check termination, cable shielding and that every 
 
 
 def _add_connection(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--protocol", choices=("modbus", "dlt645"), default="modbus",
+                   help="what the meters speak (default modbus; dlt645: DL/T 645-2007)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--serial", metavar="PATH", help="serial port, e.g. /dev/ttyUSB0")
     where.add_argument("--host", help="Modbus TCP host (meter or RTU-over-TCP gateway)")
@@ -56,9 +61,10 @@ def _add_connection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tcp-port", type=tcp_port, default=502, help="TCP port (default 502)")
     p.add_argument("--rtu-over-tcp", action="store_true",
                    help="the TCP host is a transparent serial gateway (RTU framing)")
-    p.add_argument("--baud", type=int, default=9600, help="serial baud rate (default 9600)")
-    p.add_argument("--parity", choices=("N", "E", "O"), default="N",
-                   help="serial parity (default N)")
+    p.add_argument("--baud", type=int, default=None,
+                   help="serial baud rate (default 9600; 2400 with --protocol dlt645)")
+    p.add_argument("--parity", choices=("N", "E", "O"), default=None,
+                   help="serial parity (default N; E with --protocol dlt645)")
     p.add_argument("--stopbits", type=int, choices=(1, 2), default=1)
     p.add_argument("--timeout-ms", type=int, default=None,
                    help="answer timeout per request (default 300 serial, 1000 TCP)")
@@ -70,14 +76,30 @@ def add_scan_arguments(p: argparse.ArgumentParser) -> None:
                    help="unit ids to try, e.g. 1-247 or 1-10,20 (default 1-247)")
     p.add_argument("--profiles", default="",
                    help="comma-separated profiles to try (default: every shipped one)")
+    p.add_argument("--addresses", default="",
+                   help="dlt645: addresses to try, a list or a range such as "
+                   "000012340001-000012340024 (default: the read-address broadcast, which "
+                   "finds a meter alone on its line)")
 
 
 def add_read_arguments(p: argparse.ArgumentParser) -> None:
     _add_connection(p)
-    p.add_argument("--unit", type=int, required=True, help="unit id (1-247)")
-    p.add_argument("--profile", required=True,
-                   help="shipped profile name (%s) or a .toml path"
-                   % ", ".join(available_profiles()))
+    p.add_argument("--unit", type=int, default=None, help="Modbus unit id (1-247)")
+    p.add_argument("--address", default="",
+                   help="dlt645: the meter's 12-digit address, e.g. 000012345678")
+    p.add_argument("--profile", default=None,
+                   help="shipped profile name (%s) or a .toml path (dlt645: default "
+                   "dlt645_single)" % ", ".join(available_profiles()))
+
+
+def _line_defaults(args: argparse.Namespace) -> bool:
+    """Fill in the protocol's line defaults; True when the meters speak DL/T 645."""
+    dlt = args.protocol == "dlt645"
+    if args.baud is None:
+        args.baud = 2400 if dlt else 9600
+    if args.parity is None:
+        args.parity = "E" if dlt else "N"
+    return dlt
 
 
 def parse_units(text: str) -> list[int]:
@@ -238,6 +260,13 @@ async def _scan(args: argparse.Namespace, units: list[int], profiles: list[Profi
 
 
 def scan_main(args: argparse.Namespace) -> int:
+    if _line_defaults(args):
+        from agent.dlt645.tools import scan_main as dlt645_scan
+        return dlt645_scan(args)
+    if args.addresses:
+        print("loadwatch scan: --addresses is for --protocol dlt645 (Modbus: --units)",
+              file=sys.stderr)
+        return 2
     try:
         units = parse_units(args.units)
         names = [n.strip() for n in args.profiles.split(",") if n.strip()] or \
@@ -342,6 +371,13 @@ async def _read(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
 
 
 def read_main(args: argparse.Namespace) -> int:
+    if _line_defaults(args):
+        from agent.dlt645.tools import read_main as dlt645_read
+        return dlt645_read(args)
+    if args.unit is None or args.profile is None:
+        print("loadwatch read: Modbus needs --unit and --profile (DL/T 645 meters: "
+              "--protocol dlt645 --address ...)", file=sys.stderr)
+        return 2
     if not 1 <= args.unit <= 247:
         print("loadwatch read: --unit %d is not a Modbus unit id (1-247)" % args.unit,
               file=sys.stderr)

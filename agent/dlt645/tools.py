@@ -1,0 +1,302 @@
+"""``loadwatch read --protocol dlt645`` and ``loadwatch scan --protocol dlt645``.
+
+The Modbus tools (agent/modbus/tools.py) own the command lines; with ``--protocol
+dlt645`` they hand over here. A DL/T 645 meter is found by its 12-digit address, not by
+a unit id, so scanning works differently:
+
+* one meter on the line (a technician at one meter box): the 0x13 read-address
+  broadcast, which only the meter on the line answers; with several meters on the line
+  their answers collide and the tool says so;
+* a multi-drop line: ``--addresses`` gives a list of known addresses (from the labels or
+  the utility's records) or a range; every address is asked for its phase-A voltage
+  (02010100, which every DL/T 645-2007 meter has), with a progress line and an ETA (at
+  2400 baud a silent address costs a whole timeout, so a range of 1,000 takes minutes).
+
+Exit codes as for Modbus: 0 success, 1 nothing found / no answer / port missing, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import TextIO
+
+from agent.dlt645 import codec
+from agent.dlt645.plan import plan_items
+from agent.dlt645.transport import Dlt645Transport
+from agent.link import TransportError
+from agent.profiles import Profile, ProfileError, load_profile
+
+DEFAULT_PROFILE = "dlt645_single"
+MAX_RANGE = 100_000
+PROBE_DI = 0x02010100  # phase-A voltage, XXX.X V: every 2007 meter has it
+
+HINT_NO_REPLY = ("no reply: check the A/B wires (swap them if unsure), the line settings "
+                 "(DL/T 645 default 2400 baud 8E1: --baud, --parity) and the address (all "
+                 "12 digits from the nameplate; `loadwatch scan --protocol dlt645` finds "
+                 "the meter alone on a line)")
+HINT_CRC = ("garbled replies: check termination, cable shielding and that every meter on "
+            "the line uses the same baud rate and parity")
+HINT_NO_DATA = ("the profile lists a data identifier this meter does not have: copy the "
+                "profile and delete that quantity (or pick another profile)")
+
+
+def parse_addresses(text: str) -> list[str]:
+    """``"000012340001-000012340024,000099990001"`` -> sorted unique 12-digit addresses."""
+    out: set[str] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo_s, sep, hi_s = part.partition("-")
+        try:
+            codec.check_address(lo_s.strip())
+            if sep:
+                codec.check_address(hi_s.strip())
+        except ValueError as e:
+            raise ValueError("--addresses: %s" % e) from None
+        lo = int(lo_s)
+        hi = int(hi_s) if sep else lo
+        if hi < lo:
+            raise ValueError("--addresses: %r runs backwards" % part)
+        if hi - lo + 1 + len(out) > MAX_RANGE:
+            raise ValueError("--addresses: more than %d addresses; narrow the range"
+                             % MAX_RANGE)
+        out.update("%012d" % a for a in range(lo, hi + 1))
+    if not out:
+        raise ValueError("--addresses: no addresses given")
+    return sorted(out)
+
+
+def transport(args: argparse.Namespace) -> Dlt645Transport:
+    if args.serial:
+        return Dlt645Transport("rtu", port=args.serial, baud=args.baud, parity=args.parity,
+                               stopbits=args.stopbits,
+                               timeout_s=(args.timeout_ms or 1000) / 1000.0)
+    return Dlt645Transport("rtu-over-tcp", host=args.host, port=args.tcp_port,
+                           timeout_s=(args.timeout_ms or 1500) / 1000.0)
+
+
+def _where(args: argparse.Namespace) -> str:
+    if args.serial:
+        return "%s at %d %d%s%d" % (args.serial, args.baud, 8, args.parity, args.stopbits)
+    return "%s:%d" % (args.host, args.tcp_port)
+
+
+def _fail(command: str, message: str) -> int:
+    print("loadwatch %s: %s" % (command, message), file=sys.stderr)
+    return 1
+
+
+# ----------------------------------------------------------------------- read
+
+
+def _fmt(value: float) -> str:
+    return "%.4f" % value if abs(value) < 1e7 else "%.4g" % value
+
+
+async def _read(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
+    from agent.decode import RANGES, decode_item, family
+
+    tr = transport(args)
+    try:
+        await tr.connect()
+    except TransportError as e:
+        return _fail("read", str(e))
+    values: dict[str, tuple[float, int, str]] = {}
+    problems: list[str] = []
+    try:
+        for req in plan_items(profile, tuple(profile.quantities)):
+            what = "DI %s (%s)" % (codec.di_text(req.di), ", ".join(req.names))
+            try:
+                data = await tr.read_item(args.address, req.di)
+            except TransportError as e:
+                if e.kind == "io":
+                    return _fail("read", str(e))
+                if e.kind == "exception":
+                    hint = HINT_NO_DATA if e.exception_code & 0x02 else "see the meter's manual"
+                    problems.append("%s: %s" % (e, hint))
+                    continue
+                if e.kind == "crc":
+                    problems.append("%s at %s: %s" % (e, what, HINT_CRC))
+                    continue
+                problems.append("meter %s: %s" % (args.address, HINT_NO_REPLY))
+                break  # a silent meter will not answer the next request either
+            off = 0
+            for f in req.fields:
+                values[f.name] = (decode_item(f, data, off), req.di, f.format)
+                off += f.size
+    finally:
+        tr.close()
+    out.write("%s, address %s on %s, profile %s\n" % (profile.title, args.address,
+                                                      _where(args), profile.name))
+    if values:
+        out.write("%-16s %14s  %-4s %s\n" % ("quantity", "value", "unit", "DI / format"))
+        for name, (v, di, fmt) in values.items():
+            lo, hi = RANGES[family(name)]
+            flag = "" if v == v and lo <= v <= hi else "  <- not a plausible value"
+            out.write("%-16s %14s  %-4s %s %s%s\n" % (
+                name, _fmt(v), profile.quantities[name].unit, codec.di_text(di), fmt, flag))
+    for p in problems:
+        out.write("problem: %s\n" % p)
+    return 1 if problems or not values else 0
+
+
+def read_main(args: argparse.Namespace) -> int:
+    if not args.address:
+        print("loadwatch read: --protocol dlt645 needs --address (the meter's 12 digits)",
+              file=sys.stderr)
+        return 2
+    try:
+        codec.check_address(args.address)
+    except ValueError as e:
+        print("loadwatch read: --address %s" % e, file=sys.stderr)
+        return 2
+    try:
+        profile = load_profile(args.profile or DEFAULT_PROFILE)
+    except ProfileError as e:
+        print("loadwatch read: %s" % e, file=sys.stderr)
+        return 2
+    if profile.protocol != "dlt645":
+        print("loadwatch read: profile %s is a %s profile; with --protocol dlt645 use one of "
+              "the DL/T 645 profiles (loadwatch profiles)" % (profile.name, profile.protocol),
+              file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_read(args, profile, sys.stdout))
+    except KeyboardInterrupt:
+        return 130
+
+
+# ----------------------------------------------------------------------- scan
+
+
+class Progress:
+    """One progress line with an ETA on stderr (redrawn in place on a terminal)."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr, width: int = 30):
+        self.total = total
+        self.stream = stream
+        self.width = width
+        self.tty = stream.isatty()
+        self.t0 = time.monotonic()
+        self.last = 0.0
+
+    def show(self, done: int, address: str, found: int) -> None:
+        now = time.monotonic()
+        if not self.tty and done not in (1, self.total) and now - self.last < 1.0:
+            return
+        self.last = now
+        fill = int(self.width * done / max(1, self.total))
+        rate = (now - self.t0) / max(1, done - 1) if done > 1 else 0.0
+        left = rate * (self.total - done + 1)
+        eta = "ETA %d:%02d" % (left // 60, left % 60) if done > 1 else "ETA -"
+        line = "[%s%s] %d/%d addresses, %s, %d found, %s" % (
+            "#" * fill, "." * (self.width - fill), done, self.total, address, found, eta)
+        self.stream.write(("\r" + line) if self.tty else (line + "\n"))
+        self.stream.flush()
+
+    def end(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+async def _scan_broadcast(args: argparse.Namespace, out: TextIO) -> int:
+    tr = transport(args)
+    try:
+        await tr.connect()
+        address = await tr.read_address()
+    except TransportError as e:
+        tr.close()
+        if e.kind == "timeout":
+            out.write("no meter answered the read-address broadcast (0x13) on %s.\n%s\n"
+                      % (_where(args), HINT_NO_REPLY))
+            return 1
+        if e.kind == "crc":
+            out.write("the read-address broadcast got a garbled answer on %s: %s.\nIf "
+                      "several meters share this line their answers collide: give their "
+                      "addresses with --addresses (a list, or a range such as "
+                      "000012340001-000012340024). Otherwise: %s\n" % (
+                          _where(args), e, HINT_CRC))
+            return 1
+        return _fail("scan", str(e))
+    try:
+        volts = await _probe(tr, address)
+    finally:
+        tr.close()
+    out.write("%-12s  %s\n" % ("address", "answers"))
+    out.write("%-12s  %s\n" % (address, volts))
+    out.write("1 meter found on %s (read-address broadcast)\n" % _where(args))
+    return 0
+
+
+async def _probe(tr: Dlt645Transport, address: str) -> str:
+    try:
+        data = await tr.read_item(address, PROBE_DI)
+    except TransportError as e:
+        if e.kind in ("io", "timeout"):
+            raise
+        return "answers, but not the voltage (%s)" % e
+    try:
+        return "V=%.1f V" % codec.bcd_decode(data[:2], 1, False)
+    except codec.FrameError:
+        return "answers, voltage not BCD"
+
+
+async def _scan_list(args: argparse.Namespace, addresses: list[str], out: TextIO) -> int:
+    tr = transport(args)
+    try:
+        await tr.connect()
+    except TransportError as e:
+        return _fail("scan", str(e))
+    progress = Progress(len(addresses))
+    found: list[tuple[str, str]] = []
+    noisy = 0
+    try:
+        for n, address in enumerate(addresses, 1):
+            progress.show(n, address, len(found))
+            try:
+                found.append((address, await _probe(tr, address)))
+            except TransportError as e:
+                if e.kind == "io":
+                    raise
+                if e.kind == "crc":
+                    noisy += 1
+    except TransportError as e:
+        progress.end()
+        return _fail("scan", str(e))
+    finally:
+        tr.close()
+    progress.end()
+    if not found:
+        out.write("no meter answered on %s (%d addresses).\n%s\n" % (
+            _where(args), len(addresses), HINT_NO_REPLY))
+        if noisy:
+            out.write("%d garbled replies were seen: %s\n" % (noisy, HINT_CRC))
+        return 1
+    out.write("%-12s  %s\n" % ("address", "answers"))
+    for address, text in found:
+        out.write("%-12s  %s\n" % (address, text))
+    out.write("%d meter(s) found on %s\n" % (len(found), _where(args)))
+    if noisy:
+        out.write("warning: %d garbled replies: %s\n" % (noisy, HINT_CRC))
+    return 0
+
+
+def scan_main(args: argparse.Namespace) -> int:
+    addresses: list[str] = []
+    if args.addresses:
+        try:
+            addresses = parse_addresses(args.addresses)
+        except ValueError as e:
+            print("loadwatch scan: %s" % e, file=sys.stderr)
+            return 2
+    try:
+        if addresses:
+            return asyncio.run(_scan_list(args, addresses, sys.stdout))
+        return asyncio.run(_scan_broadcast(args, sys.stdout))
+    except KeyboardInterrupt:
+        return 130
