@@ -26,6 +26,7 @@ from agent.model import (
     Q_EXCEPTION,
     Q_FROZEN,
     Q_INF,
+    Q_MISMATCH,
     Q_MISSING,
     Q_NAN,
     Q_NEGATIVE,
@@ -63,7 +64,8 @@ COUNTER_EPSILON_KWH = 0.01
 # After this many backwards readings in a row, believe the meter and re-baseline.
 BACKWARDS_REBASE = 3
 
-ERROR_FLAGS = {"timeout": Q_TIMEOUT, "io": Q_TIMEOUT, "exception": Q_EXCEPTION, "crc": Q_CRC}
+ERROR_FLAGS = {"timeout": Q_TIMEOUT, "io": Q_TIMEOUT, "exception": Q_EXCEPTION, "crc": Q_CRC,
+               "mismatch": Q_MISMATCH}
 
 
 def family(name: str) -> str:

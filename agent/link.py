@@ -9,10 +9,11 @@ from __future__ import annotations
 
 
 class TransportError(Exception):
-    """A failed request. ``kind`` is timeout|exception|crc|io (RawPoll.error_kind):
+    """A failed request. ``kind`` is timeout|exception|crc|mismatch|io (RawPoll.error_kind):
     "exception" is an error answer from a live meter (a Modbus exception, a DL/T 645
     0xD1 reply) with its code in ``exception_code``; "crc" is bytes that were not a good
-    answer (bad checksum, truncated, garbled, another meter's reply)."""
+    answer (bad checksum, truncated, garbled, another meter's reply); "mismatch" is a
+    well-formed Modbus frame that answers another request (agent/modbus/replies.py)."""
 
     def __init__(self, kind: str, message: str, exception_code: int = 0):
         super().__init__(message)

@@ -25,9 +25,10 @@ Q_CRC = 256  # a frame with a bad checksum / garbled answer
 Q_MISSING = 512  # a quantity the detector needs is not in the reading
 Q_NEGATIVE = 1024  # active power below zero (export or wiring) - informational
 Q_ERROR_REPLY = 2048  # a DL/T 645 meter answered 0xD1/0xD2 (its error byte in the health)
+Q_MISMATCH = 4096  # a well-formed reply that answers another request (unit, function, count)
 
 BAD_DATA = (Q_NAN | Q_INF | Q_RANGE | Q_FROZEN | Q_EXCEPTION | Q_TIMEOUT | Q_CRC | Q_MISSING
-            | Q_ERROR_REPLY)
+            | Q_ERROR_REPLY | Q_MISMATCH)
 
 QUALITY_NAMES = (
     (Q_NAN, "nan"),
@@ -42,6 +43,7 @@ QUALITY_NAMES = (
     (Q_MISSING, "missing"),
     (Q_NEGATIVE, "negative_power"),
     (Q_ERROR_REPLY, "error_reply"),
+    (Q_MISMATCH, "wrong_reply"),
 )
 
 
@@ -90,8 +92,8 @@ class RawPoll:
     """One poll of one meter: the blocks read (RawBlock for Modbus, RawItem for
     DL/T 645), or why it failed.
 
-    ``error_kind`` is one of "", "timeout", "exception", "crc", "io"; ``exception_code``
-    is the Modbus exception code when ``error_kind == "exception"``.
+    ``error_kind`` is one of "", "timeout", "exception", "crc", "mismatch", "io";
+    ``exception_code`` is the Modbus exception code when ``error_kind == "exception"``.
     """
 
     __slots__ = ("blocks", "error", "error_kind", "exception_code", "meter", "t")

@@ -164,7 +164,7 @@ class BusPoller:
                     if e.kind == "io":
                         self._conn_retry_at = loop.time() + self._conn_backoff.failure()
                         return RawPoll(plan.id, t, blocks, str(e), "io"), used
-                    if attempt < retries and e.kind in ("timeout", "crc"):
+                    if attempt < retries and e.kind in ("timeout", "crc", "mismatch"):
                         attempt += 1
                         used += 1
                         continue

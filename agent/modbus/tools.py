@@ -332,6 +332,8 @@ async def _read(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
                         HINT_EXC.get(e.exception_code, "see the meter's manual")))
                 elif e.kind == "crc":
                     problems.append("garbled reply at %s: %s" % (where, HINT_CRC))
+                elif e.kind == "mismatch":
+                    problems.append("%s at %s: bad data, not shown" % (e, where))
                 else:
                     problems.append("unit %d: %s" % (args.unit, HINT_NO_REPLY))
                     break  # a silent meter will not answer the next request either

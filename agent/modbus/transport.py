@@ -5,7 +5,10 @@ RTU-over-TCP gateway) and knows nothing about meters: ``read(unit, fc, address, 
 returns registers or raises ``TransportError`` with a ``kind`` the decoder turns into a
 quality flag: "timeout" (no answer, or a gateway's exception 10/11 saying so),
 "exception" (a Modbus exception reply, with its code), "crc" (bytes arrived but no
-valid frame: noise, a bad checksum, a garbled answer) or "io" (the port or host is not there).
+valid frame: noise, a bad checksum, a garbled answer), "mismatch" (a well-formed frame
+that is not the answer to this request: another unit, another function code, another
+transaction, a byte count that is not 2 x the registers asked; see replies.py) or "io"
+(the port or host is not there).
 
 pymodbus retries and reconnects on its own; both are switched off here (``retries=0``,
 ``reconnect_delay=0``) because the poller decides about retries and back-off per meter.
@@ -21,6 +24,7 @@ import errno
 import logging
 import os
 import socket
+import time
 from typing import Any
 
 from pymodbus import FramerType
@@ -28,6 +32,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from agent.link import TransportError
+from agent.modbus.replies import RTU, SOCKET, wrong_reply
 from agent.model import RawBlock
 
 KINDS = ("tcp", "rtu", "rtu-over-tcp")
@@ -36,6 +41,44 @@ KINDS = ("tcp", "rtu", "rtu-over-tcp")
 # is an expected event that the poller counts, backs off and publishes as health, so the
 # library's own logging is limited to what it cannot report through an exception.
 logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
+
+RX_KEEP = 300  # raw reply bytes kept for the reply check (a read reply is <= 259)
+
+
+class _OneLineDecodeErrors(logging.Filter):
+    """pymodbus decodes inside ``data_received``; a malformed reply (a byte count longer
+    than the frame) raises there, and asyncio logs "Fatal error: protocol.data_received()
+    call failed." with a 20-line traceback before closing the connection. The read itself
+    fails and is reported (kind "mismatch" or "crc", in the meter's health), so the log
+    gets one line instead, at most once a minute (a hostile device answers every poll)."""
+
+    EVERY_S = 60.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = -1e9
+        self._since = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not (isinstance(exc, ModbusException) and "data_received" in str(record.msg)):
+            return True
+        self._since += 1
+        now = time.monotonic()
+        if now - self._last < self.EVERY_S:
+            return False
+        self._last = now
+        record.msg = ("Modbus: a malformed reply closed the connection (%s); %d such "
+                      "replies since the last line like this")
+        record.args = (exc, self._since)
+        self._since = 0
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+logging.getLogger("asyncio").addFilter(_OneLineDecodeErrors())
 
 
 def serial_open_error(path: str) -> str:
@@ -87,6 +130,8 @@ class Transport:
         self.bytes_out = 0
         self.bytes_in = 0
         self._rx_since_send = 0
+        self._tx = b""
+        self._rx = b""
         self._answered = False  # any reply on this connection yet (else it never opened)
         self._client: AsyncModbusSerialClient | AsyncModbusTcpClient | None = None
 
@@ -106,10 +151,28 @@ class Transport:
         if sending:
             self.bytes_out += len(data)
             self._rx_since_send = 0
+            self._tx = bytes(data)
+            self._rx = b""
         else:
             self.bytes_in += len(data)
             self._rx_since_send += len(data)
+            self._rx = (self._rx + bytes(data))[:RX_KEEP]
         return data
+
+    def _wrong_reply(self, unit: int, fc: int, count: int) -> str:
+        """Why the bytes received since the last request are not its answer ("" if they
+        are, or hold no complete frame)."""
+        framer = SOCKET if self.kind == "tcp" else RTU
+        return wrong_reply(framer, self._tx, self._rx, unit, fc, count)
+
+    def _garbled(self, unit: int, fc: int, count: int, reset: bool) -> TransportError:
+        """The error for a reply that arrived but was refused: a wrong one or noise."""
+        why = self._wrong_reply(unit, fc, count)
+        after = "; the connection was reset" if reset else ""
+        if why:
+            return TransportError("mismatch", "unit %d: wrong reply, %s%s" % (unit, why, after))
+        return TransportError("crc", "unit %d: %d bytes arrived but no valid frame (bad CRC "
+                              "or noise)%s" % (unit, self._rx_since_send, after))
 
     def _make_client(self) -> AsyncModbusSerialClient | AsyncModbusTcpClient:
         if self.kind == "rtu":
@@ -212,6 +275,7 @@ class Transport:
         ctx.comm_params.timeout_connect = timeout_s if timeout_s is not None else self.timeout_s
         ctx.count_until_disconnect = ctx.max_until_disconnect
         self._rx_since_send = 0
+        self._rx = b""
         try:
             if fc == 3:
                 rr = await client.read_holding_registers(address, count=count, device_id=unit)
@@ -221,6 +285,8 @@ class Transport:
                 raise ValueError("only function codes 3 and 4 are read, got %r" % fc)
         except ConnectionException as e:
             self.close()
+            if self._rx_since_send:  # a reply pymodbus could not decode closed the link
+                raise self._garbled(unit, fc, count, reset=True) from None
             if not self._answered:
                 raise TransportError("io", await self._why_not_connected()) from None
             raise TransportError("io", "connection to %s lost: %s" % (self.describe(), e)) \
@@ -228,19 +294,24 @@ class Transport:
         except ModbusIOException as e:
             if not client.connected:
                 self.close()
+                if self._rx_since_send:
+                    raise self._garbled(unit, fc, count, reset=True) from None
                 if not self._answered:
                     raise TransportError("io", await self._why_not_connected()) from None
                 raise TransportError("io", "connection to %s lost" % self.describe()) from None
             if self._rx_since_send:
-                raise TransportError("crc", "unit %d: %d bytes arrived but no valid frame "
-                                     "(bad CRC or noise)" % (unit, self._rx_since_send)) \
-                    from None
+                raise self._garbled(unit, fc, count, reset=False) from None
             raise TransportError("timeout", "unit %d: no answer in %.0f ms" % (
                 unit, 1000 * ctx.comm_params.timeout_connect)) from e
         except (OSError, asyncio.IncompleteReadError) as e:
             self.close()
             raise TransportError("io", "%s: %s" % (self.describe(), e)) from None
         self._answered = True
+        why = self._wrong_reply(unit, fc, count)
+        if why or int(getattr(rr, "function_code", fc) or 0) & 0x7F != fc:
+            # Well-formed but not this request's answer: never registers (issue 11).
+            raise TransportError("mismatch", "unit %d: wrong reply, %s" % (
+                unit, why or "function code %s" % getattr(rr, "function_code", "?")))
         if rr.isError():
             code = int(getattr(rr, "exception_code", 0) or 0)
             if code in GATEWAY_NO_ANSWER:
@@ -253,7 +324,7 @@ class Transport:
             raise TransportError("exception", "unit %d answered exception %d" % (unit, code),
                                  exception_code=code)
         regs = list(rr.registers)
-        if len(regs) < count:
-            raise TransportError("crc", "unit %d answered %d registers, %d asked" % (
-                unit, len(regs), count))
-        return regs[:count]
+        if len(regs) != count:
+            raise TransportError("mismatch", "unit %d: wrong reply, %d registers for %d "
+                                 "asked" % (unit, len(regs), count))
+        return regs
