@@ -118,6 +118,9 @@ class SlotAggregate:
             "pf_mean": self.pf_sum / self.n_pf if self.n_pf else None,
             "energy_kwh": (self.e_last - self.e_first)
             if self.e_first is not None and self.e_last is not None else None,
+            # The meter's absolute import counter at the slot's last good reading: what a
+            # total_increasing energy sensor (Home Assistant) needs; None without one.
+            "e_import_kwh": self.e_last,
             "quality": quality_names(self.flags),
         }
         self._reset()

@@ -132,6 +132,16 @@ class WebSettings:
                                                          self.tls)
 
 
+class HomeAssistantSettings:
+    """Home Assistant MQTT discovery (``[homeassistant]``); opt-in."""
+
+    def __init__(self, discovery_prefix: str = "homeassistant"):
+        self.discovery_prefix = discovery_prefix
+
+    def __repr__(self) -> str:
+        return "HomeAssistantSettings(%r)" % self.discovery_prefix
+
+
 class MeterPlan:
     """One meter: what to read (``requests``), how often, and how to judge it."""
 
@@ -195,9 +205,11 @@ class Plan:
                  state_dir: str, broker: BrokerSettings, outbox: OutboxSettings,
                  detector: dict, policy: dict, classes: dict[str, dict],
                  buses: list[BusPlan], telemetry_every_s: float, checkpoint_every_s: float,
-                 web: WebSettings | None = None):
+                 web: WebSettings | None = None,
+                 homeassistant: HomeAssistantSettings | None = None):
         self.source = source
         self.web = web
+        self.homeassistant = homeassistant
         self.site = site
         self.gateway = gateway
         self.tz_offset_s = tz_offset_s
@@ -499,6 +511,22 @@ def _web(root: SettingsTable, base: Path) -> WebSettings | None:
     return settings
 
 
+_HA_PREFIX_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_/-]{0,63}$")
+
+
+def _homeassistant(root: SettingsTable) -> HomeAssistantSettings | None:
+    if not root.has("homeassistant"):
+        root.used.add("homeassistant")
+        return None
+    t = root.table("homeassistant")
+    enabled = t.get("enabled", bool, True)
+    prefix = t.get("discovery_prefix", str, "homeassistant")
+    if not _HA_PREFIX_RE.match(prefix) or prefix.endswith("/"):
+        raise t.error("discovery_prefix", "%r is not a valid MQTT topic prefix" % prefix)
+    t.finish()
+    return HomeAssistantSettings(prefix) if enabled else None
+
+
 def _bus(t: SettingsTable) -> BusPlan:
     name = t.get("name", str)
     if not ID_RE.match(name):
@@ -652,6 +680,7 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
     checkpoint_every_s = root.get("checkpoint_every_s", float, 300.0, lo=1.0, hi=86400.0)
     broker = _broker(root, site, gateway, base)
     web = _web(root, base)
+    homeassistant = _homeassistant(root)
 
     ot = root.table("outbox")
     outbox_path = ot.get("path", str, os.path.join(state_dir, "outbox.sqlite"))
@@ -713,7 +742,7 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
                 policy=policy, classes=classes,
                 buses=[b for b in buses.values() if b.meters],
                 telemetry_every_s=telemetry_every_s, checkpoint_every_s=checkpoint_every_s,
-                web=web)
+                web=web, homeassistant=homeassistant)
 
 
 def load(path: str | os.PathLike) -> Plan:

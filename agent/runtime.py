@@ -300,6 +300,14 @@ class Agent:
             events = pipeline.process_reading(reading)
         self._emit(events)
 
+    def _queue(self, messages: list) -> None:
+        """Messages made outside the event flow (Home Assistant discovery) go through the
+        outbox like everything else; callable from the publisher's thread."""
+        if self.outbox is not None and messages:
+            self.outbox.put_many(messages)
+            if self.publisher is not None:
+                self.publisher.wake()
+
     def on_event(self, event: Event) -> None:
         """An event decided elsewhere (an MCU behind the bridge) is published as is."""
         self._emit([event])
@@ -385,9 +393,18 @@ class Agent:
             self._stop.set()
         Path(self.plan.state_dir).mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(self.plan.outbox.path, self.plan.outbox.max_bytes)
+        discovery = None
+        if self.plan.homeassistant is not None:
+            from agent.publish.homeassistant import Discovery
+
+            discovery = Discovery(self.plan, self.codec,
+                                  self.plan.homeassistant.discovery_prefix, _version())
         self.publisher = Publisher(self.plan.broker, self.outbox, self.codec,
                                    on_command=self.on_command,
-                                   status_extra=self._status_extra)
+                                   status_extra=self._status_extra,
+                                   watch=discovery.watch(self._queue) if discovery else None)
+        if discovery is not None:
+            self._queue(discovery.messages())
         self.publisher.start()
         self.write_status()
         sources = self._make_sources()

@@ -262,7 +262,8 @@ class Publisher:
                  on_command: Callable[[str, dict], dict] | None = None,
                  status_extra: Callable[[], dict] | None = None, *,
                  window: int = 100, backoff: Backoff | None = None,
-                 status_every_s: float = 60.0):
+                 status_every_s: float = 60.0,
+                 watch: dict[str, Callable[[bytes], None]] | None = None):
         self.broker = broker
         self.outbox = outbox
         self.codec = codec
@@ -274,6 +275,9 @@ class Publisher:
         # gw-0012 and gw-0021 retry in lockstep, and every retry at the cap was 60.0 s).
         self.backoff = backoff or Backoff(1.0, 60.0, 2.0, full_jitter=True)
         self.status_every_s = status_every_s
+        # Other topics to follow (exact names, e.g. Home Assistant's birth message):
+        # subscribed on every connect, each payload handed to its callback on this thread.
+        self.watch = dict(watch or {})
         self.connected = threading.Event()
         self.last_error = ""
         self.error_kind = ""
@@ -506,6 +510,8 @@ class Publisher:
                              options=SubscribeOptions(qos=1, retainAsPublished=True))
         else:
             client.subscribe(self.codec.command_filter, qos=1)
+        for topic in self.watch:
+            client.subscribe(topic, qos=1)
         self._publish_status("online")
         self.connected.set()
         return client
@@ -750,6 +756,13 @@ class Publisher:
                            "will not be answered" % (self.codec.command_filter, rc))
 
     def _on_message(self, client, userdata, msg) -> None:
+        watcher = self.watch.get(msg.topic)
+        if watcher is not None:
+            try:
+                watcher(bytes(msg.payload))
+            except Exception:  # a watcher must never take the publisher down
+                log.exception("handler for %s failed", msg.topic)
+            return
         name = self.codec.command_name(msg.topic)
         if name is None:
             return

@@ -16,7 +16,8 @@ ALERT_KINDS = ("raised", "updated", "cleared")
 SCORE_UNITS = {"score": "points (0-100)", "contributions": "points (0-100, summing to score)"}
 TELEMETRY_UNITS = {
     "p_mean_w": "W", "p_min_w": "W", "p_max_w": "W", "pf_mean": "1 (absolute power factor)",
-    "energy_kwh": "kWh", "slot_s": "s", "score": "points (0-100)",
+    "energy_kwh": "kWh", "e_import_kwh": "kWh (meter's import counter)", "slot_s": "s",
+    "score": "points (0-100)",
 }
 HEALTH_UNITS = {"backoff_s": "s"}
 _INF = float("inf")

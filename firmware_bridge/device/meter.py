@@ -172,6 +172,7 @@ def _slot_close(v, o):
         "pf_mean": v[o + _PF_SUM] / n_pf if n_pf else None,
         "energy_kwh": (v[o + _E_LAST] - v[o + _E_FIRST])
         if v[o + _E_FIRST] == v[o + _E_FIRST] else None,
+        "e_import_kwh": v[o + _E_LAST] if v[o + _E_FIRST] == v[o + _E_FIRST] else None,
         "quality": quality_names(int(v[o + _FLAGS])),
     }
     _slot_reset(v, o)

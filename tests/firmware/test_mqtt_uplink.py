@@ -84,8 +84,8 @@ def test_mcu_over_mqtt_survives_a_power_cut_and_raises_the_alert(tmp_path, micro
     tel = by_kind["telemetry"][-1]["payload"]
     want = codec.event(Event("telemetry", "m1", tel["t"], tel["id"], data={
         k: tel[k] for k in ("slot_start", "slot_s", "samples", "bad_samples", "p_mean_w",
-                            "p_min_w", "p_max_w", "pf_mean", "energy_kwh", "quality",
-                            "score", "detector_state")}))
+                            "p_min_w", "p_max_w", "pf_mean", "energy_kwh", "e_import_kwh",
+                            "quality", "score", "detector_state")}))
     assert json.loads(want.payload) == tel
     boots = [m["payload"].get("boots") for m in by_kind["status"]
              if m["payload"]["state"] == "online"]
