@@ -123,17 +123,6 @@ def parse_time(s: str) -> float:
     return (d - _EPOCH).total_seconds()
 
 
-class _Meter:
-    __slots__ = ("detector", "last_t", "max_score", "policy", "samples")
-
-    def __init__(self, detector: Any, policy: Any):
-        self.detector = detector
-        self.policy = policy
-        self.samples = 0
-        self.max_score = 0.0
-        self.last_t = -math.inf
-
-
 def _open(path: str) -> IO[str]:
     if path == "-":
         raw = sys.stdin.buffer
@@ -198,7 +187,9 @@ def replay_main(args: argparse.Namespace) -> int:
         return 2
 
     out = sys.stdout
-    meters: dict[str, _Meter] = {}
+    from agent.scoring import MeterScorer
+
+    meters: dict[str, MeterScorer] = {}
     plots: dict = {}  # meter -> (MeterPlot, detector), only with --plot
     if args.plot:
         from agent.web.plot import MeterPlot
@@ -296,7 +287,7 @@ def replay_main(args: argparse.Namespace) -> int:
             for mid, t, p, pf, line, ts_text in itertools.chain(head, valid):
                 m = meters.get(mid)
                 if m is None:
-                    m = _Meter(Detector(detector_settings), Policy(mid, policy_settings))
+                    m = MeterScorer(mid, detector_settings, policy_settings)
                     meters[mid] = m
                     if args.plot:
                         plots[mid] = (MeterPlot(), m.detector)
@@ -305,19 +296,12 @@ def replay_main(args: argparse.Namespace) -> int:
                               "of meter %s (rows must be in time order per meter)"
                               % (ts_text, mid))
                     continue
-                m.last_t = t
-                det = m.detector
-                score = det.update(t, p, pf)
-                m.samples += 1
-                if score > m.max_score:
-                    m.max_score = score
-                events = m.policy.update(t, score, det.ready, det.contributions(),
-                                         det.evidence())
+                events = m.feed(t, p, pf)
                 for ev in events:
                     write(_event_line(ev) + "\n")
                 if args.plot:
                     plot = plots[mid][0]
-                    plot.add(t, p, det)
+                    plot.add(t, p, m.detector)
                     for ev in events:
                         plot.on_event(ev)
     except BrokenPipeError:  # `loadwatch replay big.csv | head`: the reader has gone
