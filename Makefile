@@ -12,7 +12,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # systemd: systemd-analyze for the unit-file checks; python3-venv: the virtual environment.
 # The web page tests also need a headless Chromium (Debian's chromium-headless-shell, or
 # chromium where that package does not exist), driven by playwright without its download.
+# openjdk-17-jre-headless: Java for `loadwatch screen --engine spark` and its test (not
+# installed when a `java` is already on PATH, e.g. another JDK 17+).
 APT_PACKAGES := mosquitto openssl systemd python3-venv
+JAVA_PACKAGE := openjdk-17-jre-headless
 PYTEST_ARGS ?=
 
 .PHONY: setup system-packages demo test faults lint bench clean
@@ -22,6 +25,7 @@ setup: system-packages $(STAMP)
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v java >/dev/null 2>&1 || missing="$$missing $(JAVA_PACKAGE)"; \
 	browser=""; command -v chromium-headless-shell >/dev/null 2>&1 || \
 	  command -v chromium >/dev/null 2>&1 || browser=yes; \
 	if [ -n "$$missing$$browser" ]; then \
@@ -37,7 +41,7 @@ system-packages:
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev,bench]'
+	$(VENV)/bin/pip install -q -e '.[dev,bench,screen,spark]'
 	touch $(STAMP)
 
 demo: setup

@@ -30,6 +30,9 @@ from agent.cliargs import add_config_argument, epilog, resolve_config
 DELEGATED: dict[str, tuple[str, str, str, str]] = {
     "replay": ("agent.replay", "add_replay_arguments", "replay_main",
                "score a CSV of meter,timestamp,p_w[,pf] and print alert events as JSON lines"),
+    "screen": ("agent.screen.cli", "add_screen_arguments", "screen_main",
+               "score a utility's AMI history (CSV, daily curves, Parquet) on all cores "
+               "or Spark"),
     "scan": ("agent.modbus.tools", "add_scan_arguments", "scan_main",
              "find Modbus units (or DL/T 645 meters) on a serial bus or TCP host"),
     "read": ("agent.modbus.tools", "add_read_arguments", "read_main",

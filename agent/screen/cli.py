@@ -1,0 +1,287 @@
+"""``loadwatch screen INPUT... --out DIR``: score AMI history with the gateway's detector.
+
+See agent/screen/__init__.py for the why; README "Screening AMI history" for the how.
+Exit 0 when the run finished (bad rows and bad meters are counted, not fatal), 2 when the
+input cannot be screened as given (unreadable file, unknown layout, a unit mistake found in
+the data without --force, bad settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import TextIO
+
+from agent.screen.layout import Units, normalize
+from agent.screen.meter import MeterResult, Settings
+from agent.screen.output import Outputs
+from agent.screen.problems import Problems
+from agent.screen.sources import InputError, Source, batches, estimate_rows, open_source
+from agent.units import check_power, check_timestamps
+
+UNIT_SAMPLE = 200_000  # samples looked at for unit mistakes before anything is scored
+
+
+def add_screen_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="CSV, CSV.gz or Parquet: meter,timestamp,p_w[,pf] or meter,date,p1..p96")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output directory (alerts.parquet/.csv, meters.parquet, summary.json)")
+    p.add_argument("--engine", choices=("local", "spark"), default="local",
+                   help="local process pool (default) or PySpark (pip install loadwatch[spark])")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help="local engine: processes (default: all cores)")
+    p.add_argument("--master", default=None, metavar="URL",
+                   help="spark engine: master URL (default: local[*], or spark-submit's)")
+    p.add_argument("--tz", type=float, default=None, metavar="HOURS",
+                   help="local time offset east of UTC: the detector's day, and the zone of "
+                   "wide-layout dates (default: the config's tz_offset_hours, else 0)")
+    p.add_argument("--kwh", action="store_true",
+                   help="wide layout: values are energy per interval (kWh), not mean kW")
+    p.add_argument("--power-unit", choices=("W", "kW"), default=None,
+                   help="unit of the power values (default: W for p_w, kW for p1..pN)")
+    p.add_argument("--time-unit", choices=("s", "ms"), default="s",
+                   help="unit of numeric timestamps (default: s)")
+    p.add_argument("--force", action="store_true",
+                   help="screen even when the data look like a unit mistake")
+    p.add_argument("--top", type=int, default=20, metavar="N",
+                   help="meters in the ranked list printed at the end (default 20)")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="take [detector] and [policy] settings from this loadwatch config")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _fail(msg: str) -> int:
+    print("loadwatch screen: %s" % msg, file=sys.stderr)
+    return 2
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from agent.policy import Policy, default_policy_settings
+    from agent.signature import Detector, default_settings
+
+    if args.config:
+        from agent.config import load_detector_settings
+
+        detector, policy = load_detector_settings(args.config)
+    else:
+        detector, policy = default_settings(), default_policy_settings()
+    detector = dict(detector)
+    if args.tz is not None:
+        detector["tz_offset_s"] = args.tz * 3600.0
+    Detector(detector)  # settings the core rejects are a usage error, not a crash per meter
+    Policy("check", policy)
+    return Settings(detector, dict(policy))
+
+
+def _units(args: argparse.Namespace, src: Source, settings: Settings) -> Units:
+    tz_s = float(settings.detector.get("tz_offset_s", 0.0))
+    if src.layout.kind == "wide":
+        return Units(kwh=args.kwh, wide_scale=1.0 if args.power_unit == "W" else 1000.0,
+                     tz_s=tz_s)
+    return Units(time_scale=1e-3 if args.time_unit == "ms" else 1.0,
+                 power_scale=1000.0 if args.power_unit == "kW" else 1.0, tz_s=tz_s)
+
+
+def _unit_problems(args: argparse.Namespace, src: Source, units: Units) -> list[str]:
+    """Look at the first samples for unit mistakes (``agent.units``); messages, or []."""
+    ts: list[float] = []
+    ps: list[float] = []
+    for b in batches(src, Problems()):
+        lb = normalize(b, src.layout, units, Problems())
+        ts.extend(lb.t[:UNIT_SAMPLE - len(ts)].tolist())
+        ps.extend(lb.p[:UNIT_SAMPLE - len(ps)].tolist())
+        if len(ts) >= UNIT_SAMPLE:
+            break
+    out = []
+    tp = check_timestamps(ts)
+    if tp is not None:
+        out.append(tp.message)
+    if src.layout.kind == "wide":
+        what = "the curve values (%s)" % ("kWh per interval" if units.kwh else
+                                          "W" if units.wide_scale == 1.0 else "kW")
+        pp = check_power(ps, what, "say --power-unit W if they are watts",
+                         "check --kwh and --power-unit")
+    else:
+        pp = check_power(ps, "p_w", "convert the column to W, or say --power-unit kW",
+                         "check --power-unit")
+    if pp is not None:
+        out.append(pp.message)
+    return out
+
+
+class Progress:
+    """Meters done, samples/s and ETA on stderr: rewritten in place on a terminal, a line
+    every 10 s otherwise (logs)."""
+
+    def __init__(self, stream: TextIO, quiet: bool) -> None:
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = stream.isatty()
+        self.t0 = time.monotonic()
+        self.last = 0.0
+
+    def show(self, msg: str, force: bool = False) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if not force and now - self.last < (1.0 if self.tty else 10.0):
+            return
+        self.last = now
+        if self.tty:
+            self.stream.write("\r\x1b[K" + msg)
+        else:
+            self.stream.write(msg + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if not self.quiet and self.tty:
+            self.stream.write("\n")
+
+
+def _rate(n: float) -> str:
+    return "%.0f k" % (n / 1e3) if n < 1e6 else "%.2f M" % (n / 1e6)
+
+
+def _eta(s: float) -> str:
+    if s != s or s < 0 or s > 1e7:
+        return "?"
+    return "%d s" % s if s < 120 else "%d min" % (s / 60) if s < 7200 else "%.1f h" % (s / 3600)
+
+
+def screen_main(args: argparse.Namespace) -> int:
+    err = sys.stderr
+    if args.tz is not None and not -14.0 <= args.tz <= 14.0:
+        return _fail("--tz %g is not a UTC offset (-14..14 hours)" % args.tz)
+    if args.workers < 1:
+        return _fail("--workers must be at least 1")
+    try:
+        settings = _settings(args)
+    except (ValueError, OSError) as e:  # ConfigError is a ValueError
+        return _fail(str(e))
+    try:
+        sources = [open_source(p) for p in args.inputs]
+    except InputError as e:
+        return _fail(str(e))
+    layout = sources[0].layout
+    for s in sources[1:]:
+        if s.layout.kind != layout.kind or s.layout.points != layout.points or \
+                s.layout.has_pf != layout.has_pf:
+            return _fail("%s: layout differs from %s (all inputs of one run share a layout)"
+                         % (s.path, sources[0].path))
+    units = _units(args, sources[0], settings)
+    try:
+        found = _unit_problems(args, sources[0], units)
+    except InputError as e:
+        return _fail(str(e))
+    if found and not args.force:
+        for m in found:
+            err.write("loadwatch screen: %s: %s\n" % (sources[0].path, m))
+        err.write("loadwatch screen: nothing screened (pass --force to screen as given)\n")
+        return 2
+    for m in found:
+        err.write("loadwatch screen: warning (--force): %s\n" % m)
+
+    try:
+        out = Outputs(args.out, args.top)
+    except OSError as e:
+        return _fail("%s: cannot write: %s" % (args.out, e.strerror or e))
+    progress = Progress(err, args.quiet)
+    t0 = time.monotonic()
+    est = sum(estimate_rows(s) for s in sources)
+    read_problems = Problems()
+
+    def on_result(r: MeterResult, total: list[int]) -> None:
+        out.add(r)
+        el = time.monotonic() - t0
+        rate = out.samples / el if el > 0 else 0.0
+        left = (total[0] - out.samples) / rate if rate > 0 else float("nan")
+        progress.show("screen: %d meters, %s samples, %s samples/s, ETA %s"
+                      % (out.meters, _rate(out.samples), _rate(rate), _eta(left)))
+
+    try:
+        if args.engine == "spark":
+            from agent.screen.spark import SparkUnavailable, run_spark
+
+            total = [est]
+            try:
+                for r in run_spark(sources, units, settings, args.master, read_problems):
+                    on_result(r, total)
+            except SparkUnavailable as e:
+                return _fail(str(e))
+            workers = 0
+        else:
+            workers = args.workers
+            total = [0]
+            spill_dir = tempfile.mkdtemp(prefix=".spill-", dir=args.out)
+            try:
+                parts = _partition(sources, units, workers, est, spill_dir, read_problems,
+                                   progress, total)
+                from agent.screen.local import run_parts
+
+                def on_part(results: list[MeterResult]) -> None:
+                    for r in results:
+                        on_result(r, total)
+
+                run_parts(parts, settings, workers, on_part)
+            finally:
+                shutil.rmtree(spill_dir, ignore_errors=True)
+    except InputError as e:
+        progress.done()
+        return _fail(str(e))
+    progress.done()
+    elapsed = time.monotonic() - t0
+    out.problems.add(read_problems)
+    ranked = out.ranked()
+    summary = {
+        "inputs": [s.path for s in sources], "layout": layout.kind,
+        "points_per_day": layout.points or None, "engine": args.engine,
+        "workers": workers or None, "master": args.master,
+        "time_s": round(elapsed, 3),
+        "samples_per_s": round(out.samples / elapsed, 1) if elapsed > 0 else None,
+        "unit_warnings": found,
+        "settings": {"detector": settings.detector, "policy": settings.policy},
+    }
+    out.close(summary)
+    _report(out, ranked, elapsed, args, err)
+    return 0
+
+
+def _partition(sources: list[Source], units: Units, workers: int, est: int, spill_dir: str,
+               problems: Problems, progress: Progress, total: list[int]) -> list[str]:
+    from agent.screen.local import Spill, part_count
+
+    spill = Spill(spill_dir, part_count(est, workers), sources[0].layout.has_pf)
+    rows = 0
+    for src in sources:
+        for b in batches(src, problems):
+            lb = normalize(b, src.layout, units, problems)
+            spill.add(lb)
+            rows += len(lb)
+            progress.show("screen: reading %s: %s samples" % (src.path, _rate(rows)))
+    total[0] = rows
+    return spill.close()
+
+
+def _report(out: Outputs, ranked: list[MeterResult], elapsed: float,
+            args: argparse.Namespace, err: TextIO) -> None:
+    from agent.replay import iso_utc
+
+    w = sys.stdout.write
+    w("screened %d meters, %d samples in %.1f s (%s samples/s): %d meters raised alerts\n"
+      % (out.meters, out.samples, elapsed, _rate(out.samples / elapsed if elapsed else 0),
+         out.alerted))
+    if ranked:
+        w("%-4s %-20s %6s %-20s %6s  %s\n" % ("rank", "meter", "max", "at", "alerts",
+                                             "evidence at the maximum"))
+        for i, r in enumerate(ranked, 1):
+            at = iso_utc(r.max_score_t) if r.max_score_t == r.max_score_t else "-"
+            w("%-4d %-20s %6.1f %-20s %6d  %s\n" % (i, r.meter[:20], r.max_score, at,
+                                                   r.alerts_raised, r.summary[:90]))
+    w("outputs in %s: alerts.parquet, alerts.csv, meters.parquet, summary.json\n" % args.out)
+    for m in out.problems.messages():
+        err.write("loadwatch screen: input: %s\n" % m)

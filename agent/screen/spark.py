@@ -1,0 +1,141 @@
+"""The Spark engine: ``groupBy(meter).applyInPandas`` over the same per-meter function.
+
+The only module that imports PySpark (an optional extra: ``pip install loadwatch[spark]``;
+Spark needs Java 17). Spark reads the files (so on a cluster they may be on HDFS or S3 and
+are split across executors), every column as text; each meter's group then goes through
+``layout.normalize`` and ``meter.screen_meter``, the same two functions the local engine
+runs, so the same rows give the same events. One result row per meter comes back to the
+driver and is written by the same ``Outputs`` as the local engine's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+
+from agent.screen.layout import Layout, Units, normalize
+from agent.screen.meter import EventRow, MeterResult, Settings, screen_meter
+from agent.screen.problems import Problems
+from agent.screen.sources import Source
+
+RESULT_SCHEMA = (
+    "meter string, samples long, first_t double, last_t double, interval_s double, "
+    "coverage double, days_scored double, max_score double, max_score_t double, "
+    "schedule string, summary string, alerts_raised long, alert_open boolean, "
+    "error string, events string, problems string")
+
+
+class SparkUnavailable(RuntimeError):
+    """PySpark or Java is missing, or the session would not start; says which and the fix."""
+
+
+def _row(r: MeterResult) -> dict:
+    return {
+        "meter": r.meter, "samples": r.samples, "first_t": r.first_t, "last_t": r.last_t,
+        "interval_s": r.interval_s, "coverage": r.coverage, "days_scored": r.days_scored,
+        "max_score": r.max_score, "max_score_t": r.max_score_t, "schedule": r.schedule,
+        "summary": r.summary, "alerts_raised": r.alerts_raised, "alert_open": r.alert_open,
+        "error": r.error, "events": json.dumps([e.__dict__ for e in r.events]),
+        "problems": json.dumps(r.problems.as_dict()),
+    }
+
+
+def _result(row: dict) -> MeterResult:
+    r = MeterResult(row["meter"])
+    for k in ("samples", "first_t", "last_t", "interval_s", "coverage", "days_scored",
+              "max_score", "max_score_t", "schedule", "summary", "alerts_raised",
+              "alert_open", "error"):
+        setattr(r, k, row[k])
+    r.events = [EventRow(**e) for e in json.loads(row["events"])]
+    r.problems = Problems.from_dict(json.loads(row["problems"]))
+    return r
+
+
+def group_function(layout: Layout, units: Units, settings: Settings):
+    """The function each Spark task runs on one meter's rows (a pandas DataFrame)."""
+
+    def run(pdf):
+        import pandas as pd
+        import pyarrow as pa
+
+        problems = Problems()
+        lb = normalize(pa.Table.from_pandas(pdf, preserve_index=False), layout, units,
+                       problems)
+        if len(lb) == 0:
+            r = MeterResult("")  # no usable row: only the problems go back
+        else:
+            r = screen_meter(lb.meter[0].as_py(), lb.t, lb.p, lb.pf, settings)
+        r.problems.add(problems)
+        return pd.DataFrame([_row(r)])
+
+    return run
+
+
+def _session(master: str | None):
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise SparkUnavailable("--engine spark needs PySpark: pip install 'loadwatch[spark]'"
+                               ) from None
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        raise SparkUnavailable("--engine spark needs Java 17 (Debian: apt-get install "
+                               "openjdk-17-jre-headless; `make setup` does this)")
+    # Executors on this machine run the driver's interpreter (with loadwatch importable);
+    # on a cluster, spark-submit's PYSPARK_PYTHON wins.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    b = SparkSession.builder.appName("loadwatch-screen")
+    if master:
+        b = b.master(master)
+    elif "spark.master" not in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
+        b = b.master("local[*]")
+    b = b.config("spark.ui.enabled", "false").config(
+        "spark.ui.showConsoleProgress", "false").config(
+        "spark.sql.execution.arrow.pyspark.enabled", "true")
+    try:
+        spark = b.getOrCreate()
+    except Exception as e:  # Py4J/Java start-up failures have no common base class
+        raise SparkUnavailable("Spark would not start: %s" % (str(e).splitlines() or [e])[0]
+                               ) from None
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def run_spark(sources: list[Source], units: Units, settings: Settings, master: str | None,
+              problems: Problems) -> Iterator[MeterResult]:
+    """Screen every meter of ``sources`` on Spark; results stream back as they finish.
+
+    Rows that never reach a meter (no meter id) add only to ``problems``.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    spark = _session(master)
+    try:
+        layout = sources[0].layout
+        paths = [s.path for s in sources]
+        if sources[0].fmt == "parquet":
+            df = spark.read.parquet(*paths)
+            df = df.toDF(*[c.strip().lower() for c in df.columns])
+            ts = dict(df.dtypes).get("timestamp", "")
+            if ts.startswith("timestamp"):  # to UNIX seconds here, not via pandas' zone
+                df = df.withColumn("timestamp", F.col("timestamp").cast("double"))
+        else:
+            schema = StructType([StructField(c, StringType()) for c in layout.columns])
+            df = spark.read.csv(paths, header=True, schema=schema, mode="PERMISSIVE",
+                                enforceSchema=True)
+        df = df.withColumn("meter", F.trim(F.col("meter")))
+        n_groups = max(2, spark.sparkContext.defaultParallelism * 4)
+        spark.conf.set("spark.sql.shuffle.partitions", str(n_groups))
+        out = df.groupBy("meter").applyInPandas(group_function(layout, units, settings),
+                                                RESULT_SCHEMA)
+        for row in out.toLocalIterator():
+            r = _result(row.asDict())
+            if not r.meter:
+                problems.add(r.problems)
+                continue
+            yield r
+    finally:
+        spark.stop()
