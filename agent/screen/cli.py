@@ -50,7 +50,7 @@ def add_screen_arguments(p: argparse.ArgumentParser) -> None:
                    help="screen even when the data look like a unit mistake")
     p.add_argument("--top", type=int, default=20, metavar="N",
                    help="meters in the ranked list printed at the end (default 20)")
-    p.add_argument("--config", default=None, metavar="FILE",
+    p.add_argument("-c", "--config", default=None, metavar="FILE",
                    help="take [detector] and [policy] settings from this loadwatch config")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -162,7 +162,10 @@ def screen_main(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
     except (ValueError, OSError) as e:  # ConfigError is a ValueError
-        return _fail(str(e))
+        msg = str(e)
+        if args.config and args.config not in msg:
+            msg = "%s: %s" % (args.config, msg)
+        return _fail(msg)
     try:
         sources = [open_source(p) for p in args.inputs]
     except InputError as e:
@@ -236,6 +239,10 @@ def screen_main(args: argparse.Namespace) -> int:
     progress.done()
     elapsed = time.monotonic() - t0
     out.problems.add(read_problems)
+    if out.samples == 0:
+        out.close({"inputs": [s.path for s in sources], "time_s": round(elapsed, 3)})
+        return _fail("%s: no usable samples (%d rows could not be read)"
+                     % (", ".join(s.path for s in sources), out.problems.bad_rows))
     ranked = out.ranked()
     summary = {
         "inputs": [s.path for s in sources], "layout": layout.kind,
