@@ -21,9 +21,11 @@ from agent.screen.meter import MeterResult, Settings
 from agent.screen.output import Outputs
 from agent.screen.problems import Problems
 from agent.screen.sources import InputError, Source, batches, estimate_rows, open_source
-from agent.units import check_power, check_timestamps
 
 UNIT_SAMPLE = 200_000  # samples looked at for unit mistakes before anything is scored
+# Wide "kW" values whose median, as watts, is above this are watts written as kW (no
+# home's median draw is 200 kW).
+WIDE_W_MEDIAN = 200_000.0
 
 
 def add_screen_arguments(p: argparse.ArgumentParser) -> None:
@@ -88,7 +90,15 @@ def _units(args: argparse.Namespace, src: Source, settings: Settings) -> Units:
 
 
 def _unit_problems(args: argparse.Namespace, src: Source, units: Units) -> list[str]:
-    """Look at the first samples for unit mistakes (``agent.units``); messages, or []."""
+    """Look at the first samples for unit mistakes; messages, or [].
+
+    Millisecond timestamps and kW in p_w are judged by ``replay.unit_mistake`` (one rule
+    for both commands), on the values as screen would score them, so a declared
+    --time-unit/--power-unit passes. Wide curves can also be watts in a kW layout, which
+    replay's long layout never is: checked here.
+    """
+    from agent.replay import unit_mistake
+
     ts: list[float] = []
     ps: list[float] = []
     for b in batches(src, Problems()):
@@ -97,21 +107,15 @@ def _unit_problems(args: argparse.Namespace, src: Source, units: Units) -> list[
         ps.extend(lb.p[:UNIT_SAMPLE - len(ps)].tolist())
         if len(ts) >= UNIT_SAMPLE:
             break
-    out = []
-    tp = check_timestamps(ts)
-    if tp is not None:
-        out.append(tp.message)
-    if src.layout.kind == "wide":
-        what = "the curve values (%s)" % ("kWh per interval" if units.kwh else
-                                          "W" if units.wide_scale == 1.0 else "kW")
-        pp = check_power(ps, what, "say --power-unit W if they are watts",
-                         "check --kwh and --power-unit")
-    else:
-        pp = check_power(ps, "p_w", "convert the column to W, or say --power-unit kW",
-                         "check --power-unit")
-    if pp is not None:
-        out.append(pp.message)
-    return out
+    found = unit_mistake(ts, ps, ["%.0f" % t for t in ts])
+    if found:
+        return [found + " (or declare the units: --time-unit ms, --power-unit kW)"]
+    if src.layout.kind == "wide" and ps:
+        med = sorted(ps)[len(ps) // 2]
+        if med > WIDE_W_MEDIAN:
+            return ["the curve values have a median of %.6g kW: no home draws that; they "
+                    "look like W (say --power-unit W)" % (med / 1000.0)]
+    return []
 
 
 class Progress:

@@ -185,10 +185,10 @@ def test_unit_mistakes_stop_unless_forced_or_declared(tmp_path: Path) -> None:
             f.write("%s,%s,%r\n" % (x["meter"], x["timestamp"], float(x["p_w"]) / 1000.0))
     r = cli("screen", str(ms), "--out", str(tmp_path / "a"))
     assert r.returncode == 2
-    assert "timestamps look like milliseconds" in r.stderr and "--time-unit ms" in r.stderr
+    assert "look like milliseconds" in r.stderr and "--time-unit ms" in r.stderr
     assert not (tmp_path / "a" / "summary.json").exists()
     r = cli("screen", str(kw), "--out", str(tmp_path / "b"))
-    assert r.returncode == 2 and "p_w looks like kW, not W" in r.stderr
+    assert r.returncode == 2 and "looks like kW" in r.stderr and "--power-unit kW" in r.stderr
     # Declared, they give the right events; forced, the run goes on and says so.
     want = {(e["meter"], e["kind"]) for e in replay_events(STREET)}
     got, _ = screen(ms, tmp_path / "c", "--time-unit", "ms", "--workers", "1")
@@ -196,7 +196,7 @@ def test_unit_mistakes_stop_unless_forced_or_declared(tmp_path: Path) -> None:
     got, _ = screen(kw, tmp_path / "d", "--power-unit", "kW", "--workers", "1")
     assert {(e["meter"], e["kind"]) for e in got} == want
     r = cli("screen", str(kw), "--out", str(tmp_path / "e"), "--force", "--quiet")
-    assert r.returncode == 0 and "warning (--force): p_w looks like kW" in r.stderr
+    assert r.returncode == 0 and "warning (--force): p_w has a median" in r.stderr
 
 
 def test_bad_files_are_one_line_errors(tmp_path: Path) -> None:
@@ -246,6 +246,16 @@ def test_wide_daily_curves_match_the_long_layout(tmp_path: Path) -> None:
     assert s_wide["layout"] == "wide" and s_wide["points_per_day"] == 96
     assert s_wide["problems"]["dst_days"] == 1
     assert s_wide["samples"] == s_long["samples"] - 4
+    assert {(e["meter"], e["kind"]) for e in got} == {(e["meter"], e["kind"]) for e in want}
+    watts = tmp_path / "watts.csv"  # the same curves in W under a kW layout
+    with open(watts, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["meter", "date", *["p%d" % i for i in range(1, 97)]])
+        w.writerows([r[:2] + [repr(float(v) * 1000.0) if v else "" for v in r[2:]]
+                     for r in wide])
+    r = cli("screen", str(watts), "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "look like W (say --power-unit W)" in r.stderr
+    got, _ = screen(watts, tmp_path / "y", "--power-unit", "W", "--workers", "1")
     assert {(e["meter"], e["kind"]) for e in got} == {(e["meter"], e["kind"]) for e in want}
 
 
