@@ -219,16 +219,23 @@ class Health:
     """Reachability of one meter as the poller sees it.
 
     ``state`` is "ok", "degraded" (some errors, still answering) or "down" (in back-off).
+    When it is not "ok", ``cause`` says why in one word (timeout, exception, crc, io,
+    retried, profile_mismatch), ``reason`` in the words of the failure itself (e.g.
+    "cannot connect to 10.0.0.5:502: connection refused ...") and ``hint`` what to check;
+    all three are "" when the meter is ok.
     """
 
     __slots__ = (
         "backoff_s",
+        "cause",
         "consecutive_failures",
         "errors",
+        "hint",
         "last_error",
         "last_success",
         "meter",
         "polls",
+        "reason",
         "state",
         "t",
     )
@@ -243,10 +250,29 @@ class Health:
         self.errors = {}  # error_kind -> count
         self.consecutive_failures = 0
         self.backoff_s = 0.0
+        self.cause = ""
+        self.reason = ""
+        self.hint = ""
+
+    def set_problem(self, state, cause, reason, hint):
+        """Mark the meter not ok, saying why and what to check."""
+        self.state = state
+        self.cause = cause
+        self.reason = reason
+        self.hint = hint
+
+    def set_ok(self):
+        self.state = "ok"
+        self.cause = ""
+        self.reason = ""
+        self.hint = ""
 
     def as_dict(self):
         return {
             "state": self.state,
+            "cause": self.cause,
+            "reason": self.reason,
+            "hint": self.hint,
             "last_success": self.last_success,
             "last_error": self.last_error,
             "polls": self.polls,

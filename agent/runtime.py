@@ -25,7 +25,10 @@ from agent.aggregate import SlotAggregate
 from agent.clock import Clock
 from agent.config import MeterPlan, Plan
 from agent.decode import Decoder
+from agent.healthlog import TransitionLog
 from agent.model import Event, Health, RawPoll, Reading, quality_names
+from agent.plausibility import HINT as PROFILE_HINT
+from agent.plausibility import ProfileCheck
 from agent.policy import Policy
 from agent.publish.codec import Codec
 from agent.publish.mqtt import Publisher
@@ -65,6 +68,10 @@ class MeterPipeline:
         self.policy = policy
         self.aggregate = SlotAggregate(telemetry_s)
         self.last_reading: Reading | None = None
+        # A profile that does not fit the meter reads without errors; its structure
+        # gives it away (agent/plausibility.py). Non-empty while that persists.
+        self.profile_check = ProfileCheck()
+        self.mismatch = ""
         self.samples = 0
         self.bad = 0
 
@@ -85,6 +92,8 @@ class MeterPipeline:
     def process_reading(self, reading: Reading) -> list[Event]:
         events: list[Event] = []
         self.last_reading = reading
+        if reading.values:
+            self.mismatch = self.profile_check.update(reading.values, reading.quality)
         meter = self.plan.id
         closed = self.aggregate.add(reading)
         if closed is not None:
@@ -138,6 +147,7 @@ class Agent:
         self.pipelines: dict[str, MeterPipeline] = {}
         self.health: dict[str, Health] = {}
         self._health_sent: dict[str, tuple[str, float]] = {}
+        self.transitions = TransitionLog()
         self._listeners: list[Callable[[Event], None]] = []
         self._checkpoint_hooks: list[Callable[[], None]] = []
         self._pollers: dict[str, object] = {}
@@ -313,12 +323,18 @@ class Agent:
         self._emit([event])
 
     def on_health(self, health: Health) -> None:
+        pipeline = self.pipelines.get(health.meter)
+        if pipeline is not None and pipeline.mismatch and health.state == "ok":
+            health.set_problem("degraded", "profile_mismatch", pipeline.mismatch,
+                               PROFILE_HINT)
         self.health[health.meter] = health
+        self.transitions.observe(health)
         last = self._health_sent.get(health.meter)
         now = self.clock.now()
-        if last is not None and last[0] == health.state and now - last[1] < HEALTH_REFRESH_S:
+        key = "%s/%s" % (health.state, health.cause)
+        if last is not None and last[0] == key and now - last[1] < HEALTH_REFRESH_S:
             return
-        self._health_sent[health.meter] = (health.state, now)
+        self._health_sent[health.meter] = (key, now)
         self._emit([Event("health", health.meter, now,
                           "%s:health:%d:%d" % (health.meter, int(now), health.polls),
                           data=health.as_dict())])
@@ -352,8 +368,11 @@ class Agent:
         for row in out:
             h = self.health.get(row["meter"])
             row["health"] = h.state if h else "unknown"
-            # Why a meter is not ok, in the poller's own words (not just "timeout").
-            row["health_reason"] = h.last_error if h and h.state != "ok" else ""
+            # Why a meter is not ok and what to check: the health payload's own words.
+            row["health_reason"] = (h.reason or h.last_error) if h and h.state != "ok" else ""
+            row["cause"] = h.cause if h else ""
+            row["reason"] = h.reason if h else ""
+            row["hint"] = h.hint if h else ""
             row["polls"] = h.polls if h else 0
             row["poll_errors"] = dict(h.errors) if h else {}
         return out

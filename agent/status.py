@@ -52,11 +52,17 @@ def render(data: dict, now: float) -> str:
     for row in data.get("meters", []):
         kw = "%.3f" % (row["p_w"] / 1000.0) if row.get("p_w") is not None else "-"
         note = "ALERT %s" % row["alert"] if row.get("alert") else ""
-        if row.get("quality"):
+        if row.get("reason"):
+            # The health payload's own words: "timeout" alone does not tell an unplugged
+            # adapter from a refused connection.
+            note = (note + " " if note else "") + row["reason"]
+        elif row.get("quality"):
             note = (note + " " if note else "") + "last reading: " + ",".join(row["quality"])
         lines.append("%-16s %-10s %9s %6.1f %-8s %-9s %s" % (
             row["meter"], row.get("profile", ""), kw, row.get("score", 0.0),
             row.get("state", ""), row.get("health", ""), note))
+        if row.get("hint"):
+            lines.append("%-16s hint: %s" % ("", row["hint"]))
     ob = data.get("outbox")
     if ob:
         lines.append("outbox: %d waiting (%d in flight), %.1f of %.1f MiB; dropped telemetry "

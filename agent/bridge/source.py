@@ -187,4 +187,8 @@ def _health(meter: str, t: float, d: dict) -> Health:
     h.errors = {str(k): int(v) for k, v in (d.get("errors") or {}).items()}
     h.consecutive_failures = int(d.get("consecutive_failures", 0))
     h.backoff_s = float(d.get("backoff_s", 0.0))
+    if h.state != "ok":  # the MCU reports the failure's text; that is the reason
+        h.cause = str(d.get("cause", ""))
+        h.reason = str(d.get("reason", "")) or h.last_error
+        h.hint = str(d.get("hint", ""))
     return h

@@ -38,6 +38,7 @@ from agent.dlt645.transport import Dlt645Transport
 from agent.link import TransportError
 from agent.model import Health, RawPoll
 
+from .hints import failure_hint
 from .transport import Transport
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,6 +92,7 @@ class BusPoller:
         self._lock: asyncio.Lock | None = None
         self._conn_backoff = Backoff(0.5, max(0.5, min(30.0, bus.backoff_max_s)), seed=99)
         self._conn_retry_at = 0.0
+        self._conn_error = ""  # why the connection last failed, for the meters' health
         self.requests = 0
         self.failures = 0
         self.cycles = 0
@@ -152,10 +154,11 @@ class BusPoller:
             attempt = 0
             while True:
                 if not transport.connected and loop.time() < self._conn_retry_at:
-                    return RawPoll(plan.id, t, blocks, "%s is unreachable; reconnecting in "
-                                   "%.1f s" % (transport.describe(),
-                                               self._conn_retry_at - loop.time()),
-                                   "io"), used
+                    # Keep the real reason (refused, no such host, errno) in front: it is
+                    # what the health payload, the log and `status` show.
+                    return RawPoll(plan.id, t, blocks, "%s (reconnecting in %.1f s)" % (
+                        self._conn_error or "%s is unreachable" % transport.describe(),
+                        self._conn_retry_at - loop.time()), "io"), used
                 self.requests += 1
                 try:
                     block = await transport.fetch(plan, req, timeout)
@@ -163,6 +166,7 @@ class BusPoller:
                     self.failures += 1
                     if e.kind == "io":
                         self._conn_retry_at = loop.time() + self._conn_backoff.failure()
+                        self._conn_error = str(e)
                         return RawPoll(plan.id, t, blocks, str(e), "io"), used
                     if attempt < retries and e.kind in ("timeout", "crc", "mismatch"):
                         attempt += 1
@@ -179,10 +183,15 @@ class BusPoller:
         mono = self.clock.monotonic()
         h.t = raw.t
         h.polls += 1
+        serial = self.bus.kind == "rtu"
         if raw.ok:
             h.last_success = raw.t
             h.consecutive_failures = 0
-            h.state = "degraded" if retried else "ok"
+            if retried:
+                h.set_problem("degraded", "retried", "%d request(s) of the last poll needed "
+                              "a retry" % retried, failure_hint("retried", serial=serial))
+            else:
+                h.set_ok()
             h.backoff_s = 0.0
             st.backoff.success()
             st.retry_at = 0.0
@@ -192,12 +201,13 @@ class BusPoller:
         h.errors[raw.error_kind] = h.errors.get(raw.error_kind, 0) + 1
         h.last_error = raw.error
         h.consecutive_failures += 1
+        hint = failure_hint(raw.error_kind, raw.exception_code, serial)
         if raw.error_kind == "exception":
             # The meter answers, so the bus is fine: a wrong profile or a busy meter.
-            h.state = "degraded"
+            h.set_problem("degraded", raw.error_kind, raw.error, hint)
             h.backoff_s = 0.0
             return
-        h.state = "down"
+        h.set_problem("down", raw.error_kind, raw.error, hint)
         if raw.error_kind == "io":
             h.backoff_s = max(0.0, self._conn_retry_at - asyncio.get_running_loop().time())
             return

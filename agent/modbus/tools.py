@@ -31,6 +31,8 @@ from typing import TextIO
 from agent.cliargs import deprecated_alias, tcp_port
 from agent.modbus.blocks import plan_reads
 from agent.modbus.transport import Transport, TransportError
+from agent.plausibility import HINT as PROFILE_HINT
+from agent.plausibility import implausible
 from agent.profiles import Profile, ProfileError, available_profiles, load_profile
 
 EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
@@ -367,6 +369,9 @@ async def _read(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
     flags = [n for n in quality_names(reading.quality) if n != "missing" or values]
     if flags and values:
         out.write("quality: %s\n" % ", ".join(flags))
+    mismatch = implausible(values) if values else ""
+    if mismatch:
+        problems.append("profile mismatch: %s: %s" % (mismatch, PROFILE_HINT))
     for p in problems:
         out.write("problem: %s\n" % p)
     return 1 if problems or not values else 0

@@ -223,29 +223,39 @@ class Transport:
         """The reason a connection did not open, found by trying the way pymodbus does
         (it reports only False): no such host, refused, timed out, or the serial errno."""
         if self.kind == "rtu":
-            why = serial_open_error(str(self.port))
-            return "cannot open %s: %s" % (self.describe(), why or "the port did not open")
-        where = "%s:%s" % (self.host, self.port or 502)
+            return "cannot open %s: %s" % (self.describe(), await self._diagnose())
+        return "cannot connect to %s:%s: %s" % (self.host, self.port or 502,
+                                                await self._diagnose())
+
+    async def _diagnose(self) -> str:
+        """Why the port or host cannot be reached right now, in a technician's words."""
+        if self.kind == "rtu":
+            return serial_open_error(str(self.port)) or "the port did not open"
+        port = int(self.port or 502)
         loop = asyncio.get_running_loop()
         try:
-            await loop.getaddrinfo(self.host, int(self.port or 502), type=socket.SOCK_STREAM)
+            await loop.getaddrinfo(self.host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as e:
-            return ("cannot connect to %s: no such host %r (%s): check the address"
-                    % (where, self.host, getattr(e, "strerror", None) or e))
+            return "no such host %r (%s): check the address" % (
+                self.host, getattr(e, "strerror", None) or e)
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, int(self.port or 502)), self.timeout_s)
+            _, writer = await asyncio.wait_for(asyncio.open_connection(self.host, port),
+                                               self.timeout_s)
         except ConnectionRefusedError:
-            return ("cannot connect to %s: connection refused (the host is up but nothing "
-                    "listens on port %s: wrong port, or its Modbus TCP server is off)"
-                    % (where, self.port or 502))
+            return ("connection refused (the host is up but nothing listens on port %d: "
+                    "wrong port, or its Modbus TCP server is off)" % port)
         except (asyncio.TimeoutError, TimeoutError):
-            return ("cannot connect to %s: timed out connecting after %.1f s (wrong address, "
-                    "host powered off or unplugged, or a firewall)" % (where, self.timeout_s))
+            return ("timed out connecting after %.1f s (wrong address, host powered off or "
+                    "unplugged, or a firewall)" % self.timeout_s)
         except OSError as e:
-            return "cannot connect to %s: errno %s, %s" % (where, e.errno, e.strerror)
+            return "errno %s, %s" % (e.errno, e.strerror)
         writer.close()
-        return "cannot connect to %s (it accepts connections now: a flaky link?)" % where
+        return "it accepts connections again (a flaky link?)"
+
+    async def _lost(self, detail: str = "") -> TransportError:
+        """A connection that had answered broke: say so, and what reconnecting meets."""
+        return TransportError("io", "connection to %s lost%s; now: %s" % (
+            self.describe(), (" (%s)" % detail) if detail else "", await self._diagnose()))
 
     def close(self) -> None:
         if self._client is not None:
@@ -289,8 +299,7 @@ class Transport:
                 raise self._garbled(unit, fc, count, reset=True) from None
             if not self._answered:
                 raise TransportError("io", await self._why_not_connected()) from None
-            raise TransportError("io", "connection to %s lost: %s" % (self.describe(), e)) \
-                from None
+            raise await self._lost(str(e)) from None
         except ModbusIOException as e:
             if not client.connected:
                 self.close()
@@ -298,14 +307,14 @@ class Transport:
                     raise self._garbled(unit, fc, count, reset=True) from None
                 if not self._answered:
                     raise TransportError("io", await self._why_not_connected()) from None
-                raise TransportError("io", "connection to %s lost" % self.describe()) from None
+                raise await self._lost() from None
             if self._rx_since_send:
                 raise self._garbled(unit, fc, count, reset=False) from None
             raise TransportError("timeout", "unit %d: no answer in %.0f ms" % (
                 unit, 1000 * ctx.comm_params.timeout_connect)) from e
         except (OSError, asyncio.IncompleteReadError) as e:
             self.close()
-            raise TransportError("io", "%s: %s" % (self.describe(), e)) from None
+            raise await self._lost(str(e)) from None
         self._answered = True
         why = self._wrong_reply(unit, fc, count)
         if why or int(getattr(rr, "function_code", fc) or 0) & 0x7F != fc:
