@@ -176,7 +176,7 @@ class BusPlan:
     def __init__(self, name: str, kind: str, host: str = "", port: Any = None,
                  baud: int = 9600, parity: str = "N", stopbits: int = 1, bytesize: int = 8,
                  timeout_s: float = 1.0, retries: int = 1, backoff_max_s: float = 300.0,
-                 per_host_limit: int = 4, meters: list[MeterPlan] | None = None,
+                 per_host_limit: int = 1, meters: list[MeterPlan] | None = None,
                  protocol: str = "modbus"):
         self.name = name
         self.kind = kind
@@ -541,7 +541,9 @@ def _bus(t: SettingsTable) -> BusPlan:
     if kind in ("tcp", "rtu-over-tcp"):
         bus.host = t.get("host", str)
         bus.port = t.get("port", int, 502, lo=1, hi=65535)
-        bus.per_host_limit = t.get("per_host_limit", int, 4, lo=1, hi=64)
+        # One connection per host unless the config raises it: cheap meters and RS-485
+        # gateways accept one, and drop or refuse a second (the meters then flap).
+        bus.per_host_limit = t.get("per_host_limit", int, 1, lo=1, hi=64)
     else:
         bus.port = t.get("port", str)
         # DL/T 645-2007 lines default to its own 2400 baud 8E1; Modbus to 9600 8N1.

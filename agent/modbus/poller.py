@@ -10,7 +10,7 @@ Rules (DESIGN.md 2):
 * **One bus, one lock.** An RTU line (or an RTU-over-TCP gateway in front of one) carries
   one transaction at a time, so all its meters share one Transport and one lock. A Modbus
   TCP host serves requests in parallel: its meters poll concurrently over a small pool of
-  connections (``per_host_limit``).
+  connections (``per_host_limit``, 1 unless the config raises it).
 * **A dead meter never stalls the others.** A request that times out is retried at most
   ``bus.retries`` times; a meter whose poll still fails goes into capped exponential
   back-off (agent/backoff.py) *alone*: it is skipped until its back-off expires, then
