@@ -5,6 +5,12 @@ servers) serving household load, one of which gets a 1.4 kW ASIC miner part way,
 agent on a fast simulated clock, and an MQTT subscriber standing in for the utility. It
 shows a live table and prints every alert the subscriber received, as received.
 
+With ``--protocol dlt645`` the meters are simulated DL/T 645-2007 meters (hil/dlt645.py,
+profile dlt645_single, addressed 000012340001...) on one line that the agent reaches as a
+transparent TCP gateway. That line is not paced at 2400 baud: at the demo's x13000 a real
+2400-baud line could not carry one sweep per poll (``loadwatch hil run china-building``
+shows the paced line).
+
 Households are real SGSC traces when ``--data DIR`` is given or ``../shared/data`` sits next
 to the checkout; otherwise synthetic households (see hil/loads), so a fresh clone works.
 """
@@ -51,20 +57,28 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
                    help="synthetic households even when the real traces are present")
     p.add_argument("--seed", type=int, default=1, help="seed for synthetic loads and noise")
     p.add_argument("--no-table", action="store_true", help="no live table (log lines only)")
+    p.add_argument("--protocol", choices=("modbus", "dlt645"), default="modbus",
+                   help="what the simulated meters speak (default modbus; dlt645: "
+                   "DL/T 645-2007 meters behind a transparent TCP gateway)")
 
 
-def _agent_config(port_broker: int, port_meters: int, units: list[SimUnit], state_dir: str,
+def _agent_config(port_broker: int, port_meters: int, units: list, state_dir: str,
                   tz_hours: float) -> str:
+    """The agent's TOML; ``units`` are SimUnits (Modbus TCP) or SimDlt645Meters (one
+    DL/T 645 line behind a transparent gateway)."""
+    dlt = bool(units) and hasattr(units[0], "address")
     lines = [
         'site = "demo"', 'gateway = "demo-gw"', "tz_offset_hours = %r" % tz_hours,
         "state_dir = %s" % json.dumps(state_dir), "poll_s = 300", "telemetry_every_s = 3600",
         "checkpoint_every_s = 21600",
         "[broker]", 'host = "127.0.0.1"', "port = %d" % port_broker, "tls = false",
-        "[[buses]]", 'name = "street"', 'kind = "tcp"', 'host = "127.0.0.1"',
-        "port = %d" % port_meters, "timeout_ms = 2000",
+        "[[buses]]", 'name = "street"',
+        'kind = "rtu-over-tcp"\nprotocol = "dlt645"' if dlt else 'kind = "tcp"',
+        'host = "127.0.0.1"', "port = %d" % port_meters, "timeout_ms = 2000",
     ]
     for u in units:
-        lines += ["[[meters]]", 'id = "%s"' % u.name, 'bus = "street"', "unit = %d" % u.unit_id,
+        where = 'address = "%s"' % u.address if dlt else "unit = %d" % u.unit_id
+        lines += ["[[meters]]", 'id = "%s"' % u.name, 'bus = "street"', where,
                   'profile = "%s"' % u.profile.name]
     return "\n".join(lines) + "\n"
 
@@ -142,8 +156,9 @@ async def run_demo(args: argparse.Namespace) -> int:
     t0 = households.t0
     clock = Clock(speed=speed, t0=t0)
     table = Table(not args.no_table)
-    table.message("loadwatch demo: %d meters (%s), %.1f simulated days in %.0f s (x%.0f)" % (
-        args.meters, households.description, args.days, args.duration, speed))
+    table.message("loadwatch demo: %d %smeters (%s), %.1f simulated days in %.0f s (x%.0f)" % (
+        args.meters, "DL/T 645 " if args.protocol == "dlt645" else "",
+        households.description, args.days, args.duration, speed))
     table.message("miner: %s gets a 1.4 kW ASIC (Antminer S9) from day %g" % (
         households.miner_meter, args.miner_day))
 
@@ -158,9 +173,18 @@ async def run_demo(args: argparse.Namespace) -> int:
     recorder = None
     try:
         broker.start()
-        units = [SimUnit(i + 1, h.profile, h.load, clock, name=h.meter)
-                 for i, h in enumerate(households.meters)]
-        server = SimMeterServer(units, tcp=("127.0.0.1", 0))
+        if args.protocol == "dlt645":
+            from agent.profiles import load_profile
+            from hil.dlt645 import Dlt645Line, SimDlt645Meter
+
+            single = load_profile("dlt645_single")
+            units = [SimDlt645Meter("%012d" % (12340001 + i), single, h.load, clock,
+                                    name=h.meter) for i, h in enumerate(households.meters)]
+            server = Dlt645Line(units, tcp=("127.0.0.1", 0))
+        else:
+            units = [SimUnit(i + 1, h.profile, h.load, clock, name=h.meter)
+                     for i, h in enumerate(households.meters)]
+            server = SimMeterServer(units, tcp=("127.0.0.1", 0))
         await server.start()
         plan = load_text(_agent_config(broker.port, server.port, units,
                                        os.path.join(workdir, "state"),

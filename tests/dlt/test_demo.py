@@ -1,0 +1,20 @@
+"""``loadwatch demo --protocol dlt645``: the whole product with DL/T 645 meters."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_demo_with_dlt645_meters_catches_the_miner() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "demo", "--protocol", "dlt645", "--duration", "18",
+         "--days", "7", "--miner-day", "2", "--meters", "6", "--no-table"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "6 DL/T 645 meters" in out.stdout
+    assert "the miner was caught." in out.stdout
+    assert '"kind": "raised"' in out.stdout
