@@ -62,6 +62,7 @@ bench: setup
 	$(VENV)/bin/python bench/bus.py
 	$(VENV)/bin/python bench/delivery.py
 	$(VENV)/bin/python bench/footprint.py
+	$(VENV)/bin/python bench/web.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
