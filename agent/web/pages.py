@@ -180,7 +180,9 @@ def meter_html(view: WebView, meter: str, now: float) -> str | None:
     if ev:
         parts.append("<h2>Evidence</h2><p id=\"evidence-summary\">%s</p><table id=\"evidence\">"
                      "%s</table>" % (escape(str(ev.get("summary", ""))), "".join(
-                         "<tr><th>%s</th><td class=\"num\">%s</td></tr>" % (escape(k), _cell(v))
+                         "<tr><th>%s</th><td class=\"num\">%s</td></tr>" % (
+                             escape(k), _ts(v) if k.endswith("_t") and isinstance(v, (int, float))
+                             else _cell(v))
                          for k, v in ev.items() if k != "summary")))
     if doc["contributions"]:
         parts.append("<h2>Score contributions</h2><table id=\"contributions\">%s</table>"

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import hmac
 import logging
+import os
 import ssl
 import time
 from typing import Callable
@@ -96,8 +97,8 @@ class WebServer:
                 ssl_handshake_timeout=s.header_timeout_s if ctx else None,
                 reuse_address=True)
         except OSError as e:
-            raise OSError(e.errno, "web: cannot listen on %s:%d: %s"
-                          % (s.host, s.port, e.strerror or e)) from None
+            why = os.strerror(e.errno) if e.errno else str(e)
+            raise OSError("web: cannot listen on %s:%d: %s" % (s.host, s.port, why)) from None
         log.info("status page on http%s://%s:%d/", "s" if ctx else "", s.host, self.port)
 
     async def close(self) -> None:
