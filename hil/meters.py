@@ -225,8 +225,11 @@ class _UnitsContext(ModbusServerContext):
     NoSuchIdException with ``ignore_missing_devices`` makes no reply at all.
     """
 
-    def __init__(self, units: dict[int, SimUnit]):  # no super(): it only warns and copies
+    def __init__(self, units: dict[int, SimUnit], absent_exception: int = 0,
+                 ignore_unit_id: bool = False):  # no super(): it only warns and copies
         self.units = units
+        self.absent_exception = absent_exception
+        self.ignore_unit_id = ignore_unit_id
         self.active: set[asyncio.Task] = set()
         self.old_simulator = True
         self.simdevices = []
@@ -235,6 +238,11 @@ class _UnitsContext(ModbusServerContext):
     async def async_getValues(self, device_id: int, func_code: int, address: int,
                               count: int = 1) -> Any:
         unit = self.units.get(device_id)
+        if unit is None and self.ignore_unit_id and self.units:
+            unit = next(iter(self.units.values()))  # a device that answers every id
+        if unit is None and self.absent_exception:
+            # A gateway answering for a unit that did not: exception 10 or 11.
+            return ExcCodes(self.absent_exception)
         if unit is None:
             raise NoSuchIdException("no unit %d here" % device_id)
         if func_code not in (3, 4):
@@ -262,7 +270,11 @@ class SimMeterServer:
 
     def __init__(self, units: list[SimUnit], tcp: tuple[str, int] | None = None,
                  rtu: str | None = None, baudrate: int = 9600, parity: str = "N",
-                 stopbits: int = 1, bytesize: int = 8, framer: str = ""):
+                 stopbits: int = 1, bytesize: int = 8, framer: str = "",
+                 absent_exception: int = 0, ignore_unit_id: bool = False):
+        """``absent_exception`` (10 or 11): answer for a missing unit with that gateway
+        exception instead of silence, as an RS-485 gateway does; ``ignore_unit_id``: the
+        first unit answers every unit id, as some single meters do."""
         if (tcp is None) == (rtu is None):
             raise ValueError("give exactly one of tcp=(host, port) or rtu=serial_port")
         ids = [u.unit_id for u in units]
@@ -277,12 +289,15 @@ class SimMeterServer:
         self.port: int = tcp[1] if tcp else 0
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._context: _UnitsContext | None = None
+        self.absent_exception = absent_exception
+        self.ignore_unit_id = ignore_unit_id
 
     def unit(self, unit_id: int) -> SimUnit:
         return self.units[unit_id]
 
     async def start(self) -> None:
-        context = self._context = _UnitsContext(self.units)
+        context = self._context = _UnitsContext(self.units, self.absent_exception,
+                                                self.ignore_unit_id)
         if self.tcp is not None:
             framer = FramerType.RTU if self.framer == "rtu" else FramerType.SOCKET
             self._server = ModbusTcpServer(context, framer=framer, address=self.tcp,

@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import math
 import sys
 import time
 from typing import TextIO
 
 from agent.cliargs import deprecated_alias, tcp_port
 from agent.modbus.blocks import plan_reads
+from agent.modbus.hints import HINT_CRC, HINT_EXC, HINT_NO_REPLY, HINT_NO_REPLY_TCP
 from agent.modbus.transport import Transport, TransportError
 from agent.plausibility import HINT as PROFILE_HINT
 from agent.plausibility import implausible
@@ -39,15 +42,14 @@ EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal
                    4: "device failure", 6: "device busy", 10: "gateway path unavailable",
                    11: "gateway target did not respond"}
 
-HINT_NO_REPLY = ("no reply: check the A/B wires (swap them if unsure: polarity is not "
-                 "standardised), the baud rate (--baud), parity (--parity), stop bits and "
-                 "the unit id; a long bus needs 120 ohm termination at both ends")
-HINT_EXC = {1: "the meter does not support this function code: wrong profile, or another "
-               "variant of the same meter (e.g. dtsu666 vs dtsu666_ir)? run `loadwatch scan`",
-            2: "the meter does not have these registers: wrong profile? run `loadwatch scan`",
-            11: "the gateway got no answer from the unit: see the no-reply hints"}
-HINT_CRC = ("garbled replies: check termination, cable shielding and that every device "
-            "on the bus uses the same baud rate and parity")
+# Unit ids tried first: most meters leave the factory as 1, installers number up from
+# there, and 100 and 247 are common "out of the way" defaults.
+COMMON_UNITS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 100, 247)
+# A plain Modbus TCP meter is almost always one of these; the full 1-247 at 1 s a
+# silent id took 8 minutes, so the default there is the common ids only.
+DEFAULT_TCP_UNITS = "1-10,100,247"
+# So many ids answering alike cannot be separate meters (see _one_device).
+ONE_DEVICE_MIN = 5
 
 
 # ----------------------------------------------------------------------- arguments
@@ -74,8 +76,12 @@ def _add_connection(p: argparse.ArgumentParser) -> None:
 
 def add_scan_arguments(p: argparse.ArgumentParser) -> None:
     _add_connection(p)
-    p.add_argument("--units", default="1-247",
-                   help="unit ids to try, e.g. 1-247 or 1-10,20 (default 1-247)")
+    p.add_argument("--units", default=None,
+                   help="unit ids to try, e.g. 1-247 or 1-10,20 (default 1-247 on a serial "
+                   "bus or RTU-over-TCP gateway, %s on a Modbus TCP host); common "
+                   "ids are tried first" % DEFAULT_TCP_UNITS)
+    p.add_argument("--json", action="store_true",
+                   help="print the result as one JSON object (with the config block)")
     p.add_argument("--profiles", default="",
                    help="comma-separated profiles to try (default: every shipped one)")
     p.add_argument("--addresses", default="",
@@ -92,6 +98,10 @@ def add_read_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=None,
                    help="shipped profile name (%s) or a .toml path (dlt645: default "
                    "dlt645_single)" % ", ".join(available_profiles()))
+    p.add_argument("--json", action="store_true",
+                   help="print each reading as one JSON object (one line)")
+    p.add_argument("--repeat", type=float, default=None, metavar="SECONDS",
+                   help="read again every SECONDS until Ctrl-C: a live view while wiring")
 
 
 def _line_defaults(args: argparse.Namespace) -> bool:
@@ -153,6 +163,10 @@ class Progress:
         self.width = width
         self.tty = stream.isatty()
         self.last = 0.0
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
 
     def show(self, done: int, unit: int, found: int) -> None:
         now = time.monotonic()
@@ -160,8 +174,12 @@ class Progress:
             return
         self.last = now
         fill = int(self.width * done / max(1, self.total))
-        line = "[%s%s] %3d/%d units, unit %d, %d found" % (
-            "#" * fill, "." * (self.width - fill), done, self.total, unit, found)
+        elapsed = now - self.started
+        # The units before this one took `elapsed`: the rest will take about as long each.
+        eta = elapsed / (done - 1) * (self.total - done + 1) if done > 1 else None
+        line = "[%s%s] %3d/%d units, unit %d, %d found, %s elapsed, ETA %s" % (
+            "#" * fill, "." * (self.width - fill), done, self.total, unit, found,
+            _clock(elapsed), _clock(eta) if eta is not None else "?")
         self.stream.write(("\r" + line) if self.tty else (line + "\n"))
         self.stream.flush()
 
@@ -169,6 +187,47 @@ class Progress:
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    whole = round(seconds)
+    return "%d:%02d" % divmod(whole, 60) if whole < 3600 else \
+        "%d:%02d:%02d" % (whole // 3600, whole % 3600 // 60, whole % 60)
+
+
+def common_first(units: list[int]) -> list[int]:
+    """The same ids, the common ones (COMMON_UNITS) first: a meter is found early."""
+    chosen = set(units)
+    first = [u for u in COMMON_UNITS if u in chosen]
+    return first + [u for u in units if u not in set(first)]
+
+
+def _link(args: argparse.Namespace) -> str:
+    return "rtu" if args.serial else ("rtu-over-tcp" if args.rtu_over_tcp else "tcp")
+
+
+def _one_device(found: list[tuple[int, str, str]], probed: int) -> bool:
+    """A device that ignores the unit id answers every id alike: every probed id (at
+    least ONE_DEVICE_MIN) answered, with the same profile. A real bus never has every id
+    populated, and the values cannot be compared exactly (they move between reads)."""
+    return (probed >= ONE_DEVICE_MIN and len(found) == probed
+            and len({name for _, name, _ in found}) == 1)
+
+
+def config_block(args: argparse.Namespace, found: list[tuple[int, str, str]]) -> str:
+    """Ready-to-paste [[buses]] and [[meters]] tables for what scan found."""
+    link = _link(args)
+    lines = ["[[buses]]", 'name = "bus1"', 'kind = "%s"' % link]
+    if link == "rtu":
+        lines += ['port = "%s"' % args.serial, "baud = %d" % args.baud,
+                  'parity = "%s"' % args.parity]
+    else:
+        lines += ['host = "%s"' % args.host, "port = %d" % args.tcp_port]
+    for unit, name, _ in found:
+        lines += ["", "[[meters]]", 'id = "meter-%d"' % unit, 'bus = "bus1"', "unit = %d" % unit]
+        lines.append('profile = "%s"' % name if name != "?" else
+                     '# profile = "?"  # not identified: see `loadwatch profiles`')
+    return "\n".join(lines) + "\n"
 
 
 def _candidates(names: list[str]) -> list[Profile]:
@@ -211,6 +270,7 @@ async def _scan(args: argparse.Namespace, units: list[int], profiles: list[Profi
     progress = Progress(len(units))
     found: list[tuple[int, str, str]] = []
     noisy = 0
+    probed = 0
     # One probe per function code decides whether anybody is there at all.
     first_per_fc: dict[int, Profile] = {}
     for p in profiles:
@@ -218,6 +278,7 @@ async def _scan(args: argparse.Namespace, units: list[int], profiles: list[Profi
     try:
         for n, unit in enumerate(units, 1):
             progress.show(n, unit, len(found))
+            probed = n
             answered = ""
             match = None
             for p in profiles:
@@ -245,23 +306,52 @@ async def _scan(args: argparse.Namespace, units: list[int], profiles: list[Profi
     finally:
         tr.close()
     progress.end()
+    elapsed = progress.elapsed()
     where = args.serial or "%s:%d" % (args.host, args.tcp_port)
+    link = _link(args)
+    one_device = _one_device(found, probed)
+    notes: list[str] = []
+    if one_device:
+        notes.append("every unit id tried (%d) answered alike: this is ONE device that "
+                     "ignores the unit id, not %d meters; configure it once (unit %d)"
+                     % (probed, probed, found[0][0]))
+        found = found[:1]
+    if noisy:
+        notes.append("%d garbled replies: %s" % (noisy, HINT_CRC))
+    if args.units is None and link == "tcp":
+        notes.append("tried the common unit ids %s only; --units 1-247 tries them all"
+                     % DEFAULT_TCP_UNITS)
+    if args.json:
+        out.write(json.dumps({
+            "where": where, "link": link, "units_tried": probed, "elapsed_s":
+            round(elapsed, 2), "found": [{"unit": u, "profile": None if n == "?" else n,
+                                          "identified_as": t} for u, n, t in found],
+            "one_device_ignores_unit_id": one_device, "garbled_replies": noisy,
+            "notes": notes, "config": config_block(args, found) if found else ""}) + "\n")
+        return 0 if found else 1
     if not found:
-        out.write("no unit answered on %s (units %d-%d).\n%s\n" % (
-            where, units[0], units[-1], HINT_NO_REPLY))
-        if noisy:
-            out.write("%d garbled replies were seen: %s\n" % (noisy, HINT_CRC))
+        out.write("no unit answered on %s (%d unit ids in %s).\n%s\n" % (
+            where, probed, _clock(elapsed),
+            HINT_NO_REPLY if link != "tcp" else HINT_NO_REPLY_TCP))
+        for note in notes:
+            out.write("note: %s\n" % note)
         return 1
     out.write("%-5s %-11s %s\n" % ("unit", "profile", "identified as"))
     for unit, name, text in found:
         out.write("%-5d %-11s %s\n" % (unit, name, text))
-    out.write("%d unit(s) found on %s\n" % (len(found), where))
-    if noisy:
-        out.write("warning: %d garbled replies: %s\n" % (noisy, HINT_CRC))
+    out.write("%d unit(s) found on %s (%d unit ids in %s)\n" % (len(found), where, probed,
+                                                               _clock(elapsed)))
+    for note in notes:
+        out.write("note: %s\n" % note)
+    out.write("\n# paste into the agent's config (check ids and poll_s):\n")
+    out.write(config_block(args, found))
     return 0
 
 
 def scan_main(args: argparse.Namespace) -> int:
+    if args.protocol == "dlt645" and args.json:
+        print("loadwatch scan: --json is for Modbus buses for now", file=sys.stderr)
+        return 2
     if _line_defaults(args):
         from agent.dlt645.tools import scan_main as dlt645_scan
         return dlt645_scan(args)
@@ -270,7 +360,8 @@ def scan_main(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        units = parse_units(args.units)
+        default = DEFAULT_TCP_UNITS if args.host and not args.rtu_over_tcp else "1-247"
+        units = common_first(parse_units(args.units if args.units is not None else default))
         names = [n.strip() for n in args.profiles.split(",") if n.strip()] or \
             available_profiles("modbus")
         profiles = _candidates(names)
@@ -297,54 +388,65 @@ def _fmt(value: float) -> str:
     return "%.4g" % value
 
 
-async def _read(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
+class ReadResult:
+    """One read of every quantity: the values, what is wrong, and a fatal port error."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+        self.values: dict[str, float] = {}
+        self.plausible: set[str] = set()
+        self.quality: list[str] = []
+        self.problems: list[str] = []
+        self.fatal = ""  # the port or host is gone: nothing was read
+
+    @property
+    def ok(self) -> bool:
+        return not self.fatal and not self.problems and bool(self.values)
+
+
+async def _read_once(args: argparse.Namespace, profile: Profile, tr: Transport) -> ReadResult:
     from agent.decode import Decoder
     from agent.model import RawBlock, RawPoll, quality_names
 
     fields = list(profile.quantities.values())
     requests = plan_reads(fields, profile.quirks.max_gap, profile.quirks.max_registers)
-    tr = _transport(args)
-    try:
-        await tr.connect()
-    except TransportError as e:
-        return _fail("read", str(e))
+    res = ReadResult(time.time())
+    serial = bool(args.serial) or args.rtu_over_tcp
     blocks: list[RawBlock] = []
-    problems: list[str] = []
-    t0 = time.time()
     unsupported: set[int] = set()
-    try:
-        for r in requests:
-            if r.fc in unsupported:
-                continue  # the meter said it has no such function code: do not repeat it
-            try:
-                regs = await tr.read(args.unit, r.fc, r.address, r.count,
-                                     (profile.quirks.timeout_ms / 1000.0
-                                      if profile.quirks.timeout_ms and not args.timeout_ms
-                                      else None))
-            except TransportError as e:
-                where = "fc%d 0x%04X+%d (%s)" % (r.fc, r.address, r.count, ", ".join(r.fields))
-                if e.kind == "io":
-                    return _fail("read", str(e))
-                if e.kind == "exception":
-                    if e.exception_code == 1:
-                        unsupported.add(r.fc)
-                    name = EXCEPTION_NAMES.get(e.exception_code, "exception")
-                    problems.append("unit %d answered exception %d (%s) at %s: %s" % (
-                        args.unit, e.exception_code, name, where,
-                        HINT_EXC.get(e.exception_code, "see the meter's manual")))
-                elif e.kind == "crc":
-                    problems.append("garbled reply at %s: %s" % (where, HINT_CRC))
-                elif e.kind == "mismatch":
-                    problems.append("%s at %s: bad data, not shown" % (e, where))
-                else:
-                    problems.append("unit %d: %s" % (args.unit, HINT_NO_REPLY))
-                    break  # a silent meter will not answer the next request either
-                continue
-            blocks.append(RawBlock(r.fc, r.address, regs))
-            if profile.quirks.pause_ms:
-                await asyncio.sleep(profile.quirks.pause_ms / 1000.0)
-    finally:
-        tr.close()
+    for r in requests:
+        if r.fc in unsupported:
+            continue  # the meter said it has no such function code: do not repeat it
+        try:
+            regs = await tr.read(args.unit, r.fc, r.address, r.count,
+                                 (profile.quirks.timeout_ms / 1000.0
+                                  if profile.quirks.timeout_ms and not args.timeout_ms
+                                  else None))
+        except TransportError as e:
+            where = "fc%d 0x%04X+%d (%s)" % (r.fc, r.address, r.count, ", ".join(r.fields))
+            if e.kind == "io":
+                res.fatal = str(e)
+                return res
+            if e.kind == "exception":
+                if e.exception_code == 1:
+                    unsupported.add(r.fc)
+                name = EXCEPTION_NAMES.get(e.exception_code, "exception")
+                res.problems.append("unit %d answered exception %d (%s) at %s: %s" % (
+                    args.unit, e.exception_code, name, where,
+                    HINT_EXC.get(e.exception_code, "see the meter's manual")))
+            elif e.kind == "crc":
+                res.problems.append("garbled reply at %s: %s" % (where, HINT_CRC))
+            elif e.kind == "mismatch":
+                res.problems.append("%s at %s: bad data, not shown" % (e, where))
+            else:
+                res.problems.append("unit %d: %s%s" % (
+                    args.unit, "%s: " % e if e.exception_code else "",
+                    HINT_NO_REPLY if serial else HINT_NO_REPLY_TCP))
+                break  # a silent meter will not answer the next request either
+            continue
+        blocks.append(RawBlock(r.fc, r.address, regs))
+        if profile.quirks.pause_ms:
+            await asyncio.sleep(profile.quirks.pause_ms / 1000.0)
 
     class _Plan:  # the decoder needs only these attributes of a MeterPlan
         def __init__(self) -> None:
@@ -352,32 +454,83 @@ async def _read(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
             self.quantities = tuple(profile.quantities)
             self.quirks = profile.quirks
 
-    raw = RawPoll("unit%d" % args.unit, t0, blocks)
+    raw = RawPoll("unit%d" % args.unit, res.t, blocks)
     reading = Decoder(_Plan()).decode(raw)  # type: ignore[arg-type]
-    values = Decoder(_Plan()).values_from(raw)  # type: ignore[arg-type]
-    where = args.serial or "%s:%d" % (args.host, args.tcp_port)
-    out.write("%s, unit %d on %s, profile %s\n" % (profile.title, args.unit, where,
-                                                   profile.name))
-    if values:
-        out.write("%-16s %14s  %-4s %s\n" % ("quantity", "value", "unit", "register"))
-        for name, f in profile.quantities.items():
-            if name not in values:
-                continue
-            flag = "" if name in reading.values else "  <- implausible"
-            out.write("%-16s %14s  %-4s fc%d 0x%04X %s%s\n" % (
-                name, _fmt(values[name]), f.unit, f.fc, f.address, f.type, flag))
-    flags = [n for n in quality_names(reading.quality) if n != "missing" or values]
-    if flags and values:
-        out.write("quality: %s\n" % ", ".join(flags))
-    mismatch = implausible(values) if values else ""
+    res.values = Decoder(_Plan()).values_from(raw)  # type: ignore[arg-type]
+    res.plausible = set(reading.values)
+    res.quality = [n for n in quality_names(reading.quality) if n != "missing" or res.values]
+    mismatch = implausible(res.values) if res.values else ""
     if mismatch:
-        problems.append("profile mismatch: %s: %s" % (mismatch, PROFILE_HINT))
-    for p in problems:
-        out.write("problem: %s\n" % p)
-    return 1 if problems or not values else 0
+        res.problems.append("profile mismatch: %s: %s" % (mismatch, PROFILE_HINT))
+    return res
+
+
+def _read_json(args: argparse.Namespace, profile: Profile, res: ReadResult) -> str:
+    from agent.replay import iso_utc
+
+    return json.dumps({
+        "time": iso_utc(res.t), "t": res.t, "unit": args.unit, "profile": profile.name,
+        "where": args.serial or "%s:%d" % (args.host, args.tcp_port),
+        "values": {n: {"value": res.values[n] if math.isfinite(res.values[n]) else None,
+                       "unit": f.unit,
+                       "plausible": n in res.plausible}
+                   for n, f in profile.quantities.items() if n in res.values},
+        "quality": res.quality if res.values else [], "problems": res.problems,
+        "error": res.fatal, "ok": res.ok}, allow_nan=False, default=str)
+
+
+def _read_text(args: argparse.Namespace, profile: Profile, res: ReadResult) -> str:
+    where = args.serial or "%s:%d" % (args.host, args.tcp_port)
+    lines = ["%s, unit %d on %s, profile %s%s" % (
+        profile.title, args.unit, where, profile.name,
+        (", %s" % time.strftime("%H:%M:%S", time.localtime(res.t))) if args.repeat else "")]
+    if res.fatal:
+        lines.append("error: %s" % res.fatal)
+    if res.values:
+        lines.append("%-16s %14s  %-4s %s" % ("quantity", "value", "unit", "register"))
+        for name, f in profile.quantities.items():
+            if name not in res.values:
+                continue
+            flag = "" if name in res.plausible else "  <- implausible"
+            lines.append("%-16s %14s  %-4s fc%d 0x%04X %s%s" % (
+                name, _fmt(res.values[name]), f.unit, f.fc, f.address, f.type, flag))
+        if res.quality:
+            lines.append("quality: %s" % ", ".join(res.quality))
+    lines.extend("problem: %s" % p for p in res.problems)
+    return "\n".join(lines) + "\n"
+
+
+async def _read(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
+    tr = _transport(args)
+    try:
+        await tr.connect()
+    except TransportError as e:
+        return _fail("read", str(e))
+    live_tty = bool(args.repeat) and not args.json and out.isatty()
+    try:
+        while True:
+            res = await _read_once(args, profile, tr)
+            if res.fatal and not args.repeat:
+                return _fail("read", res.fatal)
+            if live_tty:
+                out.write("\x1b[H\x1b[2J")  # redraw in place: a live view while wiring
+            out.write(_read_json(args, profile, res) + "\n" if args.json
+                      else _read_text(args, profile, res))
+            out.flush()
+            if not args.repeat:
+                return 0 if res.ok else 1
+            if res.fatal:
+                tr.close()  # the port went away: open it afresh next time
+            await asyncio.sleep(args.repeat)
+    finally:
+        tr.close()
 
 
 def read_main(args: argparse.Namespace) -> int:
+    if args.protocol == "dlt645" and (args.json or args.repeat):
+        print("loadwatch read: --json and --repeat are for Modbus meters for now",
+              file=sys.stderr)
+        return 2
     if _line_defaults(args):
         from agent.dlt645.tools import read_main as dlt645_read
         return dlt645_read(args)
@@ -389,6 +542,9 @@ def read_main(args: argparse.Namespace) -> int:
         print("loadwatch read: --unit %d is not a Modbus unit id (1-247)" % args.unit,
               file=sys.stderr)
         return 2
+    if args.repeat is not None and not args.repeat > 0:
+        print("loadwatch read: --repeat must be > 0 seconds", file=sys.stderr)
+        return 2
     try:
         profile = load_profile(args.profile)
     except ProfileError as e:
@@ -397,4 +553,4 @@ def read_main(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_read(args, profile, sys.stdout))
     except KeyboardInterrupt:
-        return 130
+        return 0 if args.repeat else 130  # Ctrl-C is how a live view ends
