@@ -84,6 +84,12 @@ class Policy:
                   n[_UPD_SCORE], n[_UPD_STEP], int(n[_SEQ])],
         }
 
+    @property
+    def seq(self):
+        """How many events this policy has decided (kept in state()): of two saved states
+        of one meter, the one with the higher seq is the later one."""
+        return int(self._n[_SEQ])
+
     @classmethod
     def from_state(cls, meter_id, settings, state):
         p = cls(meter_id, settings)

@@ -15,6 +15,7 @@ re-raises an alert under a new id.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -32,13 +33,15 @@ from agent.plausibility import ProfileCheck
 from agent.policy import Policy
 from agent.publish.codec import Codec
 from agent.publish.mqtt import Publisher
-from agent.publish.outbox import Outbox
+from agent.publish.outbox import HELD, Outbox, OutboxFull
 from agent.signature import Detector
 from agent.statefile import StateFile
 from agent.status import write_status
 
 log = logging.getLogger("loadwatch.runtime")
 
+# Key of a meter's alert-policy state in the outbox (written with its alert events).
+POLICY_KEY = "policy:%s"
 # Health is re-published at least this often (clock seconds) even when nothing changed,
 # so a subscriber can tell a quiet meter from a dead gateway.
 HEALTH_REFRESH_S = 3600.0
@@ -67,6 +70,11 @@ class MeterPipeline:
         self.detector = detector
         self.policy = policy
         self.aggregate = SlotAggregate(telemetry_s)
+        # The policy state that goes with the last alert event on disk. While an alert
+        # event waits in memory (full disk), state.json gets this one, not the live one,
+        # so a crash then makes the restart decide that event again instead of losing it.
+        self.committed_policy: dict = policy.state()
+        self.alerts_held = False
         self.last_reading: Reading | None = None
         # A profile that does not fit the meter reads without errors; its structure
         # gives it away (agent/plausibility.py). Non-empty while that persists.
@@ -82,7 +90,8 @@ class MeterPipeline:
 
     def saved_entry(self) -> dict:
         """What ``state.json`` keeps of this meter (see agent/statefile.py)."""
-        return {"detector": self.detector.state(), "policy": self.policy.state(),
+        return {"detector": self.detector.state(),
+                "policy": self.committed_policy if self.alerts_held else self.policy.state(),
                 "slot": self.aggregate.state()}
 
     def process(self, raw: RawPoll) -> list[Event]:
@@ -206,7 +215,10 @@ class Agent:
 
     def checkpoint(self) -> None:
         """Save the learned state, then refresh the status page."""
-        self.save_state()
+        try:
+            self.save_state()
+        except OSError as e:
+            log.error("could not save the learned state to %s: %s", self.statefile.path, e)
         self.write_status()
         self._run_checkpoint_hooks()
 
@@ -229,6 +241,9 @@ class Agent:
         overwrite a newer one."""
         with self._checkpoint_lock:
             with self._lock:
+                if self.outbox is not None and self.outbox.held() == 0:
+                    for p in self.pipelines.values():
+                        p.alerts_held = False  # written since (by a retry)
                 meters = {mid: p.saved_entry() for mid, p in self.pipelines.items()}
             refused = self.statefile.save(meters, self.clock.now())
             if refused:
@@ -272,12 +287,83 @@ class Agent:
         """Live views (the demo table, tests) see every event as it is queued."""
         self._listeners.append(fn)
 
-    def _emit(self, events: list[Event]) -> None:
+    def open_outbox(self) -> Outbox:
+        """Open the outbox and continue every meter's alert policy from the state written
+        with its last alert event, when that is later than state.json's (a crash between
+        the outbox write and the checkpoint must not make the restart decide the same
+        event again under another id)."""
+        self.outbox = Outbox(self.plan.outbox.path, self.plan.outbox.max_bytes)
+        saved = self.outbox.saved_state()
+        with self._lock:
+            for mid, p in self.pipelines.items():
+                text = saved.get(POLICY_KEY % mid)
+                if text is None or not p.decides_alerts:
+                    continue
+                try:
+                    policy = Policy.from_state(mid, self.plan.policy_settings(
+                        p.plan.meter_class), json.loads(text))
+                except (KeyError, TypeError, ValueError, IndexError) as e:
+                    log.error("alert state of meter %s in the outbox is unusable (%s); "
+                              "using state.json's", mid, e)
+                    continue
+                if policy.seq > p.policy.seq:
+                    log.warning("meter %s: continuing its alert policy from the outbox "
+                                "(event %d, state.json had %d)", mid, policy.seq,
+                                p.policy.seq)
+                    p.policy = policy
+                    p.committed_policy = policy.state()
+        return self.outbox
+
+    def _store(self, events: list[Event]) -> bool:
+        """Events into the outbox, each meter's policy state with its alert events, in one
+        transaction (one fsync). False when a full disk left no room even in memory:
+        nothing was kept and the caller undoes the decision."""
+        if self.outbox is None:
+            return True
+        states = {}
+        for ev in events:
+            p = self.pipelines.get(ev.meter)
+            if ev.is_alert and p is not None and p.decides_alerts:
+                states[POLICY_KEY % ev.meter] = json.dumps(p.policy.state(), allow_nan=False)
+        try:
+            results = self.outbox.put_many([self.codec.event(ev) for ev in events], states)
+        except OutboxFull as e:
+            log.error("%s; the decision is undone and will be made again", e)
+            return False
+        for ev, result in zip(events, results):
+            p = self.pipelines.get(ev.meter)
+            if p is None or ev.kind not in ("raised", "updated", "cleared"):
+                continue
+            if result == HELD:
+                p.alerts_held = True
+            elif not p.alerts_held:
+                p.committed_policy = p.policy.state()
+        return True
+
+    def _process(self, pipeline: MeterPipeline, fn: Callable[[], list[Event]]) -> None:
+        """Run one pipeline step and store its events; undo the policy's decision when
+        they could not be kept (a full disk with memory full too)."""
+        with self._lock:
+            before = pipeline.policy.state() if self.outbox is not None and \
+                self.outbox.held() else None
+            events = fn()
         if not events:
             return
-        if self.outbox is not None:
-            # One transaction (one fsync) for everything one reading produced.
-            self.outbox.put_many([self.codec.event(ev) for ev in events])
+        if not self._store(events):
+            if before is not None:
+                with self._lock:
+                    pipeline.policy = Policy.from_state(
+                        pipeline.plan.id, self.plan.policy_settings(pipeline.plan.meter_class),
+                        before)
+            return
+        self._notify(events)
+
+    def _emit(self, events: list[Event]) -> None:
+        if not events or not self._store(events):
+            return
+        self._notify(events)
+
+    def _notify(self, events: list[Event]) -> None:
         alert_changed = False
         for ev in events:
             alert_changed = alert_changed or ev.is_alert
@@ -297,24 +383,23 @@ class Agent:
         pipeline = self.pipelines.get(raw.meter)
         if pipeline is None:
             return
-        with self._lock:
-            events = pipeline.process(raw)
-        self._emit(events)
+        self._process(pipeline, lambda: pipeline.process(raw))
 
     def on_reading(self, reading: Reading) -> None:
         """A reading decoded elsewhere (the serial bridge) enters the same pipeline."""
         pipeline = self.pipelines.get(reading.meter)
         if pipeline is None:
             return
-        with self._lock:
-            events = pipeline.process_reading(reading)
-        self._emit(events)
+        self._process(pipeline, lambda: pipeline.process_reading(reading))
 
     def _queue(self, messages: list) -> None:
         """Messages made outside the event flow (Home Assistant discovery) go through the
         outbox like everything else; callable from the publisher's thread."""
         if self.outbox is not None and messages:
-            self.outbox.put_many(messages)
+            try:
+                self.outbox.put_many(messages)
+            except OutboxFull as e:  # discovery is sent again at the next (re)connect
+                log.error("%s; Home Assistant discovery not queued", e)
             if self.publisher is not None:
                 self.publisher.wake()
 
@@ -411,7 +496,7 @@ class Agent:
         if self._stop_requested:
             self._stop.set()
         Path(self.plan.state_dir).mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(self.plan.outbox.path, self.plan.outbox.max_bytes)
+        self.open_outbox()
         discovery = None
         if self.plan.homeassistant is not None:
             from agent.publish.homeassistant import Discovery
@@ -456,6 +541,8 @@ class Agent:
     async def _checkpoint_loop(self) -> None:
         while True:
             await self.clock.sleep(self.plan.checkpoint_every_s)
+            if self.outbox is not None and self.outbox.held():
+                self.outbox.retry()
             await asyncio.get_running_loop().run_in_executor(None, self.checkpoint)
 
     async def _shutdown(self) -> None:

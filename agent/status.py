@@ -64,6 +64,10 @@ def render(data: dict, now: float) -> str:
         if row.get("hint"):
             lines.append("%-16s hint: %s" % ("", row["hint"]))
     ob = data.get("outbox")
+    if ob and ob.get("state") == "full":
+        lines.append("OUTBOX FULL: %d messages held in memory (alerts are kept and sent when "
+                     "there is room again): %s" % (ob.get("held", 0),
+                                                   ob.get("disk_error") or "disk full"))
     if ob:
         lines.append("outbox: %d waiting (%d in flight), %.1f of %.1f MiB; dropped telemetry "
                      "%d, score %d; rejected by broker %d" % (

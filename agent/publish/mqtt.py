@@ -715,7 +715,8 @@ class Publisher:
     @staticmethod
     def _drop_key(stats: dict) -> tuple:
         d = stats["dropped"]
-        return (d["telemetry"], d["score"], stats["rejected"], stats["corrupt_recovered"])
+        return (d["telemetry"], d["score"], stats["rejected"], stats["corrupt_recovered"],
+                stats.get("state"))
 
     def _maybe_status(self) -> None:
         """Re-publish status when drop counters moved (at most every ``status_every_s``)."""

@@ -32,6 +32,30 @@ connection: a broker killed with SIGKILL can lose a message it already acknowled
 Corruption. A database that SQLite cannot open or that fails ``quick_check`` is moved
 aside (``<path>.corrupt-<unix time>``, with its ``-wal``/``-shm``), an error is logged
 loudly, and a fresh outbox is started: the gateway keeps working rather than crash-looping.
+A 0-byte file with no write-ahead log is corruption too (SQLite would open it as a new,
+empty database: the alerts it held would vanish without a word).
+
+A full disk. When SQLite cannot write (``SQLITE_FULL``, an I/O error), ``put_many()``
+keeps the messages in memory, in order, and says so (it returns ``HELD``); every later put,
+``retry()`` and ``begin()`` first tries to write what is held, in one transaction with the
+producer's latest ``state`` values. While anything is held, ``stats()["state"]`` is
+``"full"`` (the status page and the retained status say "outbox full"), new messages queue
+behind the held ones so order is kept, telemetry and score beyond ``held_max`` are dropped
+oldest-first (counted), health is coalesced per meter (the latest state wins), and alerts
+are never dropped: past ``held_max`` critical messages ``put_many()`` raises
+``OutboxFull`` and stores nothing, so the producer can undo the decision and make it again
+later. Nothing held is ever handed to the publisher: only what is on disk is sent.
+
+Producer state. ``put_many(msgs, state={key: text})`` writes ``state`` in the same
+transaction as the messages (table ``kv``); ``saved_state()`` reads it back. The runtime
+keeps each meter's alert-policy state there, so after a crash at any instant the policy
+state and the alert events on disk agree, and no event is decided twice under two ids.
+
+Bound on disk. The write-ahead log counts against ``max_bytes``: ``max_bytes / 8`` is kept
+for it (``wal_autocheckpoint`` and ``journal_size_limit`` hold it to that), the rows get
+the rest. Health is coalesced on disk as in memory: a new health message of a meter
+replaces its older one not yet handed out. After a backlog has drained, the file is
+checkpointed and vacuumed, so the space an outage took is given back.
 """
 
 from __future__ import annotations
@@ -41,6 +65,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 from agent.publish.codec import CRITICAL_KINDS, DROPPABLE_KINDS, Message
@@ -69,11 +94,30 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_droppable ON outbox (kind, seq);
 CREATE INDEX IF NOT EXISTS outbox_acked ON outbox (acked) WHERE acked > 0;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# put_many() results per message
+STORED = True
+DROPPED = False
+HELD = "held"  # kept in memory: the disk is full; written by a later put/retry/begin
+# Held messages (disk full): telemetry/score beyond this are dropped oldest-first;
+# alerts/status/replies beyond it make put_many() raise OutboxFull.
+HELD_MAX = 10_000
+# The share of max_bytes kept for the write-ahead log.
+WAL_SHARE = 8
+# Re-measure how many bytes of pages a counted byte takes every this many puts (a mix of
+# alerts, health and telemetry took 2.5-2.9).
+MEASURE_EVERY = 8
+# Vacuum after a drain when the file is this much bigger than what it holds.
+VACUUM_SLACK = 1024 * 1024
 
 
 class OutboxError(RuntimeError):
     pass
+
+
+class OutboxFull(OutboxError):
+    """The disk is full and the memory held for it too: nothing of this put was kept."""
 
 
 class Entry:
@@ -101,11 +145,28 @@ class Outbox:
     """
 
     def __init__(self, path: str | os.PathLike, max_bytes: int = 64 * 1024 * 1024,
-                 keep_acked_s: float = 1.0):
+                 keep_acked_s: float = 1.0, held_max: int = HELD_MAX):
         if max_bytes <= 0:
             raise ValueError("outbox max_bytes must be > 0")
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
+        self.wal_bytes = self.max_bytes // WAL_SHARE
+        self.file_bytes = self.max_bytes - self.wal_bytes  # the database file's share
+        # What the rows may count (topic + payload + ROW_OVERHEAD each): the file's share
+        # divided by how many bytes of pages a counted byte really takes (B-tree pages are
+        # never full, the indexes take their part), measured as the outbox fills.
+        self.row_bytes = self.file_bytes
+        self._measured_at = 0
+        self._last_drop_log = 0.0
+        self.held_max = held_max
+        self._held: deque[Message] = deque()  # disk full: waiting, in order
+        self._held_state: dict[str, str] = {}
+        self._held_dropped = {"telemetry": 0, "score": 0}
+        self._full_error = ""  # why the disk refused the last write ("" once it took it)
+        self._last_vacuum = 0.0
+        self._next_retry = 0.0  # monotonic time of the next write attempt when full
+        # Acknowledged rows whose deletion a full disk refused: deleted by a later ack().
+        self._ack_retry: dict[int, tuple[int, bool]] = {}
         self.keep_acked_s = keep_acked_s
         self._last_purge = 0.0
         self._lock = threading.RLock()
@@ -122,6 +183,11 @@ class Outbox:
     # ----------------------------------------------------------------- opening
 
     def _connect(self) -> sqlite3.Connection:
+        wal = Path(str(self.path) + "-wal")
+        if self.path.exists() and self.path.stat().st_size == 0 and \
+                (not wal.exists() or wal.stat().st_size == 0):
+            raise sqlite3.DatabaseError("the file is empty (0 bytes) and has no write-ahead "
+                                        "log: whatever it held is gone")
         db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False,
                              timeout=30.0)
         try:
@@ -138,6 +204,13 @@ class Outbox:
             # A message parked after a broker rejection gets another chance every run:
             # the ACL may have been fixed meanwhile.
             db.execute("UPDATE outbox SET parked = 0 WHERE parked != 0")
+            page = int(db.execute("PRAGMA page_size").fetchone()[0])
+            db.execute("PRAGMA wal_autocheckpoint=%d" % max(1, self.wal_bytes // page // 2))
+            db.execute("PRAGMA journal_size_limit=%d" % self.wal_bytes)
+            if self.path.stat().st_size == 0:
+                # A new file: its first pages are only in the WAL; put them in the file so
+                # that a 0-byte file can only mean damage (see above).
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.DatabaseError:
             db.close()
             raise
@@ -191,34 +264,130 @@ class Outbox:
 
     # ----------------------------------------------------------------- producer side
 
-    def put(self, msg: Message) -> bool:
-        """Store ``msg`` durably; False when it was a droppable message that did not fit."""
+    def put(self, msg: Message) -> bool | str:
+        """Store ``msg`` durably: True, False when it was a droppable message that did not
+        fit, ``HELD`` when the disk is full and it waits in memory."""
         return self.put_many([msg])[0]
 
-    def put_many(self, msgs: list[Message]) -> list[bool]:
-        """Store several messages in one transaction: one fsync for the lot (group commit),
-        durable together before this returns. Same order and bound rules as ``put()``."""
-        if not msgs:
+    def put_many(self, msgs: list[Message], state: dict[str, str] | None = None
+                 ) -> list[bool | str]:
+        """Store several messages, and ``state`` values, in one transaction: one fsync for
+        the lot (group commit), durable together before this returns. Same order and
+        bound rules as ``put()``. On a full disk everything is held in memory (``HELD``)
+        and written by a later call; raises ``OutboxFull`` when even that is full."""
+        if not msgs and not state:
             return []
         with self._lock:
+            if self._held or self._full_error:
+                return self._hold(msgs, state)
             try:
-                return self._put_locked(msgs)
-            except sqlite3.DatabaseError as e:
-                if isinstance(e, sqlite3.OperationalError) and "malformed" not in str(e):
-                    raise OutboxError("outbox %s cannot store a message: %s"
-                                      % (self.path, e)) from e
-                # The file went bad under us: start afresh rather than fail every put.
-                self._recover(e)
-                return self._put_locked(msgs)
+                return self._put_checked(msgs, state)
+            except _DiskFull as e:
+                self._full(e)
+                return self._hold(msgs, state)
 
-    def _put_locked(self, msgs: list[Message]) -> list[bool]:
+    def _put_checked(self, msgs: list[Message], state: dict[str, str] | None
+                     ) -> list[bool]:
+        try:
+            return self._put_locked(msgs, state)
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError) and "malformed" not in str(e):
+                raise _DiskFull(str(e)) from e
+            # The file went bad under us: start afresh rather than fail every put.
+            self._recover(e)
+            return self._put_locked(msgs, state)
+
+    def _full(self, err: Exception) -> None:
+        if not self._full_error:
+            log.error("OUTBOX FULL: %s cannot store messages (%s); holding them in memory "
+                      "(alerts are never dropped) and retrying", self.path, err)
+        self._full_error = str(err) or "disk full"
+
+    def _hold(self, msgs: list[Message], state: dict[str, str] | None) -> list[bool | str]:
+        critical = sum(1 for m in self._held if m.kind not in DROPPABLE_KINDS)
+        new_critical = sum(1 for m in msgs if m.kind not in DROPPABLE_KINDS)
+        if new_critical and critical + new_critical > self.held_max:
+            raise OutboxFull("outbox %s: disk full (%s) and %d messages held in memory"
+                             % (self.path, self._full_error, len(self._held)))
+        for m in msgs:
+            if m.kind == "health":  # the latest health of a meter is what matters
+                for old in [h for h in self._held if h.kind == "health" and
+                            h.meter == m.meter]:
+                    self._held.remove(old)
+            self._held.append(m)
+        droppable = [m for m in self._held if m.kind in DROPPABLE_KINDS]
+        for m in droppable[:max(0, len(droppable) - self.held_max)]:
+            self._held.remove(m)
+            self._held_dropped[m.kind] += 1
+        if state:
+            self._held_state.update(state)
+        self._flush_held()
+        return [STORED if not self._held and not self._full_error else HELD for _ in msgs]
+
+    def _flush_held(self, force: bool = False) -> bool:
+        """Write everything held (and the held state) in one transaction; True when the
+        memory is empty afterwards. At most one attempt a second unless ``force``.
+        Caller holds the lock."""
+        if not self._held and not self._held_state and not self._full_error:
+            return True
+        now = time.monotonic()
+        if not force and now < self._next_retry:
+            return False
+        self._next_retry = now + 1.0
+        try:
+            self._put_checked(list(self._held), dict(self._held_state))
+        except _DiskFull as e:
+            self._full(e)
+            return False
+        for kind, n in self._held_dropped.items():
+            if n:
+                self._bump("dropped_" + kind, n)
+        log.warning("outbox %s takes messages again: %d held messages written, %d "
+                    "telemetry/score dropped while the disk was full", self.path,
+                    len(self._held), sum(self._held_dropped.values()))
+        self._held.clear()
+        self._held_state.clear()
+        self._held_dropped = {"telemetry": 0, "score": 0}
+        self._full_error = ""
+        return True
+
+    def retry(self) -> bool:
+        """Try to write what a full disk left in memory; True when nothing is held."""
+        with self._lock:
+            return self._flush_held(force=True)
+
+    def held(self) -> int:
+        """Messages waiting in memory for disk space."""
+        with self._lock:
+            return len(self._held)
+
+    def saved_state(self) -> dict[str, str]:
+        """The ``state`` values written with the messages (see ``put_many``)."""
+        with self._lock:
+            return {k: v for k, v in self._db.execute("SELECT key, value FROM kv")}
+
+    def _measure(self) -> None:
+        """Re-estimate ``row_bytes`` from the pages the rows really use."""
+        if self.puts - self._measured_at < MEASURE_EVERY and self._measured_at:
+            return
+        self._measured_at = self.puts or 1
+        page = self._db.execute("PRAGMA page_size").fetchone()[0]
+        used = (self._db.execute("PRAGMA page_count").fetchone()[0]
+                - self._db.execute("PRAGMA freelist_count").fetchone()[0]) * page
+        if self._bytes >= 16 * page:  # below that the schema's own pages dominate
+            ratio = max(1.0, used / self._bytes)
+            self.row_bytes = int(self.file_bytes / ratio)
+
+    def _put_locked(self, msgs: list[Message], state: dict[str, str] | None = None
+                    ) -> list[bool]:
         db = self._db
-        critical_batch = any(m.kind in CRITICAL_KINDS for m in msgs)
+        self._measure()
+        critical_batch = any(m.kind in CRITICAL_KINDS for m in msgs) or bool(state)
         self._set_sync("FULL" if critical_batch else "NORMAL")
-        if len(msgs) == 1:
+        if len(msgs) == 1 and not state and msgs[0].kind != "health":
             msg = msgs[0]
             size = _size(msg)
-            if self._bytes + size <= self.max_bytes:
+            if self._bytes + size <= self.row_bytes:
                 # The common case: it fits. One INSERT in autocommit mode is its own
                 # transaction (same durability, a third of the statements).
                 db.execute("INSERT INTO outbox (kind, meter, topic, payload, qos, retain, "
@@ -235,10 +404,14 @@ class Outbox:
         try:
             for msg in msgs:
                 size = _size(msg)
-                freed, evicted = self._make_room(total + size - self.max_bytes)
+                if msg.kind == "health":
+                    freed, evicted = self._coalesce_health(msg.meter)
+                    total -= freed
+                    count -= evicted
+                freed, evicted = self._make_room(total + size - self.row_bytes)
                 total -= freed
                 count -= evicted
-                if total + size > self.max_bytes:
+                if total + size > self.row_bytes:
                     if msg.kind in DROPPABLE_KINDS:
                         self._bump("dropped_" + msg.kind)
                         stored.append(False)
@@ -254,6 +427,9 @@ class Outbox:
                 total += size
                 count += 1
                 stored.append(True)
+            if state:
+                db.executemany("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) "
+                               "DO UPDATE SET value = excluded.value", list(state.items()))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -263,6 +439,15 @@ class Outbox:
         self._bytes, self._count = total, count
         self.puts += len(msgs)
         return stored
+
+    def _coalesce_health(self, meter: str) -> tuple[int, int]:
+        """Delete the meter's older health messages not yet handed out (the new one says
+        all they said); return (bytes freed, rows deleted). Inside the transaction."""
+        rows = [(seq, size) for seq, size in self._db.execute(
+            "SELECT seq, size FROM outbox WHERE kind = 'health' AND meter = ? AND "
+            "acked <= 0 AND parked = 0", (meter,)) if seq not in self._inflight]
+        self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(q,) for q, _ in rows])
+        return sum(size for _, size in rows), len(rows)
 
     def _make_room(self, need: int) -> tuple[int, int]:
         """Delete the oldest droppable rows not in flight until ``need`` bytes are free;
@@ -284,7 +469,8 @@ class Outbox:
         for seq, kind in victims:
             self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
             self._bump("dropped_" + kind)
-        if victims:
+        if victims and time.monotonic() - self._last_drop_log >= 60.0:
+            self._last_drop_log = time.monotonic()
             log.warning("outbox full (%d bytes max): dropped %d oldest telemetry/score "
                         "messages", self.max_bytes, len(victims))
         return freed, len(victims)
@@ -293,6 +479,37 @@ class Outbox:
         row = self._db.execute("SELECT COALESCE(SUM(size), 0), COALESCE(SUM(acked <= 0), 0) "
                                "FROM outbox").fetchone()
         self._bytes, self._count = int(row[0]), int(row[1])
+
+    def _vacuum_if_drained(self) -> None:
+        """Give an outage's space back once the backlog is gone (the file never shrinks by
+        itself: freed pages are only reused). Caller holds the lock."""
+        if self._count or self._inflight or time.monotonic() - self._last_vacuum < 60.0:
+            return
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return
+        if size <= self._bytes + VACUUM_SLACK:
+            return
+        self._last_vacuum = time.monotonic()
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            log.info("outbox %s drained: vacuumed from %d to %d bytes", self.path, size,
+                     self.path.stat().st_size)
+        except (sqlite3.Error, OSError) as e:
+            log.warning("outbox %s: vacuum after the drain failed: %s", self.path, e)
+
+    def disk_bytes(self) -> int:
+        """What the outbox occupies on disk: the database and its write-ahead log."""
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.stat(str(self.path) + suffix).st_size
+            except OSError:
+                pass
+        return total
 
     def _recover(self, err: Exception) -> None:
         try:
@@ -308,10 +525,13 @@ class Outbox:
     # ----------------------------------------------------------------- consumer side
 
     def begin(self, limit: int = 100) -> list[Entry]:
-        """The oldest ``limit`` messages not yet in flight, marked in flight."""
+        """The oldest ``limit`` messages not yet in flight, marked in flight (first writing
+        what a full disk left in memory, when there is room again)."""
         with self._lock:
             if limit <= 0:
                 return []
+            if self._held or self._full_error:
+                self._flush_held()
             # Rows are handed out in order, so only those past the cursor can be new; a
             # nack() moves the cursor back.
             rows = self._db.execute(
@@ -338,12 +558,15 @@ class Outbox:
         loop turn, and saves its state only every ``autosave_interval``), so after a
         reconnect ``replay()`` sends those again (same ``id``: subscribers drop the copy).
         """
-        if not seqs:
+        if not seqs and not self._ack_retry:
             return
         with self._lock:
             self._set_sync("NORMAL")
             db = self._db
             known = [(seq, self._inflight.pop(seq)) for seq in seqs if seq in self._inflight]
+            if self._ack_retry:
+                known += list(self._ack_retry.items())
+                self._ack_retry = {}
             now = time.time()
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -367,6 +590,15 @@ class Outbox:
                     db.execute("DELETE FROM outbox WHERE acked > 0 AND acked < ?",
                                (now - self.keep_acked_s,))
                 db.execute("COMMIT")
+            except sqlite3.OperationalError as e:
+                # A full disk refuses even a DELETE (it needs WAL space): keep the
+                # acknowledgements and delete at a later ack(); until then the rows only
+                # stay on disk (a restart would re-send them under their same ids).
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                self._ack_retry.update(dict(known))
+                self._full(e)
+                return
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
@@ -377,6 +609,7 @@ class Outbox:
             kept = self.keep_acked_s > 0
             self._bytes -= purged + sum(size for _, (size, droppable) in known
                                         if droppable or not kept)
+            self._vacuum_if_drained()
 
     def replay(self, lost_at: float | None) -> int:
         """Put back in the queue the alerts/health/status acknowledged in the last
@@ -448,10 +681,19 @@ class Outbox:
                 "rejected": c["rejected"],
                 "over_bound": c["over_bound"],
                 "corrupt_recovered": len(self.recovered),
+                "state": "full" if self._held or self._full_error else "ok",
+                "held": len(self._held),
+                "disk_error": self._full_error,
             }
 
     def close(self) -> None:
         with self._lock:
+            if self._held:
+                self._flush_held(force=True)
+            if self._held:
+                log.error("outbox %s closed with %d messages still held in memory (disk "
+                          "full); alerts among them are decided again after the restart",
+                          self.path, len(self._held))
             if self._db is not None:
                 try:
                     self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -465,3 +707,7 @@ class Outbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _DiskFull(Exception):
+    """SQLite could not write (full disk, I/O error): internal, becomes HELD or OutboxFull."""

@@ -38,31 +38,29 @@ class SmallFs:
     ``free()`` deletes the ballast. ``path`` is an empty directory on it.
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, size: int = 0):
         self.root = root
+        self.size = size
         self.path = root / ("fs-%d" % os.getpid())
         self.path.mkdir()
         self._ballast = root / ("ballast-%d" % os.getpid())
 
     def fill(self) -> int:
-        """Fill the file system; returns the bytes written."""
+        """Fill the file system to the last byte; returns the bytes written."""
         written = 0
-        chunk = b"\0" * 4096
-        with open(self._ballast, "ab") as f:
-            while True:
-                try:
-                    f.write(chunk)
-                    f.flush()
-                    written += len(chunk)
-                except OSError:
-                    break
-            try:  # the last partial block too
+        fd = os.open(self._ballast, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for chunk in (65536, 4096, 1):
                 while True:
-                    f.write(b"\0")
-                    f.flush()
-                    written += 1
-            except OSError:
-                pass
+                    try:
+                        n = os.write(fd, b"\0" * chunk)
+                    except OSError:
+                        break
+                    written += n
+                    if n < chunk:
+                        break
+        finally:
+            os.close(fd)
         return written
 
     def free(self) -> None:
@@ -78,7 +76,7 @@ def small_fs(request):
     """A fresh tmpfs of ``size`` bytes (``@pytest.mark.parametrize`` indirect, default
     2 MiB), mounted by the test (root needed), or the directory named by $LOADWATCH_SMALL_FS.
     Skips loudly, naming both ways, when neither is available."""
-    size = getattr(request, "param", 2 * 1024 * 1024)
+    size = getattr(request, "param", 8 * 1024 * 1024)
     given = os.environ.get(SMALL_FS_ENV)
     if given:
         fs = SmallFs(Path(given))
@@ -98,7 +96,7 @@ def small_fs(request):
                     "tests/faults/conftest.py)" % (size, out.stderr.strip() or out.returncode,
                                                    SMALL_FS_ENV))
     try:
-        yield SmallFs(mnt)
+        yield SmallFs(mnt, size)
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
         mnt.rmdir()

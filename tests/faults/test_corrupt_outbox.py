@@ -54,7 +54,14 @@ def _pages(path: Path, rng: random.Random) -> None:
             f.write(bytes(rng.randrange(256) for _ in range(512)))
 
 
-DAMAGE = {"garbage": _garbage, "truncated-half": _half, "header": _header, "pages": _pages}
+def _zero(path: Path, rng: random.Random) -> None:
+    """Truncated to 0 bytes (a file system repaired after a power cut): SQLite would open
+    it as a new empty database, and its alerts would vanish without a word."""
+    os.truncate(path, 0)
+
+
+DAMAGE = {"garbage": _garbage, "truncated-half": _half, "header": _header, "pages": _pages,
+          "zero-bytes": _zero}
 
 
 def test_damaged_outbox_never_loses_alerts_silently(tmp_path, caplog):
