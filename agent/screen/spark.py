@@ -11,6 +11,7 @@ driver and is written by the same ``Outputs`` as the local engine's.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -43,11 +44,15 @@ def _row(r: MeterResult) -> dict:
     }
 
 
+_FLOATS = ("first_t", "last_t", "interval_s", "coverage", "days_scored", "max_score",
+           "max_score_t")
+
+
 def _result(row: dict) -> MeterResult:
     r = MeterResult(row["meter"])
-    for k in ("samples", "first_t", "last_t", "interval_s", "coverage", "days_scored",
-              "max_score", "max_score_t", "schedule", "summary", "alerts_raised",
-              "alert_open", "error"):
+    for k in _FLOATS:  # pandas NaN arrives as null through Arrow
+        setattr(r, k, math.nan if row[k] is None else float(row[k]))
+    for k in ("samples", "schedule", "summary", "alerts_raised", "alert_open", "error"):
         setattr(r, k, row[k])
     r.events = [EventRow(**e) for e in json.loads(row["events"])]
     r.problems = Problems.from_dict(json.loads(row["problems"]))
@@ -87,10 +92,16 @@ def _session(master: str | None):
     # on a cluster, spark-submit's PYSPARK_PYTHON wins.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     b = SparkSession.builder.appName("loadwatch-screen")
+    if not master and "spark.master" not in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
+        master = "local[*]"
     if master:
         b = b.master(master)
-    elif "spark.master" not in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
-        b = b.master("local[*]")
+    if master and master.startswith("local"):
+        # A local run listens on loopback only (Spark otherwise binds the host's first
+        # non-loopback address and says so in a warning).
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        b = b.config("spark.driver.host", "127.0.0.1").config(
+            "spark.driver.bindAddress", "127.0.0.1")
     b = b.config("spark.ui.enabled", "false").config(
         "spark.ui.showConsoleProgress", "false").config(
         "spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -131,7 +142,9 @@ def run_spark(sources: list[Source], units: Units, settings: Settings, master: s
         spark.conf.set("spark.sql.shuffle.partitions", str(n_groups))
         out = df.groupBy("meter").applyInPandas(group_function(layout, units, settings),
                                                 RESULT_SCHEMA)
-        for row in out.toLocalIterator():
+        # prefetchPartitions: the next partition is computed while this one is written,
+        # so the driver does not leave the executors idle between partitions.
+        for row in out.toLocalIterator(prefetchPartitions=True):
             r = _result(row.asDict())
             if not r.meter:
                 problems.add(r.problems)
