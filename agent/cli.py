@@ -110,6 +110,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
+    for warning in plan.warnings:
+        print(warning, file=sys.stderr)
     print("ok")
     print(plan.describe())
     return 0
@@ -128,6 +130,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
+    for warning in plan.warnings:
+        logging.getLogger("loadwatch").warning("%s", warning)
     agent = Agent(plan)
 
     async def main() -> None:

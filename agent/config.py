@@ -15,6 +15,7 @@ import datetime
 import ipaddress
 import os
 import re
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,9 @@ class BrokerSettings:
         self.telemetry_qos: int = kw.get("telemetry_qos", 0)
         self.score_qos: int = kw.get("score_qos", 0)
         self.protocol: str = kw.get("protocol", "auto")
+        # Settings that work but should not be used so (an inline password, a password
+        # over plain TCP): check-config prints them, ``run`` logs them at start.
+        self.warnings: list[str] = list(kw.get("warnings", ()))
 
     def describe(self) -> dict:
         """Settings safe to print: the password is reported only as set or not."""
@@ -224,6 +228,11 @@ class Plan:
         self.checkpoint_every_s = checkpoint_every_s
 
     @property
+    def warnings(self) -> list[str]:
+        """Lines for the technician about settings that work but are unsafe."""
+        return list(self.broker.warnings)
+
+    @property
     def meters(self) -> list[MeterPlan]:
         return [m for b in self.buses for m in b.meters]
 
@@ -244,6 +253,10 @@ class Plan:
         lines = ["site %s, gateway %s, broker %s:%s (tls %s), prefix %s" % (
             self.site, self.gateway, self.broker.host, self.broker.port,
             "on" if self.broker.tls else "off", self.broker.prefix)]
+        auth = self.broker.describe()
+        lines.append("broker user %s, password: %s%s" % (
+            repr(auth["username"]) if auth["username"] else "(none)", auth["password"],
+            ", client certificate %s" % auth["cert_file"] if auth["cert_file"] else ""))
         for bus in self.buses:
             where = bus.port if bus.kind in ("rtu", "bridge") else "%s:%s" % (bus.host, bus.port)
             n = sum(len(m.requests) for m in bus.meters)
@@ -426,12 +439,24 @@ def _broker(root: SettingsTable, site: str, gateway: str, base: Path) -> BrokerS
     password_file = _read_secret(t, "password_file", base)
     if password and password_file:
         raise t.error("password_file", "set either password or password_file, not both")
+    warnings = []
+    if password:
+        warnings.append("config warning: broker.password: the password is written in %s "
+                        "itself, readable by whoever can read that file and copied with "
+                        "it; put it in a file of its own (chmod 600) and set password_file "
+                        "instead" % t.source)
     files = _cert_files(t, base)
     if bool(files["cert_file"]) != bool(files["key_file"]):
         raise t.error("key_file" if files["cert_file"] else "cert_file",
                       "a client certificate needs both cert_file and key_file")
     if files["cert_file"] and not tls:
         raise t.error("cert_file", "client certificates need tls = true")
+    username = t.get("username", str, "")
+    if (password or password_file) and not tls and not _is_loopback(host):
+        warnings.append("config warning: broker.tls: tls = false with the remote broker %s: "
+                        "the password of user %r crosses the network in clear text; set "
+                        "tls = true (the default for a host that is not loopback) in %s"
+                        % (host, username, t.source))
     prefix_template = t.get("prefix", str, DEFAULT_PREFIX)
     try:
         prefix = prefix_template.format(site=site, gateway=gateway)
@@ -443,7 +468,7 @@ def _broker(root: SettingsTable, site: str, gateway: str, base: Path) -> BrokerS
         host=host,
         port=port,
         client_id=t.get("client_id", str, "loadwatch-%s-%s" % (site, gateway)),
-        username=t.get("username", str, ""),
+        username=username,
         password=password or password_file,
         tls=tls,
         insecure_skip_verify=t.get("insecure_skip_verify", bool, False),
@@ -452,6 +477,7 @@ def _broker(root: SettingsTable, site: str, gateway: str, base: Path) -> BrokerS
         telemetry_qos=t.get("telemetry_qos", int, 0, choices=(0, 1)),
         score_qos=t.get("score_qos", int, 0, choices=(0, 1)),
         protocol=t.get("protocol", str, "auto", choices=("auto", "5", "3.1.1")),
+        warnings=warnings,
         **files,
     )
     t.finish()
@@ -459,7 +485,9 @@ def _broker(root: SettingsTable, site: str, gateway: str, base: Path) -> BrokerS
 
 
 def _cert_files(t: SettingsTable, base: Path) -> dict[str, str]:
-    """``ca_file``, ``cert_file``, ``key_file`` of a table, each checked to exist."""
+    """``ca_file``, ``cert_file``, ``key_file`` of a table, each checked to exist and be
+    readable, the CA also to hold a certificate (so ``check-config`` finds what the TLS
+    handshake would otherwise report without the file's name)."""
     files = {}
     for name in ("ca_file", "cert_file", "key_file"):
         value = t.get(name, str, "")
@@ -467,8 +495,20 @@ def _cert_files(t: SettingsTable, base: Path) -> dict[str, str]:
             p = Path(value) if Path(value).is_absolute() else base / value
             if not p.is_file():
                 raise t.error(name, "%s does not exist or is not a file" % p)
+            try:
+                with open(p, "rb") as f:
+                    f.read(1)
+            except OSError as e:
+                raise t.error(name, "cannot read %s: %s" % (p, e.strerror)) from None
             value = str(p)
         files[name] = value
+    if files["ca_file"]:
+        try:
+            ssl.create_default_context(cafile=files["ca_file"])
+        except ssl.SSLError as e:
+            raise t.error("ca_file", "%s holds no certificate OpenSSL can use (%s): a PEM "
+                          "file (-----BEGIN CERTIFICATE-----) is expected"
+                          % (files["ca_file"], e.reason or e)) from None
     return files
 
 

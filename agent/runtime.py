@@ -15,6 +15,7 @@ re-raises an alert under a new id.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import threading
@@ -262,6 +263,8 @@ class Agent:
             "checkpoint_every_s": self.plan.checkpoint_every_s,
             "clock_t": self.clock.now(),
             "broker": {"host": self.plan.broker.host, "port": self.plan.broker.port,
+                       "username": self.plan.broker.username,
+                       "password": self.plan.broker.describe()["password"],
                        "connected": bool(publisher is not None
                                          and publisher.connected.is_set()),
                        "last_error": publisher.last_error if publisher is not None else "",
@@ -441,7 +444,15 @@ class Agent:
             if poller is None or self._loop is None or not hasattr(poller, "poll_now"):
                 raise ValueError("meter %r cannot be read on demand" % (meter,))
             fut = asyncio.run_coroutine_threadsafe(poller.poll_now(meter), self._loop)
-            raw = fut.result(timeout=10.0)
+            try:
+                raw = fut.result(timeout=10.0)
+            except concurrent.futures.TimeoutError:
+                fut.cancel()
+                raise ValueError("meter %r: no result within 10 s (a slow or busy bus)"
+                                 % (meter,)) from None
+            if raw.error:
+                # A read that failed is not a result: ok false, with the meter's reason.
+                raise ValueError("meter %r could not be read: %s" % (meter, raw.error))
             reading = Decoder(self.pipelines[meter].plan).decode(raw)
             return {"meter": meter, "values": reading.values,
                     "quality": quality_names(reading.quality), "error": raw.error}

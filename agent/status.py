@@ -46,7 +46,12 @@ def render(data: dict, now: float) -> str:
         link = "(disconnected on stop)"
     elif broker.get("connected"):
         link = "connected"
-    lines.append("broker %s:%s %s" % (broker.get("host", "?"), broker.get("port", "?"), link))
+    auth = ""
+    if "password" in broker:
+        auth = ", user %s, password: %s" % (repr(broker["username"]) if broker.get("username")
+                                            else "(none)", broker["password"])
+    lines.append("broker %s:%s %s%s" % (broker.get("host", "?"), broker.get("port", "?"), link,
+                                        auth))
     lines.append("%-16s %-10s %9s %6s %-8s %-9s %s" % (
         "meter", "profile", "kW", "score", "detector", "health", "alert / quality"))
     for row in data.get("meters", []):

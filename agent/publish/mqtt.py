@@ -165,12 +165,24 @@ def describe_connack(rc: int, broker: BrokerSettings) -> tuple[str, str]:
 
 
 def make_tls_context(broker: BrokerSettings) -> ssl.SSLContext:
-    """Server verification on (system CAs unless ``ca_file``); client certificate if set."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
-                                     cafile=broker.ca_file or None)
+    """Server verification on (system CAs unless ``ca_file``); client certificate if set.
+
+    OpenSSL's errors name no file ("[Errno 13] Permission denied", "no certificate or crl
+    found"), and the files may have changed since the config was checked: a ValueError
+    here names the setting and the path."""
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
+                                         cafile=broker.ca_file or None)
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError("cannot use ca_file %s: %s" % (
+            broker.ca_file or "(system CAs)", _ssl_reason(e))) from None
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if broker.cert_file:
-        ctx.load_cert_chain(broker.cert_file, broker.key_file or None)
+        try:
+            ctx.load_cert_chain(broker.cert_file, broker.key_file or None)
+        except (OSError, ssl.SSLError) as e:
+            raise ValueError("cannot use cert_file %s / key_file %s: %s" % (
+                broker.cert_file, broker.key_file, _ssl_reason(e))) from None
     if broker.insecure_skip_verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -211,6 +223,14 @@ def _load_body(payload: bytes) -> object:
         return json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise CommandError("payload is not valid UTF-8 JSON") from None
+
+
+def _ssl_reason(e: BaseException) -> str:
+    if isinstance(e, ssl.SSLError):
+        return str(e.reason or e)
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e)
 
 
 def parse_command(name: str, payload: bytes) -> tuple[str | None, dict]:
@@ -443,7 +463,8 @@ class Publisher:
         try:
             client = self._new_client()
         except (OSError, ssl.SSLError, ValueError) as e:
-            self._fail("tls", "TLS settings cannot be used: %s" % e)
+            self._fail("tls", "TLS settings of broker %s:%d cannot be used: %s"
+                       % (self.broker.host, self.broker.port, e))
             return None
         self._connack = None
         self._closed = False

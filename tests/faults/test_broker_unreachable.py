@@ -13,7 +13,7 @@ import pytest
 from agent.backoff import Backoff
 from agent.config import BrokerSettings
 from agent.publish.codec import Codec
-from agent.publish.mqtt import Publisher
+from agent.publish.mqtt import Publisher, describe_connect_error
 from agent.publish.outbox import Outbox
 
 
@@ -45,10 +45,17 @@ def test_nothing_listening_is_refused(tmp_path) -> None:
     assert kind == "refused" and "refused the connection" in message, message
 
 
-def test_an_unknown_host_is_no_such_host(tmp_path) -> None:
-    kind, message = first_error(tmp_path, "broker.no-such-host.invalid", 1883)
+def test_an_unknown_host_is_no_such_host() -> None:
+    # A real resolver failure, made without a DNS query (the suite sends nothing beyond
+    # 127.0.0.1): a service name /etc/services lacks fails in getaddrinfo the way an
+    # unknown host does, with socket.gaierror, which paho's connect() passes on as is.
+    with pytest.raises(socket.gaierror) as failed:
+        socket.getaddrinfo("localhost", "no-such-service-lw")
+    settings = BrokerSettings(host="broker.example", port=8883, client_id="gw", tls=True,
+                              prefix="lw/v1/s1/g1")
+    kind, message = describe_connect_error(failed.value, settings)
     assert kind == "dns" and "no such host" in message, message
-    assert "'broker.no-such-host.invalid'" in message
+    assert "'broker.example'" in message
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ decoder passed as scorable; a "good" control run proves the rig can produce scor
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -132,3 +133,80 @@ def test_hostile_modbus_rtu_device_on_a_pty_gives_no_fake_readings(arun, sim,
     assert "unit 2 answered a request to unit 1" in results["wrong_unit"]["errors"][0]
     assert "wrong reply, byte count 65 for 32 registers" in \
         results["odd_byte_count"]["errors"][0]
+
+
+AGENT_CONFIG = """
+site = "s"
+gateway = "g"
+poll_s = 1
+state_dir = "%(state)s"
+[broker]
+host = "127.0.0.1"
+port = %(broker)d
+[[buses]]
+name = "b"
+kind = "tcp"
+host = "127.0.0.1"
+port = %(meter)d
+timeout_ms = 300
+[[meters]]
+id = "m1"
+bus = "b"
+unit = 1
+profile = "sdm630"
+"""
+
+
+def test_the_read_command_says_ok_false_when_the_meter_lies(arun, sim, tmp_path) -> None:
+    """The agent itself (real broker, real poller): ``read`` of a meter that answers the
+    wrong function code replies ok false with the reason; of an honest one, ok true."""
+    import json
+
+    import paho.mqtt.client as mqtt
+
+    from agent.runtime import Agent
+    from hil.broker import MosquittoBroker
+
+    replies: dict[str, dict] = {}
+
+    async def main() -> None:
+        server = HostileTcpServer(sim, mode="wrong_fc")
+        await server.start()
+        try:
+            with MosquittoBroker() as broker:
+                plan = load_text(AGENT_CONFIG % {"state": tmp_path / "state",
+                                                 "broker": broker.port,
+                                                 "meter": server.port}, "t.toml")
+                agent = Agent(plan, Clock())
+                task = asyncio.create_task(agent.run())
+                utility = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="utility")
+                # The first reply per request counts (a repeated request may be answered
+                # after the meter changed its mind).
+                utility.on_message = lambda c, u, m: replies.setdefault(
+                    json.loads(m.payload)["request_id"], json.loads(m.payload))
+                utility.connect("127.0.0.1", broker.port)
+                utility.subscribe("loadwatch/v1/s/g/cmd/read/reply", qos=1)
+                utility.loop_start()
+                try:
+                    for rid, mode in (("lie", "wrong_fc"), ("honest", "good")):
+                        server.mode = mode
+                        for _ in range(100):  # until the agent's subscription is there
+                            if rid in replies:
+                                break
+                            utility.publish("loadwatch/v1/s/g/cmd/read",
+                                            json.dumps({"id": rid, "meter": "m1"}), qos=1)
+                            await asyncio.sleep(0.3)
+                finally:
+                    utility.disconnect()
+                    utility.loop_stop()
+                    agent.request_stop()
+                    await asyncio.wait_for(task, 30.0)
+        finally:
+            await server.stop()
+
+    arun(main(), timeout=90.0)
+    assert replies["lie"]["ok"] is False, replies["lie"]
+    assert "could not be read" in replies["lie"]["error"]
+    assert "function 3 reply to a function 4 request" in replies["lie"]["error"]
+    assert replies["honest"]["ok"] is True, replies["honest"]
+    assert abs(replies["honest"]["result"]["values"]["p_w"] - 1500.0) < 1.0
