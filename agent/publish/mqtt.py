@@ -870,10 +870,16 @@ class Watcher:
     """
 
     def __init__(self, broker, topics: list[str],
-                 on_message: Callable[[str, bytes, bool], None], session: str = ""):
+                 on_message: Callable[[str, bytes, bool], None], session: str = "",
+                 on_link: Callable[[str], None] | None = None):
         self.broker = broker
         self.topics = topics
         self.on_message = on_message
+        # Told in one line when the broker goes away and when it is back: a watch that
+        # silently prints nothing looks exactly like a quiet grid.
+        self.on_link = on_link
+        self._lost = False
+        self._stopping = False
         v5 = getattr(broker, "protocol", "auto") != "3.1.1"
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -891,6 +897,7 @@ class Watcher:
                 self.client.tls_insecure_set(True)
         self.error = ""
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = lambda c, u, m: self.on_message(m.topic, bytes(m.payload),
                                                                  bool(m.retain))
@@ -901,7 +908,20 @@ class Watcher:
             self.error = describe_connack(rc, self.broker)[1]
             client.disconnect()
             return
+        if self._lost and self.on_link is not None:
+            self.on_link("connected to %s:%d again" % (self.broker.host, self.broker.port))
+        self._lost = False
         client.subscribe([(t, 1) for t in self.topics])
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self._stopping or self.error or self._lost:
+            return
+        self._lost = True
+        if self.on_link is not None:
+            self.on_link("lost the connection to the broker %s:%d (%s); reconnecting, "
+                         "messages published meanwhile may be missed%s" % (
+                             self.broker.host, self.broker.port, reason_code,
+                             "" if self.session else " (use --session to keep them)"))
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if reason_codes and all(_rc_value(rc) >= 0x80 for rc in reason_codes):
@@ -934,4 +954,5 @@ class Watcher:
             raise WatchError(self.error)
 
     def stop(self) -> None:
+        self._stopping = True
         self.client.disconnect()

@@ -157,7 +157,9 @@ def watch_main(args: argparse.Namespace) -> int:
             holder["w"].stop()
 
     try:
-        watcher = Watcher(broker, topics, on_message, session=args.session)
+        watcher = Watcher(broker, topics, on_message, session=args.session,
+                          on_link=lambda text: print("loadwatch watch: %s" % text,
+                                                     file=sys.stderr, flush=True))
     except (OSError, ValueError) as e:
         print("loadwatch watch: TLS settings cannot be used: %s" % e, file=sys.stderr)
         return 2

@@ -91,3 +91,34 @@ def test_watch_reads_password_from_a_file_not_argv(auth_broker, tmp_path):
     _out, err = proc.communicate(timeout=20)
     timer.join()
     assert proc.returncode == 0, err
+
+
+def test_watch_says_when_its_broker_goes_away_and_comes_back(broker):
+    """Silence from a dead broker must not look like a quiet grid (issue 13 item 15)."""
+    proc = run_watch("--tcp-port", str(broker.port), "--prefix", PREFIX)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")),
+                              daemon=True)
+    reader.start()
+
+    def wait_for(text: str, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in ln for ln in lines):
+                return True
+            time.sleep(0.05)
+        return False
+
+    try:
+        time.sleep(1.5)  # subscribed
+        assert not lines, lines
+        broker.stop()
+        assert wait_for("lost the connection to the broker 127.0.0.1:%d" % broker.port), lines
+        broker.restart()
+        assert wait_for("connected to 127.0.0.1:%d again" % broker.port), lines
+        assert sum("lost the connection" in ln for ln in lines) == 1, lines
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        reader.join(10)
+    assert proc.returncode == 0 and "Traceback" not in "".join(lines), lines
