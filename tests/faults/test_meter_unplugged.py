@@ -1,12 +1,14 @@
 """A meter goes away while ``loadwatch run`` polls it, and comes back (issue 13 item 1).
 
 The real command in a subprocess, two real pymodbus servers as two meters on two TCP
-buses, a real Mosquitto: the second server is stopped (a gateway unplugged) and later
-started again on the same port. The agent's log (what journalctl shows) must name the
-meter, the real reason ("connection refused", not "timeout") and what to check within one
-poll cycle, say nothing more while the meter stays down (never once per poll), and log the
-recovery; the good meter stays silent. The retained health payload and ``loadwatch
-status`` carry the same reason.
+buses and a third meter on a real pty behind the RS-485 link emulator, a real Mosquitto:
+the second server is stopped (a gateway unplugged) and later started again on the same
+port; then the serial port vanishes (a USB-RS485 adapter pulled out) and comes back. The
+agent's log (what journalctl shows) must name the meter, the real reason ("connection
+refused", "errno 2 ... (adapter unplugged?", not "timeout") and what to check within
+one poll cycle, say nothing more while the meter stays down (never once per poll), and
+log the recovery; the good meter stays silent. The retained health payload and
+``loadwatch status`` carry the same reason.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from agent.clock import Clock
 from agent.profiles import load_profile
 from hil.broker import MosquittoBroker
 from hil.meters import SimMeterServer, SimUnit
+from hil.rs485 import LinkEmulator
 from hil.subscriber import Recorder
 
 POLL_S = 1.0
@@ -36,7 +39,8 @@ class ConstantLoad:
         return 850.0, 0.95
 
 
-def _config(path: Path, broker_port: int, good_port: int, bad_port: int) -> None:
+def _config(path: Path, broker_port: int, good_port: int, bad_port: int,
+            serial: str) -> None:
     path.write_text("\n".join([
         'site = "field"', 'gateway = "gw1"', "state_dir = %s" % json.dumps(str(path.parent)),
         "poll_s = %g" % POLL_S, "checkpoint_every_s = 1",
@@ -46,7 +50,10 @@ def _config(path: Path, broker_port: int, good_port: int, bad_port: int) -> None
         "[[buses]]", 'name = "b"', 'kind = "tcp"', 'host = "127.0.0.1"',
         "port = %d" % bad_port, "timeout_ms = %d" % TIMEOUT_MS, "backoff_max_s = 2",
         "[[meters]]", 'id = "m-good"', 'bus = "a"', "unit = 1", 'profile = "sdm630"',
+        "[[buses]]", 'name = "usb"', 'kind = "rtu"', "port = %s" % json.dumps(serial),
+        "baud = 38400", "timeout_ms = %d" % TIMEOUT_MS, "backoff_max_s = 2",
         "[[meters]]", 'id = "m-gone"', 'bus = "b"', "unit = 1", 'profile = "sdm630"',
+        "[[meters]]", 'id = "m-usb"', 'bus = "usb"', "unit = 4", 'profile = "sdm120"',
     ]) + "\n")
 
 
@@ -75,12 +82,17 @@ def test_unplugged_meter_is_logged_once_with_its_reason_and_recovery(tmp_path, a
                               tcp=("127.0.0.1", 0))
         await good.start()
         await gone.start()
+        link = LinkEmulator(baud=38400)
+        await link.start()
+        usb = SimMeterServer([SimUnit(4, load_profile("sdm120"), ConstantLoad(), clock)],
+                             rtu=link.device_port, baudrate=38400)
+        await usb.start()
         bad_port = gone.port
         back: SimMeterServer | None = None
         cfg = tmp_path / "lw.toml"
         lines: list[str] = []
         with MosquittoBroker() as broker:
-            _config(cfg, broker.port, good.port, bad_port)
+            _config(cfg, broker.port, good.port, bad_port, link.master_port)
             rec = Recorder("127.0.0.1", broker.port, "lw/v1/meter/+/health")
             rec.start()
             proc = await asyncio.create_subprocess_exec(
@@ -127,9 +139,20 @@ def test_unplugged_meter_is_logged_once_with_its_reason_and_recovery(tmp_path, a
                     lines, lambda ln: "meter m-gone: down -> ok" in ln, 10.0)
                 ok_line = next(ln for ln in lines if "meter m-gone: down -> ok" in ln)
                 assert " INFO " in ok_line, ok_line
+                # The USB-RS485 adapter is pulled out, and plugged back in.
+                link.set_fault("gone", on=True)
+                await _wait_line(lines, lambda ln: "meter m-usb: ok -> down" in ln,
+                                 3 * POLL_S + 1)
+                usb_down = next(ln for ln in lines if "meter m-usb: ok -> down" in ln)
+                assert "%s at 38400 baud 8N1 lost; now: errno 2" % link.master_port in \
+                    usb_down and "(adapter unplugged?" in usb_down, usb_down
+                assert "hint: check that the USB-RS485 adapter" in usb_down, usb_down
+                link.set_fault("gone", on=False)
+                await _wait_line(lines, lambda ln: "meter m-usb: down -> ok" in ln, 10.0)
+                assert len([ln for ln in lines if "meter m-usb" in ln]) == 2, lines
                 assert not [ln for ln in lines if "meter m-good" in ln], lines
                 assert "Traceback" not in "\n".join(lines)
-                record("meter unplugged under `loadwatch run`", runs=1, crash_loops=0,
+                record("meter unplugged under `loadwatch run`", runs=2, crash_loops=0,
                        note="down logged after %.1f s, recovery after %.1f s, %d lines"
                        % (took, recovered, len([ln for ln in lines if "m-gone" in ln])))
             finally:
@@ -145,6 +168,8 @@ def test_unplugged_meter_is_logged_once_with_its_reason_and_recovery(tmp_path, a
                 await good.stop()
                 if back is not None:
                     await back.stop()
+                await usb.stop()
+                await link.stop()
         assert proc.returncode == 0, "\n".join(lines)
 
     arun(main())
