@@ -716,7 +716,8 @@ class Publisher:
                 log.exception("status_extra failed")
         extra["outbox"] = self.outbox.stats()
         extra["mqtt"] = {"protocol": "5" if self.protocol == 5 else "3.1.1",
-                         "connects": self.connects, "tls": bool(self.broker.tls)}
+                         "connects": self.connects, "tls": bool(self.broker.tls),
+                         "commands_dropped": self.commands_dropped}
         return extra
 
     def _publish_status(self, state: str, reason: str = "") -> int | None:
@@ -727,7 +728,7 @@ class Publisher:
         msg = self.codec.status(state, time.time(), self._next_id("status"), extra, reason)
         info = client.publish(msg.topic, msg.payload, qos=1, retain=True)
         self._last_status = time.monotonic()
-        self._status_key = self._drop_key(extra["outbox"])
+        self._status_key = self._drop_key(extra["outbox"]) + (self.commands_dropped,)
         if info.rc == mqtt.MQTT_ERR_SUCCESS:
             self._direct[info.mid] = "status"
             return info.mid
@@ -743,7 +744,8 @@ class Publisher:
         """Re-publish status when drop counters moved (at most every ``status_every_s``)."""
         if time.monotonic() - self._last_status < self.status_every_s:
             return
-        if self._drop_key(self.outbox.stats()) != self._status_key:
+        if self._drop_key(self.outbox.stats()) + (self.commands_dropped,) != \
+                self._status_key:
             self._publish_status("online")
         else:
             self._last_status = time.monotonic()
