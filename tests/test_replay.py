@@ -235,3 +235,37 @@ def test_plot_into_an_unwritable_place_is_one_line(capsys: pytest.CaptureFixture
     rc, _, err = run(capsys, str(GOLDEN / "street-s9" / "input.csv"), "--tz", "10", "--plot",
                      str(tmp_path / "file" / "plots"))
     assert rc == 1 and err.strip().splitlines()[-1].startswith("loadwatch replay: --plot ")
+
+
+def _write(path: Path, rows: list[str]) -> str:
+    path.write_text("meter,timestamp,p_w\n" + "".join(r + "\n" for r in rows))
+    return str(path)
+
+
+def test_unit_mistakes_stop_the_run_unless_forced(capsys, tmp_path) -> None:
+    """Millisecond timestamps and kW in p_w used to score 0 silently (issue 13 item 10)."""
+    ms = _write(tmp_path / "ms.csv", ["m1,%d,%.1f" % (1_700_000_000_000 + 60_000 * i, 400.0)
+                                      for i in range(200)])
+    rc, lines, err = run(capsys, ms)
+    assert rc == 2 and not lines
+    assert "look like milliseconds (divide by 1000)" in err and "--force" in err
+    kw = _write(tmp_path / "kw.csv", ["m1,%d,%.3f" % (1_700_000_000 + 60 * i, 0.4 + i % 7 / 10)
+                                      for i in range(200)])
+    rc, lines, err = run(capsys, kw)
+    assert rc == 2 and "looks like kW" in err and "multiply by 1000" in err
+    rc, lines, err = run(capsys, kw, "--force", "--summary")
+    assert rc == 0 and lines[-1]["samples"] == 200 and "warning: p_w has a median" in err
+    # Watts with decimals, and an idle meter at 0 W: not a mistake.
+    watts = _write(tmp_path / "w.csv", ["m1,%d,%.2f" % (1_700_000_000 + 60 * i, 350.25 + i)
+                                        for i in range(200)])
+    assert run(capsys, watts)[0] == 0
+    idle = _write(tmp_path / "idle.csv", ["m1,%d,0" % (1_700_000_000 + 60 * i)
+                                          for i in range(200)])
+    assert run(capsys, idle)[0] == 0
+
+
+def test_a_file_without_one_valid_row_exits_non_zero(capsys, tmp_path) -> None:
+    rc, _, err = run(capsys, _write(tmp_path / "h.csv", []))
+    assert rc == 2 and "no valid row" in err
+    rc, _, err = run(capsys, _write(tmp_path / "bad.csv", ["m1,yesterday,5", "m1,1,abc"]))
+    assert rc == 2 and "no valid row (2 malformed)" in err
