@@ -182,3 +182,13 @@ def test_output_into_a_closed_pipe_is_quiet() -> None:
         os.close(w)
     assert "Traceback" not in proc.stderr and "Broken pipe" not in proc.stderr, proc.stderr
     assert proc.returncode == 141 and proc.stderr == ""
+
+
+def test_demo_refuses_a_miner_the_run_never_reaches() -> None:
+    """`demo --miner-day` beyond the simulated run used to run and show nothing."""
+    proc = _run(["demo", "--days", "5", "--miner-day", "6"], ROOT)
+    assert proc.returncode == 2 and "cannot be caught" in proc.stderr, proc.stderr
+    assert "day 0 to 5.0" in proc.stderr
+    # --speed sets the simulated span too: 60 s at x3600 is 2.5 days.
+    proc = _run(["demo", "--speed", "3600", "--miner-day", "3"], ROOT)
+    assert proc.returncode == 2 and "day 0 to 2.5" in proc.stderr, proc.stderr
