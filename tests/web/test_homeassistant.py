@@ -22,7 +22,7 @@ from agent.publish.homeassistant import _unique_ids, ha_id
 from hil.loads import demo_households
 from hil.meters import SimUnit
 
-from .conftest import AgentRig
+from .rig import AgentRig
 
 COMMON = {"availability", "availability_mode", "availability_template", "availability_topic",
           "default_entity_id", "device", "enabled_by_default", "encoding", "entity_category",

@@ -21,7 +21,7 @@ from agent.clock import Clock
 from hil.loads import demo_households
 from hil.meters import SimUnit
 
-from .conftest import ARTIFACTS, CHROMIUM_ARGS, ROOT, AgentRig, chromium_path, get
+from .rig import ARTIFACTS, CHROMIUM_ARGS, ROOT, AgentRig, chromium_path, get
 
 DAY = 86400.0
 SPEED = 7 * DAY / 20.0

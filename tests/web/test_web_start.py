@@ -8,7 +8,7 @@ import sys
 
 from hil.broker import free_port
 
-from .conftest import ROOT
+from .rig import ROOT
 
 
 def test_a_taken_port_stops_the_agent_with_one_line(tmp_path) -> None:

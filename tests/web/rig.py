@@ -1,6 +1,8 @@
-"""A running agent with its status page, for the web tests: real pymodbus meters, a real
-Mosquitto on a free loopback port, the real ``Agent`` on its own event loop in a thread
-(so a test can attack or browse it from the outside, as a client would)."""
+"""A running agent with its status page, for the web tests and the hostile-HTTP fault
+campaign: real pymodbus meters, a real Mosquitto on a free loopback port, the real
+``Agent`` on its own event loop in a thread (so a test can attack or browse it from the
+outside, as a client would). A plain module, not a conftest, so tests/faults can import
+it too."""
 
 from __future__ import annotations
 
