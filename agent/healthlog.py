@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Callable
 
-from agent.model import Health
+from agent.meter_health import Health
 
 log = logging.getLogger("loadwatch.health")
 

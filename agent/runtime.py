@@ -23,12 +23,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from agent.aggregate import SlotAggregate
+import agent.pipeline
 from agent.clock import Clock
 from agent.config import MeterPlan, Plan
 from agent.decode import Decoder
 from agent.healthlog import TransitionLog
-from agent.model import Event, Health, RawPoll, Reading, quality_names
+from agent.meter_health import Health
+from agent.model import Event, RawPoll, Reading, quality_names
 from agent.plausibility import HINT as PROFILE_HINT
 from agent.plausibility import ProfileCheck
 from agent.policy import Policy
@@ -43,9 +44,6 @@ log = logging.getLogger("loadwatch.runtime")
 
 # Key of a meter's alert-policy state in the outbox (written with its alert events).
 POLICY_KEY = "policy:%s"
-# Health is re-published at least this often (clock seconds) even when nothing changed,
-# so a subscriber can tell a quiet meter from a dead gateway.
-HEALTH_REFRESH_S = 3600.0
 
 
 def _version() -> str:
@@ -57,76 +55,45 @@ def _version() -> str:
         return "0+unknown"
 
 
-class MeterPipeline:
-    """decode -> signature -> policy for one meter, plus its telemetry slot."""
+class MeterPipeline(agent.pipeline.MeterPipeline):
+    """The shared per-meter pipeline (agent/pipeline.py, the MCU runs the same), plus what
+    only the agent needs: the meter's plan and decoder (Modbus or DL/T 645), RawPolls and
+    Readings as values, the profile check, the checkpoint entry and the status row."""
 
     def __init__(self, plan: MeterPlan, detector: Detector, policy: Policy,
                  telemetry_s: float, decides_alerts: bool = True):
-        self.plan = plan
-        # A meter behind an MCU bridge has its alerts decided on the MCU (same core, same
-        # policy); the agent still scores its readings for the score and telemetry topics,
-        # but must not raise a second, possibly different, alert of its own.
-        self.decides_alerts = decides_alerts
         self.decoder = Decoder(plan)
-        self.detector = detector
-        self.policy = policy
-        self.aggregate = SlotAggregate(telemetry_s)
+        super().__init__(self.decoder.fields, detector, policy, telemetry_s,
+                         frozen_s=self.decoder.frozen_s, decides_alerts=decides_alerts,
+                         poll_s=plan.poll_s, unit=plan.unit)
+        self.plan = plan
         # The policy state that goes with the last alert event on disk. While an alert
         # event waits in memory (full disk), state.json gets this one, not the live one,
         # so a crash then makes the restart decide that event again instead of losing it.
         self.committed_policy: dict = policy.state()
         self.alerts_held = False
         self.last_reading: Reading | None = None
+        self.readings = 0
         # A profile that does not fit the meter reads without errors; its structure
         # gives it away (agent/plausibility.py). Non-empty while that persists.
         self.profile_check = ProfileCheck()
         self.mismatch = ""
-        self.samples = 0
-        self.bad = 0
-
-    def slot_id(self, kind: str, slot_start: float) -> str:
-        """Telemetry and score are one message per meter and slot: the slot names it, so
-        a slot closed again after a crash (restored from the checkpoint) keeps its id."""
-        return "%s:%s:%d" % (self.plan.id, kind, int(slot_start))
 
     def saved_entry(self) -> dict:
         """What ``state.json`` keeps of this meter (see agent/statefile.py)."""
         return {"detector": self.detector.state(),
                 "policy": self.committed_policy if self.alerts_held else self.policy.state(),
-                "slot": self.aggregate.state()}
+                "slot": self.slot_state()}
 
-    def process(self, raw: RawPoll) -> list[Event]:
-        reading = self.decoder.decode(raw)
-        return self.process_reading(reading)
+    def process_poll(self, raw: RawPoll) -> list[Event]:
+        return self.process_reading(self.decoder.decode(raw, self.check))
 
     def process_reading(self, reading: Reading) -> list[Event]:
-        events: list[Event] = []
         self.last_reading = reading
+        self.readings += 1
         if reading.values:
             self.mismatch = self.profile_check.update(reading.values, reading.quality)
-        meter = self.plan.id
-        closed = self.aggregate.add(reading)
-        if closed is not None:
-            closed["score"] = round(self.detector.score, 2)
-            closed["detector_state"] = "ready" if self.detector.ready else "warming"
-            events.append(Event("telemetry", meter, reading.t,
-                                self.slot_id("telemetry", closed["slot_start"]), data=closed))
-            events.append(Event("score", meter, reading.t,
-                                self.slot_id("score", closed["slot_start"]),
-                                score=self.detector.score,
-                                evidence=self.detector.evidence(),
-                                data={"contributions": self.detector.contributions(),
-                                      "state": "ready" if self.detector.ready else "warming"}))
-        if not reading.scorable or "p_w" not in reading.values:
-            self.bad += 1
-            return events
-        self.samples += 1
-        score = self.detector.update(reading.t, reading.values["p_w"], reading.values.get("pf"))
-        if self.decides_alerts:
-            events.extend(self.policy.update(reading.t, score, self.detector.ready,
-                                             self.detector.contributions(),
-                                             self.detector.evidence()))
-        return events
+        return self.process(reading.t, reading.values, reading.quality)
 
     def snapshot(self) -> dict:
         r = self.last_reading
@@ -140,7 +107,7 @@ class MeterPipeline:
             "state": "ready" if self.detector.ready else "warming",
             "alert": self.policy.alert_id if self.policy.active else "",
             "samples": self.samples,
-            "bad_samples": self.bad,
+            "bad_samples": self.readings - self.samples,
         }
 
 
@@ -156,7 +123,6 @@ class Agent:
         self.publisher: Publisher | None = None
         self.pipelines: dict[str, MeterPipeline] = {}
         self.health: dict[str, Health] = {}
-        self._health_sent: dict[str, tuple[str, float]] = {}
         self.transitions = TransitionLog()
         self._listeners: list[Callable[[Event], None]] = []
         self._checkpoint_hooks: list[Callable[[], None]] = []
@@ -194,10 +160,9 @@ class Agent:
             pipeline = MeterPipeline(
                 m, detector or Detector(dset), policy or Policy(m.id, pset),
                 self.plan.telemetry_every_s, decides_alerts=m.id not in bridged)
-            if "slot" in one:
+            if one.get("slot") is not None:
                 try:
-                    pipeline.aggregate = SlotAggregate.from_state(self.plan.telemetry_every_s,
-                                                                  one["slot"])
+                    pipeline.restore_slot(one["slot"])
                 except (KeyError, TypeError, ValueError) as e:
                     log.warning("saved telemetry slot of meter %s not used (%s)", m.id, e)
             self.pipelines[m.id] = pipeline
@@ -386,7 +351,7 @@ class Agent:
         pipeline = self.pipelines.get(raw.meter)
         if pipeline is None:
             return
-        self._process(pipeline, lambda: pipeline.process(raw))
+        self._process(pipeline, lambda: pipeline.process_poll(raw))
 
     def on_reading(self, reading: Reading) -> None:
         """A reading decoded elsewhere (the serial bridge) enters the same pipeline."""
@@ -411,20 +376,18 @@ class Agent:
         self._emit([event])
 
     def on_health(self, health: Health) -> None:
+        """Publish a meter's health when agent/health.py says one is due (the state or its
+        cause changed, or an hour passed: a quiet meter is not a dead gateway)."""
         pipeline = self.pipelines.get(health.meter)
         if pipeline is not None and pipeline.mismatch and health.state == "ok":
             health.set_problem("degraded", "profile_mismatch", pipeline.mismatch,
                                PROFILE_HINT)
         self.health[health.meter] = health
         self.transitions.observe(health)
-        last = self._health_sent.get(health.meter)
         now = self.clock.now()
-        key = "%s/%s" % (health.state, health.cause)
-        if last is not None and last[0] == key and now - last[1] < HEALTH_REFRESH_S:
+        if not health.due(now):
             return
-        self._health_sent[health.meter] = (key, now)
-        self._emit([Event("health", health.meter, now,
-                          "%s:health:%d:%d" % (health.meter, int(now), health.polls),
+        self._emit([Event("health", health.meter, now, health.event_id(now),
                           data=health.as_dict())])
 
     # ----------------------------------------------------------------- commands

@@ -46,7 +46,8 @@ MP_SCRIPT = r"""
 import gc, json, math, struct, time
 gc.collect()
 base = gc.mem_alloc()
-import app, meter, codec, uplink_serial, modbus_rtu, store, devclock
+import app, meter, uplink_serial, modbus_rtu, store, devclock
+from agent.publish import payloads
 from agent.bridge import framing
 gc.collect()
 idle = gc.mem_alloc()

@@ -1,7 +1,9 @@
 """``loadwatch firmware build``: device app + shared core -> .mpy files, config, manifest.
 
 The device gets exactly the agent's scoring core and policy (agent/signature,
-agent/policy.py, agent/model.py) and the bridge frame codec (agent/bridge/framing.py),
+agent/policy.py, agent/model.py), its per-meter pipeline (agent/pipeline.py with
+quality.py, aggregate.py and health.py), its MQTT payloads (agent/publish/payloads.py)
+and the bridge frame codec (agent/bridge/framing.py),
 compiled to bytecode with ``mpy-cross`` at the package paths they have in the repo, so
 ``import agent.policy`` means the same module on both sides. ``main.py`` stays source:
 MicroPython runs main.py at boot and never main.mpy. ``-march`` is set per board (it only
@@ -31,11 +33,17 @@ CORE = [
     ("agent/__init__.py", "agent/__init__.py"),
     ("agent/model.py", "agent/model.py"),
     ("agent/policy.py", "agent/policy.py"),
+    ("agent/health.py", "agent/health.py"),
+    ("agent/quality.py", "agent/quality.py"),
+    ("agent/aggregate.py", "agent/aggregate.py"),
+    ("agent/pipeline.py", "agent/pipeline.py"),
+    ("agent/publish/__init__.py", "agent/publish/__init__.py"),
+    ("agent/publish/payloads.py", "agent/publish/payloads.py"),
     ("agent/signature/__init__.py", "agent/signature/__init__.py"),
     ("agent/bridge/__init__.py", "agent/bridge/__init__.py"),
     ("agent/bridge/framing.py", "agent/bridge/framing.py"),
 ]
-APP = ["app.py", "codec.py", "devclock.py", "meter.py", "modbus_rtu.py", "store.py",
+APP = ["app.py", "devclock.py", "meter.py", "modbus_rtu.py", "store.py",
        "uplink_mqtt.py", "uplink_serial.py"]
 # The unix port has no UART/Pin/WDT hardware and no umqtt: small shims stand in.
 UNIX_SHIMS = ["machine.py", "umqtt/__init__.py", "umqtt/simple.py"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from agent.healthlog import BURST, REFILL_S, TransitionLog
-from agent.model import Health
+from agent.meter_health import Health
 
 
 class FakeMono:

@@ -31,7 +31,8 @@ import serial
 
 from agent.backoff import Backoff
 from agent.bridge.framing import T_ACK, T_HELLO, T_NAK, FrameReader, Receiver, encode
-from agent.model import ALERT_KINDS, Event, Health, Reading
+from agent.meter_health import Health
+from agent.model import ALERT_KINDS, Event, Reading
 
 log = logging.getLogger("loadwatch.bridge")
 
@@ -47,6 +48,7 @@ class BridgeSource:
         self.on_event = on_event
         self.on_health = on_health
         self.meters = {m.id for m in getattr(bus, "meters", [])}
+        self.health: dict[str, Health] = {}
         self.reader = FrameReader()
         self.receiver = Receiver()
         self.stats = {"frames": 0, "corrupt": 0, "naks": 0, "duplicates": 0, "readings": 0,
@@ -168,7 +170,10 @@ class BridgeSource:
             self.on_reading(Reading(meter, float(rec["t"]), values, int(rec["q"])))
         elif kind == "e" and rec["kind"] == "health":
             self.stats["health"] += 1
-            self.on_health(_health(meter, float(rec["t"]), rec.get("d") or {}))
+            h = self.health.get(meter)
+            if h is None:
+                h = self.health[meter] = Health(meter)
+            self.on_health(_health(h, float(rec["t"]), rec.get("d") or {}))
         elif kind == "e" and rec["kind"] in ALERT_KINDS:
             self.stats["events"] += 1
             self.on_event(Event(rec["kind"], meter, float(rec["t"]), str(rec["id"]),
@@ -178,8 +183,10 @@ class BridgeSource:
             raise ValueError("unknown record kind %r" % (kind,))
 
 
-def _health(meter: str, t: float, d: dict) -> Health:
-    h = Health(meter, t)
+def _health(h: Health, t: float, d: dict) -> Health:
+    """The device's health report into the meter's Health (kept per meter, so the
+    agent's refresh rule sees what it last published)."""
+    h.t = t
     h.state = str(d.get("state", "ok"))
     h.last_success = float(d.get("last_success", 0.0))
     h.last_error = str(d.get("last_error", ""))
@@ -191,4 +198,6 @@ def _health(meter: str, t: float, d: dict) -> Health:
         h.cause = str(d.get("cause", ""))
         h.reason = str(d.get("reason", "")) or h.last_error
         h.hint = str(d.get("hint", ""))
+    else:
+        h.set_ok()
     return h

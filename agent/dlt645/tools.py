@@ -98,7 +98,8 @@ def _fmt(value: float) -> str:
 
 
 async def _read(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
-    from agent.decode import RANGES, decode_item, family
+    from agent.decode import decode_item
+    from agent.quality import RANGES, family
 
     tr = transport(args)
     try:

@@ -35,8 +35,10 @@ from typing import TYPE_CHECKING, Callable
 
 from agent.backoff import Backoff
 from agent.dlt645.transport import Dlt645Transport
+from agent.health import backs_off, retryable
 from agent.link import TransportError
-from agent.model import Health, RawPoll
+from agent.meter_health import Health
+from agent.model import RawPoll
 
 from .hints import failure_hint
 from .transport import Transport
@@ -168,7 +170,7 @@ class BusPoller:
                         self._conn_retry_at = loop.time() + self._conn_backoff.failure()
                         self._conn_error = str(e)
                         return RawPoll(plan.id, t, blocks, str(e), "io"), used
-                    if attempt < retries and e.kind in ("timeout", "crc", "mismatch"):
+                    if attempt < retries and retryable(e.kind):
                         attempt += 1
                         used += 1
                         continue
@@ -179,41 +181,25 @@ class BusPoller:
         return RawPoll(plan.id, t, blocks), used
 
     def _account(self, st: MeterState, raw: RawPoll, retried: int) -> None:
-        h = st.health
-        mono = self.clock.monotonic()
-        h.t = raw.t
-        h.polls += 1
+        """The poll in the meter's health (agent/health.py: the rules the MCU uses too),
+        with what to check, and the meter's back-off when it did not answer usefully."""
         serial = self.bus.kind == "rtu"
+        delay = 0.0
+        hint = ""
         if raw.ok:
-            h.last_success = raw.t
-            h.consecutive_failures = 0
-            if retried:
-                h.set_problem("degraded", "retried", "%d request(s) of the last poll needed "
-                              "a retry" % retried, failure_hint("retried", serial=serial))
-            else:
-                h.set_ok()
-            h.backoff_s = 0.0
             st.backoff.success()
             st.retry_at = 0.0
             if retried:
-                h.errors["retried"] = h.errors.get("retried", 0) + retried
-            return
-        h.errors[raw.error_kind] = h.errors.get(raw.error_kind, 0) + 1
-        h.last_error = raw.error
-        h.consecutive_failures += 1
-        hint = failure_hint(raw.error_kind, raw.exception_code, serial)
-        if raw.error_kind == "exception":
-            # The meter answers, so the bus is fine: a wrong profile or a busy meter.
-            h.set_problem("degraded", raw.error_kind, raw.error, hint)
-            h.backoff_s = 0.0
-            return
-        h.set_problem("down", raw.error_kind, raw.error, hint)
-        if raw.error_kind == "io":
-            h.backoff_s = max(0.0, self._conn_retry_at - asyncio.get_running_loop().time())
-            return
-        delay = st.backoff.failure()
-        st.retry_at = mono + delay
-        h.backoff_s = delay
+                hint = failure_hint("retried", serial=serial)
+        else:
+            hint = failure_hint(raw.error_kind, raw.exception_code, serial)
+            if raw.error_kind == "io":
+                # The port's own back-off decides when anyone on it is tried again.
+                delay = max(0.0, self._conn_retry_at - asyncio.get_running_loop().time())
+            elif backs_off(raw.error_kind):
+                delay = st.backoff.failure()
+                st.retry_at = self.clock.monotonic() + delay
+        st.health.record(raw.t, raw.error_kind, raw.error, retried, delay, hint)
 
     async def _poll_meter(self, transport: Transport | Dlt645Transport, st: MeterState) -> RawPoll:
         t = self.clock.now()

@@ -237,6 +237,10 @@ def _civil(days):
     return "%04d-%02d-%02d" % (y, m, d)
 
 
+# The public name, for the payload codec's ISO times (agent/publish/codec.py).
+civil_date = _civil
+
+
 class Detector:
     """One meter's detector. ``update(t, p_w, pf=None)`` learns a sample, returns the score.
 

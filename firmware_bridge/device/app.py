@@ -22,6 +22,8 @@ from meter import Meter
 from modbus_rtu import ModbusError, RtuMaster
 from store import AlertQueue, Store
 
+from agent.health import backs_off, retryable
+
 VERSION = "0.1.0"
 # Stock ESP32/RP2040 builds use 32-bit floats: a 2026 UNIX time then moves in 128 s
 # steps. The app still runs, but says so loudly (hello, status, console).
@@ -103,12 +105,13 @@ class App:
         self.queue = AlertQueue(self.store, max_items=int(cfg.get("queue_max", 64)))
         kind = cfg.get("uplink", "serial")
         if kind == "mqtt":
-            from codec import Codec
             from uplink_mqtt import MqttUplink
+
+            from agent.publish.payloads import EventCodec
 
             wifi_up(cfg, self.wdt)
             mq = cfg["mqtt"]
-            codec = Codec(mq["prefix"], cfg["site"], cfg["gateway"],
+            codec = EventCodec(mq["prefix"], cfg["site"], cfg["gateway"],
                           mq.get("telemetry_qos", 0), mq.get("score_qos", 0))
             self.uplink = MqttUplink(mq, codec, self.queue, self.clock.now,
                                      self.status_extra)
@@ -152,31 +155,41 @@ class App:
         blocks = None
         error_kind = ""
         message = ""
-        for _attempt in range(self.retries + 1):
+        # As the agent's poller: a meter that is failing gets one probe, without retries.
+        retries = 0 if m.failures else self.retries
+        retried = 0
+        for attempt in range(retries + 1):
             try:
                 blocks = m.poll(self.master)
                 error_kind = ""
+                retried = attempt
                 break
             except ModbusError as e:
                 error_kind = e.kind
                 message = str(e)
+                if not retryable(e.kind):
+                    break
             except OSError as e:
                 error_kind = "io"
                 message = "uart: %s" % e
+                break
         self.polls += 1
         t0 = time.ticks_us()
         values, quality = m.decode(t, blocks or [], error_kind)
         events = m.process(t, values, quality)
         self.sample_us += time.ticks_diff(time.ticks_us(), t0)
-        if error_kind:
+        backoff = 0.0
+        if backs_off(error_kind):
+            # In clock seconds: the next poll as scheduled for the first two failures,
+            # then doubling from the poll interval up to backoff_max_s (the agent's runs
+            # in real seconds from 2 s, which a poll interval of seconds also leaves
+            # as scheduled at first; the board has no second clock to spare).
             n = m.failures + 1
-            backoff = 0.0
-            if n >= 3:
-                backoff = min(self.backoff_max_s, m.poll_s * (2 ** min(n - 2, 16)))
-            m.poll_done(t, error_kind, message, backoff)
+            backoff = min(self.backoff_max_s, m.poll_s * (2 ** min(max(0, n - 2), 16)))
+        m.poll_done(t, error_kind, message, retried, backoff)
+        if backoff > 0:
             m.next_t = t + max(m.poll_s, backoff)
         else:
-            m.poll_done(t, "", "", 0.0)
             m.next_t = m.next_t + m.poll_s if m.next_t + m.poll_s > t else t + m.poll_s
         self.uplink.reading(m.id, t, values, quality)
         hev = m.health_event(t)

@@ -1,9 +1,10 @@
 """Uplink straight to an MQTT broker with umqtt.simple (boards with Wi-Fi or Ethernet).
 
-Same topics and payloads as the agent (codec.py). Alerts and health (QoS 1, retained)
-go through the on-flash queue first and leave it only after the broker's PUBACK, so a
-reboot or a broker outage does not lose them. Telemetry and score (QoS 0) are sent when
-connected and otherwise dropped and counted, as the agent's outbox drops them first.
+Same topics and payloads as the agent: its own payloads (agent/publish/payloads.py). Alerts and
+health (QoS 1, retained) go through the on-flash queue first and leave it only after the
+broker's PUBACK, so a reboot or a broker outage does not lose them. Telemetry and score
+(QoS 0) are sent when connected and otherwise dropped and counted, as the agent's outbox
+drops them first.
 Reconnects back off from 1 s doubling to ``retry_max_s`` (real seconds, monotonic), each
 attempt bounded by the socket timeout: never a tight ``while 1`` retry loop.
 """
@@ -46,9 +47,8 @@ class MqttUplink:
         return "%s:%s:%d:%d" % (self.codec.gateway, what, int(self.now()), self.seq)
 
     def start(self, info):
-        topic, payload, _q, _r = self.codec.status("offline", self.now(), self._id("will"),
-                                                   None, "connection lost")
-        self.client.set_last_will(topic, payload, retain=True, qos=1)
+        will = self.codec.will(self.now(), self._id("will"))
+        self.client.set_last_will(will.topic, will.payload, retain=True, qos=1)
         self.service()
 
     def _probe(self):
@@ -75,9 +75,8 @@ class MqttUplink:
             self.connected = True
             self.connects += 1
             self.retry_ms = 1000
-            topic, payload, qos, retain = self.codec.status(
-                "online", self.now(), self._id("status"), self._status())
-            self.client.publish(topic, payload, retain, qos)
+            m = self.codec.status("online", self.now(), self._id("status"), self._status())
+            self.client.publish(m.topic, m.payload, m.retain, m.qos)
             self.last_io = time.ticks_ms()
         except (OSError, Exception) as e:
             self._lost(e)
@@ -98,7 +97,8 @@ class MqttUplink:
         pass  # readings stay on the device; telemetry carries the slot aggregates
 
     def event(self, ev, t):
-        topic, payload, qos, retain = self.codec.event(ev)
+        m = self.codec.event(ev)
+        topic, payload, qos, retain = m.topic, m.payload, m.qos, m.retain
         if qos == 1 or retain:
             self.queue.put({"kind": ev.kind, "topic": topic, "payload": payload.decode(),
                             "qos": qos, "retain": retain})
@@ -156,9 +156,9 @@ class MqttUplink:
         if not self.connected:
             return
         try:
-            topic, payload, qos, retain = self.codec.status(
-                "offline", self.now(), self._id("status"), self._status(), "stopped")
-            self.client.publish(topic, payload, retain, qos)
+            m = self.codec.status("offline", self.now(), self._id("status"), self._status(),
+                                  "stopped")
+            self.client.publish(m.topic, m.payload, m.retain, m.qos)
             self.client.disconnect()
         except Exception:
             pass

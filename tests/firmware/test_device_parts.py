@@ -63,7 +63,7 @@ def test_rtu_requests_are_byte_exact_and_registers_decode_like_the_agent(micropy
     got = _mp(micropython_bin, """
 import json, binascii
 from modbus_rtu import request, crc16
-from meter import decode_field
+from agent.quality import decode_value as decode_field
 spec = %s
 print(json.dumps([binascii.hexlify(request(17, 4, 0x1234, 125)).decode(),
                   [decode_field(t, o, s, r) for t, o, s, r in spec]]))
@@ -73,7 +73,7 @@ print(json.dumps([binascii.hexlify(request(17, 4, 0x1234, 125)).decode(),
         assert abs(have - want) <= (1e-3 if ftype == "float32" else 0.051), (ftype, have)
 
 
-def test_device_codec_makes_the_agents_payloads(micropython_bin):
+def test_the_agents_codec_on_the_device_makes_the_same_payloads(micropython_bin):
     times = [0.0, 1767225600.0, 1767225600.9999996, 1709342100.1234, 4102444799.5, 951782400.0]
     evs = [
         Event("raised", "m1", 1767606000.25, "m1:1767600000:raised:1767606000:1", score=71.5,
@@ -97,17 +97,17 @@ def test_device_codec_makes_the_agents_payloads(micropython_bin):
     got = _mp(micropython_bin, """
 import json
 from agent.model import Event
-from codec import Codec, iso_utc
-c = Codec("loadwatch/v1/s/g", "s", "g")
+from agent.publish.payloads import EventCodec, iso_utc
+c = EventCodec("loadwatch/v1/s/g", "s", "g")
 evs = json.loads(%r.replace("NaN", "1e999"))
 out = []
 for k, m, t, i, s, ev, a, d in evs:
     if "nan" in ev:
         ev["nan"] = float("nan")
-    topic, payload, qos, retain = c.event(Event(k, m, t, i, s, ev, a, d))
-    out.append([topic, payload.decode(), qos, retain])
+    msg = c.event(Event(k, m, t, i, s, ev, a, d))
+    out.append([msg.topic, msg.payload.decode(), msg.qos, msg.retain])
 st = c.status("online", 1767225600.0, "g:status:1", {"version": "0.1.0"})
-out.append([st[0], st[1].decode(), st[2], st[3]])
+out.append([st.topic, st.payload.decode(), st.qos, st.retain])
 print(json.dumps([[iso_utc(t) for t in %r], out]))
 """ % (json.dumps(plain), times))
     assert got[0] == [iso_utc(t) for t in times]
@@ -147,3 +147,39 @@ print("not reached")
     assert got[0] == {"v": 2} and got[1] == {"v": 2}
     # Health makes room first; the alerts stay.
     assert got[2] == ["health", "raised", "updated"] and got[3] == 2
+
+
+def test_device_meter_and_agent_decoder_flag_a_backwards_counter_alike(micropython_bin):
+    """Issue 14's drift: the device flagged readings 4-8 of a counter that went back and
+    stayed back; the agent re-baselines after 3. Both now run agent/quality.py."""
+    from agent.decode import Decoder
+    from agent.model import RawBlock, RawPoll
+
+    cfg = {"id": "m1", "unit": 1, "poll_s": 10.0, "reads": [[4, 0, 2], [4, 0x100, 2]],
+           "fields": [["p_w", 4, 0, "float32", "ABCD", 1.0],
+                      ["e_import_kwh", 4, 0x100, "float32", "ABCD", 1.0]]}
+    counters = [1000.0] + [900.0] * 8
+    polls = [[[4, 0, list(struct.unpack(">HH", struct.pack(">f", 500.0 + i)))],
+              [4, 0x100, list(struct.unpack(">HH", struct.pack(">f", e)))]]
+             for i, e in enumerate(counters)]
+    got = _mp(micropython_bin, """
+import json
+from meter import Meter
+m = Meter(%s, 0.0)
+out = []
+for i, blocks in enumerate(%s):
+    values, q = m.decode(1767225600.0 + 10 * i, [tuple(b) for b in blocks], "")
+    out.append(q)
+print(json.dumps(out))
+""" % (json.dumps(cfg), json.dumps(polls)))
+    from types import SimpleNamespace
+
+    from agent.profiles import Quirks
+
+    quantities = {f[0]: Field(f[0], f[1], f[2], f[3], f[4], f[5]) for f in cfg["fields"]}
+    d = Decoder(SimpleNamespace(profile=SimpleNamespace(quantities=quantities, protocol="modbus"),
+                                quantities=tuple(quantities), quirks=Quirks()))
+    want = [d.decode(RawPoll("m1", 1767225600.0 + 10 * i,
+                             [RawBlock(fc, a, r) for fc, a, r in blocks])).quality
+            for i, blocks in enumerate(polls)]
+    assert got == want == [0, 16, 16, 16, 0, 0, 0, 0, 0]

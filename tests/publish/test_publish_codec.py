@@ -80,8 +80,10 @@ def test_iso_utc():
 
 def test_events_of_the_real_policy_and_aggregate_fit_the_contract():
     """The detector room's Policy and the integrator's pipeline produce what we encode."""
-    from agent.aggregate import SlotAggregate
-    from agent.model import Health, Reading
+    from array import array
+
+    from agent import aggregate
+    from agent.meter_health import Health
     from agent.policy import Policy, default_policy_settings
 
     c = codec()
@@ -94,12 +96,13 @@ def test_events_of_the_real_policy_and_aggregate_fit_the_contract():
         events += policy.update(t, value, True, contributions, evidence)
         t += 900.0
     assert events[0].kind == "raised" and events[-1].kind == "cleared"
-    agg = SlotAggregate(900.0)
+    slot = array("d", [0.0] * aggregate.SIZE)
+    aggregate.init(slot, 0, 900.0)
     closed = None
     for i in range(200):
-        closed = agg.add(Reading("m1", t + i * 10.0, {"p_w": 1500.0, "pf": 0.97,
-                                                       "e_import_kwh": 10.0 + i / 360})) or \
-            closed
+        closed = aggregate.add(slot, 0, t + i * 10.0, {"p_w": 1500.0, "pf": 0.97,
+                                                        "e_import_kwh": 10.0 + i / 360},
+                               0) or closed
     assert closed is not None
     events.append(Event("telemetry", "m1", t, "m1:telemetry:1", data=closed))
     events.append(Event("health", "m1", t, "m1:health:1", data=Health("m1", t).as_dict()))
