@@ -105,10 +105,36 @@ def decode_value(ftype, order, scale, regs):
     return float(raw) * scale
 
 
+def bcd_value(blocks, di, ftype, off, scale):
+    """A DL/T 645 field from the reply to ``di`` (a ``(0x11, di, bytes)`` block): NaN when
+    the reply is short or not BCD (bad data, never load), None when ``di`` was not read.
+    ``ftype`` is "bcd<n>" or "bcds<n>" (signed, n bytes), ``off`` its offset in the reply,
+    ``scale`` the value of one BCD unit."""
+    from agent.dlt645.codec import FrameError, bcd_decode
+
+    for bfc, bdi, data in blocks:
+        if bfc == 0x11 and bdi == di:
+            size = int(ftype[-1])
+            chunk = data[off:off + size]
+            if len(chunk) < size:
+                return _NAN
+            try:
+                return bcd_decode(chunk, 0, ftype[3] == "s") * scale
+            except FrameError:
+                return _NAN
+    return None
+
+
 def values_from(table, blocks):
-    """Every field found in the blocks (``(fc, address, registers)``), unchecked."""
+    """Every field found in the blocks (``(fc, address, registers)``, or for DL/T 645
+    ``(0x11, DI, bytes)``), unchecked."""
     raw = {}
     for name, fc, address, ftype, order, scale in table:
+        if fc == 0x11:
+            x = bcd_value(blocks, address, ftype, order, scale)
+            if x is not None:
+                raw[name] = x
+            continue
         size = 1 if ftype in ("int16", "uint16") else 2
         for bfc, baddr, regs in blocks:
             if bfc == fc and baddr <= address and address + size <= baddr + len(regs):

@@ -42,8 +42,10 @@ CORE = [
     ("agent/signature/__init__.py", "agent/signature/__init__.py"),
     ("agent/bridge/__init__.py", "agent/bridge/__init__.py"),
     ("agent/bridge/framing.py", "agent/bridge/framing.py"),
+    ("agent/dlt645/__init__.py", "agent/dlt645/__init__.py"),
+    ("agent/dlt645/codec.py", "agent/dlt645/codec.py"),
 ]
-APP = ["app.py", "devclock.py", "meter.py", "modbus_rtu.py", "store.py",
+APP = ["app.py", "devclock.py", "dlt645_master.py", "meter.py", "modbus_rtu.py", "store.py",
        "uplink_mqtt.py", "uplink_serial.py"]
 # The unix port has no UART/Pin/WDT hardware and no umqtt: small shims stand in.
 UNIX_SHIMS = ["machine.py", "umqtt/__init__.py", "umqtt/simple.py"]

@@ -11,11 +11,12 @@ A firmware config looks like the agent's, with device sections instead of buses:
     site = "north"
     gateway = "mcu-07"
     uplink = "serial"            # or "mqtt"
-    [rs485]  uart, baud, parity, stopbits, tx, rx, de, timeout_ms, retries, backoff_max_s
+    [rs485]  protocol (modbus|dlt645), uart, baud, parity, stopbits, tx, rx, de,
+             timeout_ms, retries, backoff_max_s        (dlt645: default 2400 8E1)
     [link]   uart, baud, tx, rx, ack_ms            (uplink = "serial")
     [mqtt]   host, port, client_id, username, password, prefix, keepalive_s, ...
     [wifi]   ssid, password                        (uplink = "mqtt" on Wi-Fi boards)
-    [[meters]] id, unit, profile, poll_s, class, quantities
+    [[meters]] id, unit (Modbus) or address (DL/T 645), profile, poll_s, class, quantities
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from agent.config import (
     scoring_settings,
     site_and_gateway,
 )
+from agent.dlt645.codec import check_address
+from agent.dlt645.plan import plan_items
 from agent.modbus.blocks import plan_reads
 from agent.profiles import ProfileError, load_profile
 
@@ -111,12 +114,15 @@ def load_text(text: str, source: str, base: Path | None = None) -> dict:
     }
 
     t = root.table("rs485")
-    bus = _uart(t, 9600)
+    protocol = t.get("protocol", str, "modbus", choices=("modbus", "dlt645"))
+    dlt = protocol == "dlt645"
+    bus = _uart(t, 2400 if dlt else 9600)
     bus.update({
-        "parity": t.get("parity", str, "N", choices=("N", "E", "O")),
+        "protocol": protocol,
+        "parity": t.get("parity", str, "E" if dlt else "N", choices=("N", "E", "O")),
         "stopbits": t.get("stopbits", int, 1, choices=(1, 2)),
         "de": t.get("de", int, None) if t.has("de") else None,
-        "timeout_ms": t.get("timeout_ms", int, 500, lo=10, hi=60000),
+        "timeout_ms": t.get("timeout_ms", int, 1000 if dlt else 500, lo=10, hi=60000),
         "retries": t.get("retries", int, 1, lo=0, hi=10),
         "backoff_max_s": t.get("backoff_max_s", float, 300.0, lo=1.0, hi=86400.0),
     })
@@ -169,18 +175,20 @@ def load_text(text: str, source: str, base: Path | None = None) -> dict:
         raise root.error("meters", "no meters configured: add at least one [[meters]]")
     meters = []
     seen: set[str] = set()
-    units: set[int] = set()
+    units: set[int | str] = set()
     for i, raw in enumerate(raw_meters):
         mt = SettingsTable(raw, "meters[%d]" % i, source)
-        m = _meter(mt, base, classes, detector, policy, default_poll_s, tz_s)
+        m = _meter(mt, base, classes, detector, policy, default_poll_s, tz_s, protocol)
         if m["id"] in seen:
             raise ConfigError("meters[%d].id" % i, "%r is used by another meter" % m["id"],
                               source)
-        if m["unit"] in units:
-            raise ConfigError("meters[%d].unit" % i, "unit %d is already used" % m["unit"],
-                              source)
+        slot = m.get("address") or m["unit"]
+        if slot in units:
+            key = "address" if m.get("address") else "unit"
+            raise ConfigError("meters[%d].%s" % (i, key), "%s %s is already used"
+                              % (key, slot), source)
         seen.add(m["id"])
-        units.add(m["unit"])
+        units.add(slot)
         meters.append(m)
     out["meters"] = meters
     root.finish()
@@ -188,13 +196,25 @@ def load_text(text: str, source: str, base: Path | None = None) -> dict:
 
 
 def _meter(t: SettingsTable, base: Path, classes: dict, detector: dict, policy: dict,
-           default_poll_s: float, tz_s: float) -> dict:
+           default_poll_s: float, tz_s: float, protocol: str = "modbus") -> dict:
     mid = t.get("id", str)
     if not ID_RE.match(mid):
         raise t.error("id", "%r must be letters, digits, '_', '.', '-' (max 64)" % mid)
-    unit = t.get("unit", int, 1)
-    if not 1 <= unit <= 247:
-        raise t.error("unit", "%r is not a Modbus unit id (1-247)" % unit)
+    address = ""
+    if protocol == "dlt645":
+        if t.has("unit"):
+            raise t.error("unit", "[rs485] speaks DL/T 645: give the meter's 12-digit "
+                          "address instead")
+        unit = 0
+        address = t.get("address", str)
+        try:
+            check_address(address)
+        except ValueError as e:
+            raise t.error("address", str(e)) from None
+    else:
+        unit = t.get("unit", int, 1)
+        if not 1 <= unit <= 247:
+            raise t.error("unit", "%r is not a Modbus unit id (1-247)" % unit)
     meter_class = t.get("class", str, "residential")
     if meter_class not in classes and meter_class != "residential":
         raise t.error("class", "%r is not defined in [classes]" % meter_class)
@@ -206,6 +226,9 @@ def _meter(t: SettingsTable, base: Path, classes: dict, detector: dict, policy: 
         raise t.error("profile", str(e)) from None
     except (OSError, ValueError) as e:
         raise t.error("profile", "%r: %s" % (ref, e)) from None
+    if profile.protocol != protocol:
+        raise t.error("profile", "%s is a %s profile but [rs485] speaks %s"
+                      % (profile.name, profile.protocol, protocol))
     overrides = _quirk_overrides(t)
     quirks = profile.quirks.merged(overrides) if overrides else profile.quirks
     wanted = t.get("quantities", list, list(DEVICE_QUANTITIES))
@@ -218,21 +241,37 @@ def _meter(t: SettingsTable, base: Path, classes: dict, detector: dict, policy: 
         raise t.error("profile", "profile %s has no p_w, which the detector needs"
                       % profile.name)
     t.finish()
-    fields = [profile.quantities[n] for n in names]
-    reads = plan_reads(fields, quirks.max_gap, quirks.max_registers)
     dset = dict(detector)
     dset.update(classes.get(meter_class, {}).get("detector", {}))
     dset["tz_offset_s"] = tz_s
     pset = dict(policy)
     pset.update(classes.get(meter_class, {}).get("policy", {}))
+    out = {"id": mid, "unit": unit, "poll_s": poll_s, "profile": profile.name,
+           "detector": dset, "policy": pset}
+    if protocol == "dlt645":
+        # reads [0x11, DI, bytes]; fields [name, 0x11, DI, "bcd<n>"|"bcds<n>", offset in
+        # the DI's reply, scale per BCD unit] (firmware_bridge/device/meter.py)
+        items = plan_items(profile, names)
+        out["address"] = address
+        out["reads"] = [[0x11, r.di, r.reply_bytes - 4] for r in items]
+        fields = []
+        for r in items:
+            off = 0
+            for f in r.fields:
+                if f.name in names:
+                    fields.append([f.name, 0x11, r.di, "bcd%s%d" % ("s" if f.signed else "",
+                                                                    f.size),
+                                   off, f.scale / 10 ** f.decimals])
+                off += f.size
+        out["fields"] = fields
+        return out
+    fields = [profile.quantities[n] for n in names]
+    reads = plan_reads(fields, quirks.max_gap, quirks.max_registers)
     order = quirks.word_order
-    return {
-        "id": mid, "unit": unit, "poll_s": poll_s, "profile": profile.name,
-        "reads": [[r.fc, r.address, r.count] for r in reads],
-        "fields": [[f.name, f.fc, f.address, f.type, order or f.word_order, f.scale]
-                   for f in fields],
-        "detector": dset, "policy": pset,
-    }
+    out["reads"] = [[r.fc, r.address, r.count] for r in reads]
+    out["fields"] = [[f.name, f.fc, f.address, f.type, order or f.word_order, f.scale]
+                     for f in fields]
+    return out
 
 
 def load(path: str | Path | None) -> dict:

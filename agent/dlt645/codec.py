@@ -73,13 +73,20 @@ MAX_DATA = 200
 FRAME_OVERHEAD = 12  # 68 + 6 address + 68 + C + L + CS + 16
 
 
-class FrameError(ValueError):
-    """Bytes that are not a good frame. ``kind`` says which way (for quality flags):
-    "checksum", "truncated", "malformed", "bcd", "address"."""
+# A meter that answers "more follows" more often than this is broken, not long-winded:
+# the biggest block a profile plans fits one frame (agent/profiles checks MAX_DATA).
+MAX_FOLLOW_UPS = 8
 
-    def __init__(self, kind, message):
+
+class FrameError(ValueError):
+    """Bytes that are not a good answer. ``kind`` says which way (for quality flags):
+    "checksum", "truncated", "malformed", "bcd", or "error" for an abnormal reply, whose
+    error byte is ``code``."""
+
+    def __init__(self, kind, message, code=0):
         super().__init__(message)
         self.kind = kind
+        self.code = code
 
 
 def error_names(err):
@@ -402,6 +409,27 @@ def frame_length(buf):
     if n - i < 10:
         return -1
     return i + FRAME_OVERHEAD + buf[i + 9]
+
+
+def item_data(frame, di, function):
+    """The value bytes a reply carries for a read of ``di`` (0x11) or its follow-up
+    (0x12, whose last byte, the frame number, is dropped). Raises FrameError: "error"
+    for an abnormal reply (``code`` = its error byte), "malformed" for an answer to
+    another function or another DI. Shared by the agent's transport and the MCU master
+    so both judge a reply the same way."""
+    if frame.function != function:
+        raise FrameError("malformed", "answered function 0x%02X to 0x%02X"
+                         % (frame.function, function))
+    if frame.abnormal:
+        raise FrameError("error", "DI %s: %s" % (di_text(di), describe_error(frame.error)),
+                         frame.error)
+    got = di_from_data(frame.data)
+    if got != di:
+        raise FrameError("malformed", "answered DI %s to a read of %s"
+                         % (di_text(got), di_text(di)))
+    if function == C_READ_FOLLOW:
+        return frame.data[4:-1]
+    return frame.data[4:]
 
 
 # ----------------------------------------------------------------- replies (meter side)

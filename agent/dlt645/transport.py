@@ -34,9 +34,7 @@ from agent.link import TransportError
 from agent.model import RawItem
 
 KINDS = ("rtu", "rtu-over-tcp")
-# A meter that answers "more follows" more often than this is broken, not long-winded:
-# the biggest block a profile plans fits one frame (agent/profiles checks MAX_DATA).
-MAX_FOLLOW_UPS = 8
+MAX_FOLLOW_UPS = codec.MAX_FOLLOW_UPS
 
 
 class _Receiver(asyncio.Protocol):
@@ -238,23 +236,13 @@ class Dlt645Transport:
 
     @staticmethod
     def _payload(f: codec.Frame, address: str, di: int, function: int, seq: int) -> bytes:
-        if f.function != function:
-            raise TransportError("crc", "meter %s: answered function 0x%02X to 0x%02X"
-                                 % (address, f.function, function))
-        if f.abnormal:
-            raise TransportError("exception", "meter %s: DI %s: %s" % (
-                address, codec.di_text(di), codec.describe_error(f.error)),
-                exception_code=f.error)
         try:
-            got = codec.di_from_data(f.data)
+            return codec.item_data(f, di, function)
         except codec.FrameError as e:
+            if e.kind == "error":
+                raise TransportError("exception", "meter %s: %s" % (address, e),
+                                     exception_code=e.code) from None
             raise TransportError("crc", "meter %s: %s" % (address, e)) from None
-        if got != di:
-            raise TransportError("crc", "meter %s: answered DI %s to a read of %s"
-                                 % (address, codec.di_text(got), codec.di_text(di)))
-        if function == codec.C_READ_FOLLOW:
-            return f.data[4:-1]  # the last byte is the frame sequence number
-        return f.data[4:]
 
     async def read_address(self, timeout_s: float | None = None) -> str:
         """0x13 broadcast: the address of the one meter on the line."""

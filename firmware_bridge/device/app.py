@@ -97,8 +97,14 @@ class App:
             else None
         self.de = de
         bits = 1 + 8 + (0 if bus.get("parity", "N") == "N" else 1) + bus.get("stopbits", 1)
-        self.master = RtuMaster(open_uart(bus), bus.get("baud", 9600), bits,
-                                int(bus.get("timeout_ms", 500)), de)
+        if bus.get("protocol") == "dlt645":
+            from dlt645_master import Dlt645Master
+
+            self.master = Dlt645Master(open_uart(bus), bus.get("baud", 2400), bits,
+                                       int(bus.get("timeout_ms", 1000)), de)
+        else:
+            self.master = RtuMaster(open_uart(bus), bus.get("baud", 9600), bits,
+                                    int(bus.get("timeout_ms", 500)), de)
         self.retries = int(bus.get("retries", 1))
         self.backoff_max_s = float(bus.get("backoff_max_s", 300.0))
         self.state_every_s = float(cfg.get("state_every_s", 300.0))

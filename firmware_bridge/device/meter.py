@@ -1,10 +1,12 @@
 """One meter on the device: the agent's own per-meter pipeline (agent/pipeline.py), plus
-what only the device does: read the meter's registers over its RTU master and restore
-its learned state from flash.
+what only the device does: read the meter's registers over its RTU master (or its data
+items over the DL/T 645 master) and restore its learned state from flash.
 
 The compact meter table comes from the build (firmware_bridge/devconfig.py): ``reads`` =
 [[fc, address, count], ...] and ``fields`` = [[name, fc, address, type, word_order,
-scale], ...], already merged with quirks.
+scale], ...], already merged with quirks. A DL/T 645 meter has an ``address`` (12 digits),
+reads [0x11, DI, bytes] and fields [name, 0x11, DI, "bcd<n>"|"bcds<n>", offset, scale]
+(agent/quality.py decodes both).
 """
 
 from agent.pipeline import MeterPipeline
@@ -57,6 +59,8 @@ class Meter(MeterPipeline):
                                cfg.get("frozen_s", 900.0), True, cfg["poll_s"], cfg["unit"],
                                restored)
         self.reads = cfg["reads"]
+        if cfg.get("address"):
+            self.address = cfg["address"]  # a DL/T 645 meter
         tb = getattr(self.detector, "_tb", None)
         _share(self.detector, "_tb", tb[0] if isinstance(tb, tuple) else None)
         _share(self.policy, "_set", getattr(self.policy, "_set", None))
@@ -67,5 +71,8 @@ class Meter(MeterPipeline):
         blocks = []
         unit = self.unit
         for fc, address, count in self.reads:
+            if fc == 0x11:  # DL/T 645 read data: ``address`` is the DI
+                blocks.append((fc, address, master.read_item(self.address, address)))
+                continue
             blocks.append((fc, address, master.read_registers(unit, fc, address, count)))
         return blocks

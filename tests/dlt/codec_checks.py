@@ -158,6 +158,23 @@ def check_scan_skips_garbage():
     expect(codec.frame_length(good) == len(good), "frame_length")
 
 
+def check_item_data():
+    a = "000012345678"
+    r = codec.decode(codec.reply(a, codec.C_READ, hx("00 00 03 02 45 23 01")))
+    expect(codec.item_data(r, 0x02030000, codec.C_READ) == hx("45 23 01"), "value bytes")
+    raises("malformed", codec.item_data, r, 0x02040000, codec.C_READ)
+    raises("malformed", codec.item_data, r, 0x02030000, codec.C_READ_FOLLOW)
+    e = codec.decode(codec.error_reply(a, codec.C_READ, 0x02))
+    try:
+        codec.item_data(e, 0x02030000, codec.C_READ)
+        raise CheckFailed("an error reply gave data")
+    except codec.FrameError as err:
+        expect(err.kind == "error" and err.code == 0x02, "error kind and code")
+    f = codec.decode(codec.reply(a, codec.C_READ_FOLLOW, hx("00 00 03 02 11 22 01")))
+    expect(codec.item_data(f, 0x02030000, codec.C_READ_FOLLOW) == hx("11 22"),
+           "follow-up drops its frame number")
+
+
 def check_di_order():
     expect(codec.di_bytes("02030000") == hx("00 00 03 02"), "DI0 first")
     expect(codec.di_int("0201FF00") == 0x0201FF00, "di_int")

@@ -1,0 +1,117 @@
+"""A minimal DL/T 645-2007 master on ``machine.UART``: read data (0x11) with follow-ups.
+
+Frames are built and judged by the agent's own pure codec (agent/dlt645/codec.py,
+bundled into the firmware), so a reply means the same on the MCU as on the gateway.
+Only the line handling is here: the RS-485 driver-enable pin is raised while a request
+is on the wire, a 3.5-character silence is kept between frames, bytes before a frame
+(wake-up FE bytes, noise) are skipped, and our own echoed request is ignored.
+
+Errors are ``ModbusError(kind, message, code)`` with the agent's kinds (timeout, crc,
+exception, io), so the device reports the same quality flags and health for DL/T 645
+meters as for Modbus ones.
+"""
+
+import time
+
+from modbus_rtu import ModbusError
+
+from agent.dlt645 import codec
+
+
+class Dlt645Master:
+    """One RS-485 line of DL/T 645 meters: one transaction at a time."""
+
+    def __init__(self, uart, baud=2400, bits_per_char=11, timeout_ms=1000, de_pin=None):
+        self.uart = uart
+        self.de = de_pin
+        self.timeout_ms = timeout_ms
+        self.char_us = (bits_per_char * 1000000) // baud
+        self.gap_us = (self.char_us * 7) // 2
+        self._last = time.ticks_us()
+        self.requests = 0
+        self.errors = 0
+        if self.de is not None:
+            self.de.value(0)
+
+    def _quiet(self):
+        while True:
+            wait = self.gap_us - time.ticks_diff(time.ticks_us(), self._last)
+            if wait > 0:
+                time.sleep_us(wait)
+            if not self.uart.read():
+                return
+            self._last = time.ticks_us()
+
+    def _send(self, frame):
+        if self.de is not None:
+            self.de.value(1)
+        self.uart.write(frame)
+        flush = getattr(self.uart, "flush", None)
+        if flush is not None:
+            flush()
+        else:
+            time.sleep_us(len(frame) * self.char_us)
+        if self.de is not None:
+            self.de.value(0)
+        self._last = time.ticks_us()
+
+    def _fail(self, kind, message, code=0):
+        self.errors += 1
+        return ModbusError(kind, message, code)
+
+    def _exchange(self, frame, address):
+        self._quiet()
+        self._send(frame)
+        buf = b""
+        got_bytes = 0
+        start = time.ticks_ms()
+        while time.ticks_diff(time.ticks_ms(), start) < self.timeout_ms:
+            chunk = self.uart.read(64)
+            if not chunk:
+                time.sleep_ms(1)
+                continue
+            got_bytes += len(chunk)
+            buf += chunk
+            self._last = time.ticks_us()
+            while True:
+                try:
+                    f, used = codec.scan(buf)
+                except codec.FrameError as e:
+                    raise self._fail("crc", "meter %s: %s" % (address, e)) from None
+                buf = buf[used:]
+                if f is None:
+                    break
+                if not f.is_reply:
+                    continue  # our own request, echoed by the transceiver
+                if f.address != address:
+                    raise self._fail("crc", "meter %s: the reply came from address %s"
+                                     % (address, f.address))
+                return f
+        if got_bytes:
+            raise self._fail("crc", "meter %s: %d bytes arrived but no complete frame"
+                             % (address, got_bytes))
+        raise self._fail("timeout", "meter %s: no reply in %d ms" % (address, self.timeout_ms))
+
+    def _data(self, f, address, di, function):
+        try:
+            return codec.item_data(f, di, function)
+        except codec.FrameError as e:
+            if e.kind == "error":
+                raise self._fail("exception", "meter %s: %s" % (address, e), e.code) from None
+            raise self._fail("crc", "meter %s: %s" % (address, e)) from None
+
+    def read_item(self, address, di):
+        """The value bytes of data item ``di`` of meter ``address`` (12 digits)."""
+        self.requests += 1
+        f = self._exchange(codec.read_request(address, di), address)
+        data = self._data(f, address, di, codec.C_READ)
+        seq = 0
+        while f.follows:
+            seq += 1
+            if seq > codec.MAX_FOLLOW_UPS:
+                raise self._fail("crc", "meter %s: DI %s: still 'more follows' after %d "
+                                 "follow-up frames" % (address, codec.di_text(di),
+                                                       codec.MAX_FOLLOW_UPS))
+            f = self._exchange(codec.follow_request(address, di, seq), address)
+            data += self._data(f, address, di, codec.C_READ_FOLLOW)
+        return data
