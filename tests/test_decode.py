@@ -126,6 +126,18 @@ def test_frozen_after_the_profiles_limit() -> None:
     assert d.decode(poll(moving, 1810.0)).quality == 0
 
 
+def test_power_alone_repeating_is_a_steady_load_not_a_frozen_meter() -> None:
+    """A slow line read for p_w only (DL/T 645 at 2400 baud): without a voltage or the
+    frequency nothing says the meter is stuck, so identical readings stay scorable."""
+    d = Decoder(plan('["p_w", "pf"]'))
+    for t in (0.0, 900.0, 3600.0, 7200.0):
+        r = d.decode(poll(GOOD, t))
+        assert r.quality == 0 and r.scorable, t
+    with_f = Decoder(plan('["p_w", "f_hz"]'))
+    with_f.decode(poll(GOOD, 0.0))
+    assert with_f.decode(poll(GOOD, 900.0)).quality & Q_FROZEN
+
+
 def test_energy_backwards_reset_and_rebase() -> None:
     d = Decoder(plan())
     assert d.decode(poll(GOOD, 0)).quality == 0
