@@ -14,13 +14,16 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from agent.screen.layout import Units, normalize
+from agent.screen.layout import Layout, LayoutError, Units, normalize
 from agent.screen.meter import MeterResult, Settings
 from agent.screen.output import Outputs
 from agent.screen.problems import Problems
 from agent.screen.sources import InputError, Source, batches, estimate_rows, open_source
+
+if TYPE_CHECKING:
+    from agent.screen.spark import SparkJob
 
 UNIT_SAMPLE = 200_000  # samples looked at for unit mistakes before anything is scored
 # Wide "kW" values whose median, as watts, is above this are watts written as kW (no
@@ -80,17 +83,31 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(detector, dict(policy))
 
 
-def _units(args: argparse.Namespace, src: Source, settings: Settings) -> Units:
+def _units(args: argparse.Namespace, layout: Layout, settings: Settings) -> Units:
     tz_s = float(settings.detector.get("tz_offset_s", 0.0))
-    if src.layout.kind == "wide":
+    if layout.kind == "wide":
         return Units(kwh=args.kwh, wide_scale=1.0 if args.power_unit == "W" else 1000.0,
                      tz_s=tz_s)
     return Units(time_scale=1e-3 if args.time_unit == "ms" else 1.0,
                  power_scale=1000.0 if args.power_unit == "kW" else 1.0, tz_s=tz_s)
 
 
-def _unit_problems(args: argparse.Namespace, src: Source, units: Units) -> list[str]:
-    """Look at the first samples for unit mistakes; messages, or [].
+def _first_samples(sources: list[Source], units: Units) -> tuple[list[float], list[float]]:
+    """Up to UNIT_SAMPLE (t, p) of the first input, as screen would score them."""
+    ts: list[float] = []
+    ps: list[float] = []
+    src = sources[0]
+    for b in batches(src, Problems()):
+        lb = normalize(b, src.layout, units, Problems())
+        ts.extend(lb.t[:UNIT_SAMPLE - len(ts)].tolist())
+        ps.extend(lb.p[:UNIT_SAMPLE - len(ps)].tolist())
+        if len(ts) >= UNIT_SAMPLE:
+            break
+    return ts, ps
+
+
+def unit_problems(layout: Layout, ts: list[float], ps: list[float]) -> list[str]:
+    """Unit mistakes the first samples show; messages, or [].
 
     Millisecond timestamps and kW in p_w are judged by ``replay.unit_mistake`` (one rule
     for both commands), on the values as screen would score them, so a declared
@@ -99,18 +116,10 @@ def _unit_problems(args: argparse.Namespace, src: Source, units: Units) -> list[
     """
     from agent.replay import unit_mistake
 
-    ts: list[float] = []
-    ps: list[float] = []
-    for b in batches(src, Problems()):
-        lb = normalize(b, src.layout, units, Problems())
-        ts.extend(lb.t[:UNIT_SAMPLE - len(ts)].tolist())
-        ps.extend(lb.p[:UNIT_SAMPLE - len(ps)].tolist())
-        if len(ts) >= UNIT_SAMPLE:
-            break
     found = unit_mistake(ts, ps, ["%.0f" % t for t in ts])
     if found:
         return [found + " (or declare the units: --time-unit ms, --power-unit kW)"]
-    if src.layout.kind == "wide" and ps:
+    if layout.kind == "wide" and ps:
         med = sorted(ps)[len(ps) // 2]
         if med > WIDE_W_MEDIAN:
             return ["the curve values have a median of %.6g kW: no home draws that; they "
@@ -170,36 +179,56 @@ def screen_main(args: argparse.Namespace) -> int:
         if args.config and args.config not in msg:
             msg = "%s: %s" % (args.config, msg)
         return _fail(msg)
+    job = None
     try:
-        sources = [open_source(p) for p in args.inputs]
-    except InputError as e:
-        return _fail(str(e))
-    layout = sources[0].layout
-    for s in sources[1:]:
-        if s.layout.kind != layout.kind or s.layout.points != layout.points or \
-                s.layout.has_pf != layout.has_pf:
-            return _fail("%s: layout differs from %s (all inputs of one run share a layout)"
-                         % (s.path, sources[0].path))
-    units = _units(args, sources[0], settings)
-    try:
-        found = _unit_problems(args, sources[0], units)
-    except InputError as e:
-        return _fail(str(e))
-    if found and not args.force:
-        for m in found:
-            err.write("loadwatch screen: %s: %s\n" % (sources[0].path, m))
-        err.write("loadwatch screen: nothing screened (pass --force to screen as given)\n")
-        return 2
-    for m in found:
-        err.write("loadwatch screen: warning (--force): %s\n" % m)
+        if args.engine == "spark":
+            from agent.screen.spark import SparkJob, SparkUnavailable
 
+            try:
+                job = SparkJob(args.inputs, args.master)
+                layout = job.layout()
+            except SparkUnavailable as e:
+                return _fail(str(e))
+            units = _units(args, layout, settings)
+            ts, ps = job.sample(layout, units, UNIT_SAMPLE)
+            where = args.inputs[0]
+            sources: list[Source] = []
+        else:
+            sources = [open_source(p) for p in args.inputs]
+            layout = sources[0].layout
+            for src in sources[1:]:
+                if src.layout != layout:
+                    return _fail("%s: layout differs from %s (all inputs of one run share "
+                                 "a layout)" % (src.path, sources[0].path))
+            units = _units(args, layout, settings)
+            ts, ps = _first_samples(sources, units)
+            where = sources[0].path
+        found = unit_problems(layout, ts, ps)
+        if found and not args.force:
+            for m in found:
+                err.write("loadwatch screen: %s: %s\n" % (where, m))
+            err.write("loadwatch screen: nothing screened (pass --force to screen as given)\n")
+            return 2
+        for m in found:
+            err.write("loadwatch screen: warning (--force): %s\n" % m)
+        return _run(args, settings, layout, units, sources, job, found)
+    except (InputError, LayoutError) as e:
+        return _fail(str(e))
+    finally:
+        if job is not None:
+            job.stop()
+
+
+def _run(args: argparse.Namespace, settings: Settings, layout: Layout, units: Units,
+         sources: list[Source], job: SparkJob | None, found: list[str]) -> int:
+    err = sys.stderr
     try:
         out = Outputs(args.out, args.top)
     except OSError as e:
         return _fail("%s: cannot write: %s" % (args.out, e.strerror or e))
     progress = Progress(err, args.quiet)
     t0 = time.monotonic()
-    est = sum(estimate_rows(s) for s in sources)
+    est = sum(estimate_rows(s) for s in sources) if sources else 0
     read_problems = Problems()
 
     def on_result(r: MeterResult, total: list[int]) -> None:
@@ -211,15 +240,10 @@ def screen_main(args: argparse.Namespace) -> int:
                       % (out.meters, _rate(out.samples), _rate(rate), _eta(left)))
 
     try:
-        if args.engine == "spark":
-            from agent.screen.spark import SparkUnavailable, run_spark
-
-            total = [est]
-            try:
-                for r in run_spark(sources, units, settings, args.master, read_problems):
-                    on_result(r, total)
-            except SparkUnavailable as e:
-                return _fail(str(e))
+        if job is not None:
+            total = [0]  # Spark does not say how many rows it will read: no ETA
+            for r in job.results(layout, units, settings, read_problems):
+                on_result(r, total)
             workers = 0
         else:
             workers = args.workers
@@ -244,12 +268,12 @@ def screen_main(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - t0
     out.problems.add(read_problems)
     if out.samples == 0:
-        out.close({"inputs": [s.path for s in sources], "time_s": round(elapsed, 3)})
+        out.close({"inputs": list(args.inputs), "time_s": round(elapsed, 3)})
         return _fail("%s: no usable samples (%d rows could not be read)"
-                     % (", ".join(s.path for s in sources), out.problems.bad_rows))
+                     % (", ".join(args.inputs), out.problems.bad_rows))
     ranked = out.ranked()
     summary = {
-        "inputs": [s.path for s in sources], "layout": layout.kind,
+        "inputs": list(args.inputs), "layout": layout.kind,
         "points_per_day": layout.points or None, "engine": args.engine,
         "workers": workers or None, "master": args.master,
         "time_s": round(elapsed, 3),

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from agent.screen.layout import Layout, Units, normalize
 from agent.screen.meter import EventRow, MeterResult, Settings, screen_meter
 from agent.screen.problems import Problems
-from agent.screen.sources import Source
 
 RESULT_SCHEMA = (
     "meter string, samples long, first_t double, last_t double, interval_s double, "
@@ -108,38 +107,81 @@ def _session(master: str | None):
     try:
         spark = b.getOrCreate()
     except Exception as e:  # Py4J/Java start-up failures have no common base class
-        raise SparkUnavailable("Spark would not start: %s" % (str(e).splitlines() or [e])[0]
-                               ) from None
+        raise SparkUnavailable("Spark would not start: %s" % _first_line(e)) from None
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
 
-def run_spark(sources: list[Source], units: Units, settings: Settings, master: str | None,
-              problems: Problems) -> Iterator[MeterResult]:
-    """Screen every meter of ``sources`` on Spark; results stream back as they finish.
+class SparkJob:
+    """One screening run on Spark: the session, the input as Spark reads it, the results.
 
-    Rows that never reach a meter (no meter id) add only to ``problems``.
+    The driver never opens the input files itself (they may be ``hdfs://`` or ``s3a://``
+    URLs that only Spark can read): the layout comes from Spark's view of the header or
+    schema, and the unit check from the first rows Spark returns.
     """
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import StringType, StructField, StructType
 
-    spark = _session(master)
-    try:
-        layout = sources[0].layout
-        paths = [s.path for s in sources]
-        if sources[0].fmt == "parquet":
-            df = spark.read.parquet(*paths)
+    def __init__(self, paths: list[str], master: str | None) -> None:
+        self.paths = list(paths)
+        self.spark = _session(master)
+
+    def stop(self) -> None:
+        self.spark.stop()
+
+    def _is_parquet(self) -> bool:
+        """CSV when every path names a CSV file (.csv, .csv.gz, .gz, .txt), else Parquet
+        (a directory of part files is Parquet, as Spark and Hive write them)."""
+        return not all(p.lower().endswith((".csv", ".csv.gz", ".gz", ".txt"))
+                       for p in self.paths)
+
+    def layout(self) -> Layout:
+        """The header (CSV) or schema (Parquet) of the inputs, as the local engine sees it."""
+        from agent.screen.layout import LayoutError, detect
+
+        try:
+            if self._is_parquet():
+                cols = self.spark.read.parquet(*self.paths).columns
+            else:
+                cols = self.spark.read.option("header", True).csv(self.paths).columns
+        except Exception as e:  # AnalysisException (no such path) and Py4J errors
+            raise LayoutError("%s: Spark cannot read it: %s"
+                              % (", ".join(self.paths), _first_line(e))) from None
+        return detect(cols)
+
+    def _frame(self, layout: Layout):
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import StringType, StructField, StructType
+
+        if self._is_parquet():
+            df = self.spark.read.parquet(*self.paths)
             df = df.toDF(*[c.strip().lower() for c in df.columns])
             ts = dict(df.dtypes).get("timestamp", "")
             if ts.startswith("timestamp"):  # to UNIX seconds here, not via pandas' zone
                 df = df.withColumn("timestamp", F.col("timestamp").cast("double"))
         else:
             schema = StructType([StructField(c, StringType()) for c in layout.columns])
-            df = spark.read.csv(paths, header=True, schema=schema, mode="PERMISSIVE",
-                                enforceSchema=True)
-        df = df.withColumn("meter", F.trim(F.col("meter")))
-        n_groups = max(2, spark.sparkContext.defaultParallelism * 4)
-        spark.conf.set("spark.sql.shuffle.partitions", str(n_groups))
+            df = self.spark.read.csv(self.paths, header=True, schema=schema,
+                                     mode="PERMISSIVE", enforceSchema=True)
+        return df.withColumn("meter", F.trim(F.col("meter")))
+
+    def sample(self, layout: Layout, units: Units, n: int) -> tuple[list[float], list[float]]:
+        """The first ``n`` samples, normalized as every group will be (for unit checks)."""
+        import pyarrow as pa
+
+        pdf = self._frame(layout).limit(n if layout.kind == "long" else
+                                        max(1, n // layout.points)).toPandas()
+        lb = normalize(pa.Table.from_pandas(pdf, preserve_index=False), layout, units,
+                       Problems())
+        return lb.t.tolist(), lb.p.tolist()
+
+    def results(self, layout: Layout, units: Units, settings: Settings,
+                problems: Problems) -> Iterator[MeterResult]:
+        """Screen every meter; results stream back as partitions finish.
+
+        Rows that never reach a meter (no meter id) add only to ``problems``.
+        """
+        df = self._frame(layout)
+        n_groups = max(2, self.spark.sparkContext.defaultParallelism * 4)
+        self.spark.conf.set("spark.sql.shuffle.partitions", str(n_groups))
         out = df.groupBy("meter").applyInPandas(group_function(layout, units, settings),
                                                 RESULT_SCHEMA)
         # prefetchPartitions: the next partition is computed while this one is written,
@@ -150,5 +192,8 @@ def run_spark(sources: list[Source], units: Units, settings: Settings, master: s
                 problems.add(r.problems)
                 continue
             yield r
-    finally:
-        spark.stop()
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [x for x in str(e).splitlines() if x.strip()]
+    return lines[0] if lines else type(e).__name__
