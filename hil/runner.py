@@ -460,6 +460,7 @@ class Rig:
         self.units: dict[str, object] = {}
         self.servers: dict[str, object] = {}
         self.links: dict[str, object] = {}
+        self.gateways: dict[str, object] = {}
         self.endpoints: dict[str, dict] = {}  # bus -> where a master connects
         self._active: set[int] = set()
 
@@ -469,6 +470,9 @@ class Rig:
 
         serial = list(self.serial)
         for i, bus in enumerate(self.sc.buses):
+            if bus.protocol == "dlt645":
+                await self._start_dlt645(bus)
+                continue
             units = []
             for m in self.sc.meters_on(bus.name):
                 u = SimUnit(m.unit, load_profile(m.profile), self.loads[m.id], self.clock,
@@ -503,7 +507,41 @@ class Rig:
                                             "parity": "N"}
             self.servers[bus.name] = server
 
+    async def _start_dlt645(self, bus) -> None:
+        """A DL/T 645 line: simulated meters behind the link emulator (paced at the bus's
+        baud rate), reached on its pty or through a transparent TCP gateway."""
+        from agent.profiles import load_profile
+        from hil.dlt645 import Dlt645Line, SimDlt645Meter, TransparentGateway
+        from hil.rs485 import LinkEmulator
+
+        if self.serial:
+            raise RuntimeError("DL/T 645 lines run on the link emulator only (no --serial)")
+        meters = []
+        for m in self.sc.meters_on(bus.name):
+            meter = SimDlt645Meter(m.address, load_profile(m.profile), self.loads[m.id],
+                                   self.clock, name=m.id)
+            self.units[m.id] = meter
+            meters.append(meter)
+        link = LinkEmulator(framing="dlt645", **_link_kw(bus))
+        await link.start()
+        self.links[bus.name] = link
+        line = Dlt645Line(meters, serial=link.device_port)
+        await line.start()
+        self.servers[bus.name] = line
+        if bus.gateway:
+            gw = TransparentGateway(link.master_port, host=self.host)
+            await gw.start()
+            self.gateways[bus.name] = gw
+            self.endpoints[bus.name] = {"kind": "rtu-over-tcp", "host": self.host,
+                                        "port": gw.port}
+        else:
+            self.endpoints[bus.name] = {"kind": "rtu", "port": link.master_port,
+                                        "parity": "N"}
+
     async def stop(self) -> None:
+        for gw in self.gateways.values():
+            await gw.stop()
+        self.gateways.clear()
         for server in self.servers.values():
             try:
                 await server.stop()
@@ -547,6 +585,9 @@ class Rig:
         unit = self.units[f.meter]
         if f.kind == "dead":
             unit.set_fault("silent", on=on)
+        elif f.kind == "exception" and getattr(unit, "address", ""):
+            # a DL/T 645 meter's "exception" is an 0xD1 reply with that error byte
+            unit.set_fault("error", on=on, rate=f.rate, code=f.code)
         elif f.kind == "exception":
             unit.set_fault("exception", rate=f.rate if on else 0.0, code=f.code)
         elif f.kind == "slow":
@@ -588,7 +629,9 @@ def agent_config(sc: Scenario, rig: Rig, broker_port: int, state_dir: str) -> st
     for bus in sc.buses:
         ep = rig.endpoints[bus.name]
         lines += ["[[buses]]", 'name = "%s"' % bus.name, 'kind = "%s"' % ep["kind"]]
-        if ep["kind"] == "tcp":
+        if bus.protocol != "modbus":
+            lines.append('protocol = "%s"' % bus.protocol)
+        if ep["kind"] in ("tcp", "rtu-over-tcp"):
             lines += ['host = "%s"' % ep["host"], "port = %d" % ep["port"]]
         else:
             lines += ["port = %s" % json.dumps(ep["port"]), "baud = %d" % bus.baud,
@@ -596,8 +639,11 @@ def agent_config(sc: Scenario, rig: Rig, broker_port: int, state_dir: str) -> st
         lines += ["timeout_ms = %d" % bus.timeout_ms, "retries = %d" % bus.retries,
                   "backoff_max_s = %r" % max(1.0, min(86400.0, 4 * sc.poll_s))]
     for m in sc.meters:
-        lines += ["[[meters]]", 'id = "%s"' % m.id, 'bus = "%s"' % m.bus,
-                  "unit = %d" % m.unit, "profile = %s" % json.dumps(m.profile)]
+        where = 'address = "%s"' % m.address if m.address else "unit = %d" % m.unit
+        lines += ["[[meters]]", 'id = "%s"' % m.id, 'bus = "%s"' % m.bus, where,
+                  "profile = %s" % json.dumps(m.profile)]
+        if m.quantities:
+            lines.append("quantities = %s" % json.dumps(m.quantities))
     return "\n".join(lines) + "\n"
 
 
@@ -819,8 +865,10 @@ async def serve(sc: Scenario, data_dir: Path | None, serial: list[str], host: st
     try:
         for bus in sc.buses:
             ep = rig.endpoints[bus.name]
-            where = "%s:%d" % (ep["host"], ep["port"]) if ep["kind"] == "tcp" else ep["port"]
-            units = ", ".join("%s=%d" % (m.id, m.unit) for m in sc.meters_on(bus.name))
+            where = ("%s:%d" % (ep["host"], ep["port"]) if ep["kind"] in ("tcp", "rtu-over-tcp")
+                     else ep["port"])
+            units = ", ".join("%s=%s" % (m.id, m.address or m.unit)
+                              for m in sc.meters_on(bus.name))
             say("bus %s (%s) on %s: units %s" % (bus.name, bus.describe(), where, units))
             if bus.name in rig.links:
                 say("  a pty has no parity: open it at %d 8N1; the link emulator paces the "

@@ -32,6 +32,10 @@ Schema (all days are simulated days since the scenario start, fractions allowed)
     baud = 9600                     # rtu only: 1200..115200
     parity = "N"                    # rtu only: N|E|O
     stopbits = 1                    # rtu only
+    protocol = "modbus"             # or "dlt645": DL/T 645-2007 meters (hil/dlt645.py) on
+                                    # an rtu line, default 2400 8E1
+    gateway = false                 # dlt645: the agent reaches the line through a
+                                    # transparent TCP gateway (raw bytes over TCP)
     timeout_ms = 500                # the agent's per-request timeout on this bus (real ms)
     retries = 1                     # the agent's retries before a poll counts as failed
 
@@ -41,6 +45,10 @@ Schema (all days are simulated days since the scenario start, fractions allowed)
     count = 12                      # default 1
     bus = "street"
     unit = 1                        # Modbus unit id of the first meter of the group
+    address = "000012340001"        # dlt645 buses: the first meter's 12-digit address
+                                    # (the group counts up; {address} in the id pattern)
+    quantities = ["p_w"]            # what the agent reads (default: its 7 defaults); a slow
+                                    # line reads fewer to sweep faster
     profile = "sdm120"              # a shipped profile name or a profile file
     household = "auto"              # auto | synthetic | sgsc:<customer index> | uci | none
                                     # auto = SGSC customer per meter with --data, synthetic
@@ -93,6 +101,8 @@ import sys
 from pathlib import Path
 
 from agent.config import SettingsTable
+from agent.dlt645.codec import check_address
+from agent.profiles import ProfileError, load_profile
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -135,9 +145,12 @@ class ScenarioError(ValueError):
 
 class BusSpec:
     def __init__(self, name: str, kind: str, baud: int = 9600, parity: str = "N",
-                 stopbits: int = 1, timeout_ms: int = 500, retries: int = 1):
+                 stopbits: int = 1, timeout_ms: int = 500, retries: int = 1,
+                 protocol: str = "modbus", gateway: bool = False):
         self.name = name
         self.kind = kind
+        self.protocol = protocol  # "modbus" or "dlt645" (DL/T 645-2007 meters)
+        self.gateway = gateway  # the line is reached through a transparent TCP gateway
         self.baud = baud
         self.parity = parity
         self.stopbits = stopbits
@@ -147,7 +160,11 @@ class BusSpec:
     def describe(self) -> str:
         if self.kind == "tcp":
             return "tcp"
-        return "rtu %d %d%s%d" % (self.baud, 8, self.parity, self.stopbits)
+        line = "%d %d%s%d" % (self.baud, 8, self.parity, self.stopbits)
+        if self.protocol == "dlt645":
+            return "dlt645 %s%s" % (line, " via a transparent TCP gateway"
+                                    if self.gateway else "")
+        return "rtu %s" % line
 
 
 class LoadSpec:
@@ -170,10 +187,12 @@ class LoadSpec:
 
 class MeterSpec:
     def __init__(self, id: str, bus: str, unit: int, profile: str, household: str,
-                 index: int, key: str):
+                 index: int, key: str, address: str = ""):
         self.id = id
         self.bus = bus
         self.unit = unit
+        self.address = address  # DL/T 645 meters: the 12-digit address
+        self.quantities: list[str] = []  # what the agent reads ([]: its defaults)
         self.profile = profile
         self.household = household
         self.index = index  # position in the scenario: picks the SGSC customer and seeds
@@ -272,12 +291,23 @@ class Scenario:
     def meters_on(self, bus: str) -> list[MeterSpec]:
         return [m for m in self.meters if m.bus == bus]
 
-    def with_timeline(self, speed: float | None = None) -> Scenario:
-        """The same scenario at another clock speed (the CLI's ``--speed``)."""
+    def with_timeline(self, speed: float | None = None, days: float | None = None) -> Scenario:
+        """The same scenario at another clock speed (the CLI's ``--speed``), or only its
+        first ``days`` (for tests of a scenario whose full run is long: expectations that
+        cannot be judged that early are dropped, faults are cut at the new end)."""
         if speed is not None:
             if not speed > 0:
                 raise ValueError("speed must be > 0")
             self.speed = float(speed)
+        if days is not None:
+            if not 0 < days <= self.days:
+                raise ValueError("days must be in (0, %g]" % self.days)
+            self.days = float(days)
+            self.alerts = [a for a in self.alerts if a.to_day <= days]
+            self.health = [h for h in self.health if h.by_day <= days]
+            self.faults = [f for f in self.faults if f.from_day < days]
+            for f in self.faults:
+                f.to_day = min(f.to_day, days)
         return self
 
 
@@ -385,10 +415,19 @@ def parse_text(text: str, source: str) -> Scenario:
         if any(b.name == bname for b in buses):
             raise bt.error("name", "%r is defined twice" % bname)
         kind = bt.get("kind", str, choices=BUS_KINDS)
-        bus = BusSpec(bname, kind)
+        protocol = bt.get("protocol", str, "modbus", choices=("modbus", "dlt645"))
+        dlt = protocol == "dlt645"
+        if dlt and kind != "rtu":
+            raise bt.error("kind", "a DL/T 645 line is kind = \"rtu\" (add gateway = true "
+                           "for a transparent TCP gateway in front of it)")
+        bus = BusSpec(bname, kind, protocol=protocol)
+        bus.gateway = bt.get("gateway", bool, False)
+        if bus.gateway and not dlt:
+            raise bt.error("gateway", "transparent gateways are simulated for DL/T 645 lines "
+                           "(Modbus: kind = \"tcp\")")
         if kind == "rtu":
-            bus.baud = bt.get("baud", int, 9600, choices=BAUDS)
-            bus.parity = bt.get("parity", str, "N", choices=("N", "E", "O"))
+            bus.baud = bt.get("baud", int, 2400 if dlt else 9600, choices=BAUDS)
+            bus.parity = bt.get("parity", str, "E" if dlt else "N", choices=("N", "E", "O"))
             bus.stopbits = bt.get("stopbits", int, 1, choices=(1, 2))
         bus.timeout_ms = bt.get("timeout_ms", int, 500, lo=10, hi=60000)
         bus.retries = bt.get("retries", int, 1, lo=0, hi=10)
@@ -411,14 +450,39 @@ def parse_text(text: str, source: str) -> Scenario:
         if unit0 + count - 1 > 247:
             raise mt.error("count", "units %d..%d go past 247" % (unit0, unit0 + count - 1))
         profile = mt.get("profile", str)
+        bus_spec = next(b for b in buses if b.name == bus)
+        address0 = 0
+        if bus_spec.protocol == "dlt645":
+            first = mt.get("address", str)
+            try:
+                address0 = int(check_address(first))
+            except ValueError as e:
+                raise mt.error("address", str(e)) from None
+            if address0 + count - 1 >= 10 ** 12:
+                raise mt.error("count", "addresses go past 999999999999")
+        elif mt.has("address"):
+            raise mt.error("address", "only meters on a protocol = \"dlt645\" bus have an "
+                           "address (Modbus: unit)")
+        if bus_spec.protocol == "dlt645":  # (Modbus profiles are checked by the agent)
+            try:
+                if load_profile(profile).protocol != "dlt645":
+                    raise mt.error("profile", "%s is not a DL/T 645 profile (bus %s speaks "
+                                   "dlt645)" % (profile, bus))
+            except ProfileError as e:
+                raise mt.error("profile", str(e)) from None
+        quantities = mt.get("quantities", list, [])
+        if not all(isinstance(q, str) for q in quantities):
+            raise mt.error("quantities", "must be a list of quantity names")
         household = mt.get("household", str, "auto")
         if not HOUSEHOLD_RE.match(household):
             raise mt.error("household", "%r must be auto, synthetic, sgsc:<n>, uci or none"
                            % household)
         group: list[MeterSpec] = []
         for n in range(1, count + 1):
+            address = "%012d" % (address0 + n - 1) if address0 else ""
             try:
-                mid = pattern.format(n=n, unit=unit0 + n - 1) if count > 1 else pattern
+                mid = (pattern.format(n=n, unit=unit0 + n - 1, address=address) if count > 1
+                       else pattern)
             except (KeyError, IndexError, ValueError):
                 raise mt.error("id", "%r: with count > 1 use a pattern such as "
                                "\"home-{n:02d}\" or \"v-{unit}\"" % pattern) from None
@@ -435,8 +499,9 @@ def parse_text(text: str, source: str) -> Scenario:
                 raise mt.error("unit", "unit %d is already used on bus %s" % (unit, bus))
             units.add((bus, unit))
             group.append(MeterSpec(mid, bus, unit, profile, household, len(meters)
-                                   + len(group), mt.path))
+                                   + len(group), mt.path, address=address))
         for m in group:
+            m.quantities = list(quantities)
             _loads_into(m, mt, days)
         mt.finish()
         meters.extend(group)
