@@ -17,7 +17,8 @@ from pathlib import Path
 import jsonschema
 
 from agent.config import load_text
-from agent.model import Event, Health, Reading
+from agent.meter_health import Health
+from agent.model import Event, Reading
 from agent.publish import SCHEMA_OF_KIND, load_schema
 from agent.replay import parse_time
 from agent.runtime import Agent
