@@ -186,12 +186,14 @@ class Dlt645Transport:
         self._event.clear()
         self._write(frame)
         deadline = self._loop.time() + timeout_s
+        who = "the read-address broadcast" if address == codec.BROADCAST else \
+            "meter %s" % address
         while True:
             try:
                 got, used = codec.scan(bytes(self._rx))
             except codec.FrameError as e:
                 self._rx.clear()
-                raise TransportError("crc", "meter %s: %s" % (address, e)) from None
+                raise TransportError("crc", "%s: %s" % (who, e)) from None
             if used:
                 del self._rx[:used]
             if got is not None:
@@ -207,11 +209,11 @@ class Dlt645Transport:
             left = deadline - self._loop.time()
             if left <= 0:
                 if self._rx_since_send:
-                    raise TransportError("crc", "meter %s: %d bytes arrived but no complete "
+                    raise TransportError("crc", "%s: %d bytes arrived but no complete "
                                          "frame (truncated or garbled)"
-                                         % (address, self._rx_since_send))
-                raise TransportError("timeout", "meter %s: no answer in %.0f ms"
-                                     % (address, 1000 * timeout_s))
+                                         % (who, self._rx_since_send))
+                raise TransportError("timeout", "%s: no answer in %.0f ms"
+                                     % (who, 1000 * timeout_s))
             self._event.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._event.wait(), left)
