@@ -27,20 +27,16 @@ from agent.dlt645 import codec
 from agent.dlt645.plan import plan_items
 from agent.dlt645.transport import Dlt645Transport
 from agent.link import TransportError
+from agent.modbus.hints import HINT_CRC, HINT_ERR_645, HINT_NO_REPLY_645
 from agent.profiles import Profile, ProfileError, load_profile
 
 DEFAULT_PROFILE = "dlt645_single"
 MAX_RANGE = 100_000
 PROBE_DI = 0x02010100  # phase-A voltage, XXX.X V: every 2007 meter has it
 
-HINT_NO_REPLY = ("no reply: check the A/B wires (swap them if unsure), the line settings "
-                 "(DL/T 645 default 2400 baud 8E1: --baud, --parity) and the address (all "
-                 "12 digits from the nameplate; `loadwatch scan --protocol dlt645` finds "
-                 "the meter alone on a line)")
-HINT_CRC = ("garbled replies: check termination, cable shielding and that every meter on "
-            "the line uses the same baud rate and parity")
-HINT_NO_DATA = ("the profile lists a data identifier this meter does not have: copy the "
-                "profile and delete that quantity (or pick another profile)")
+# One advice table for the tools and the running agent (agent/modbus/hints.py).
+HINT_NO_REPLY = HINT_NO_REPLY_645
+HINT_NO_DATA = dict(HINT_ERR_645)[0x02]
 
 
 def parse_addresses(text: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""What a technician should check, for each way a Modbus request can fail.
+"""What a technician should check, for each way a Modbus (or DL/T 645) request can fail.
 
 One table shared by the running agent (health payload, log lines, ``status``) and the
 ``scan``/``read`` tools, so the advice is the same wherever the failure is seen. The advice
@@ -31,8 +31,44 @@ HINT_RETRIED = ("some requests needed a retry: a marginal link (termination, cab
                 "or a slow meter (raise timeout_ms)")
 
 
-def failure_hint(kind: str, exception_code: int = 0, serial: bool = True) -> str:
-    """The advice for a failure of ``kind`` (timeout|exception|crc|io|retried)."""
+# DL/T 645-2007 meters: found by a 12-digit address, not a unit id; an error reply carries
+# an error byte whose bits are named in agent/dlt645/codec.py (0x02: no such data).
+HINT_NO_REPLY_645 = ("no reply: check the A/B wires (swap them if unsure), the line settings "
+                     "(DL/T 645 default 2400 baud 8E1) and the meter's 12-digit address, all "
+                     "digits from the nameplate (`loadwatch scan --protocol dlt645` finds a "
+                     "meter alone on its line)")
+HINT_NO_REPLY_645_TCP = ("no reply: check the meter's 12-digit address, its power, and the "
+                         "transparent gateway's serial settings (DL/T 645 default 2400 8E1) "
+                         "and RS-485 wiring")
+HINT_ERR_645 = ((0x02, "the meter does not have this data identifier: wrong profile? copy "
+                       "the profile and delete that quantity"),
+                (0x04, "the meter refuses this data without a password: reads normally need "
+                       "none, so check the profile's data identifiers"),
+                (0x01, "the meter answers 'other error': check the profile's data "
+                       "identifiers; power-cycle the meter if it stays"))
+
+
+def _dlt645_hint(kind: str, error_byte: int, serial: bool) -> str:
+    if kind == "exception":
+        for bit, text in HINT_ERR_645:
+            if error_byte & bit:
+                return text
+        return "the meter answers error 0x%02X: see its manual" % error_byte
+    if kind == "timeout":
+        return HINT_NO_REPLY_645 if serial else HINT_NO_REPLY_645_TCP
+    return ""
+
+
+def failure_hint(kind: str, exception_code: int = 0, serial: bool = True,
+                 protocol: str = "modbus") -> str:
+    """The advice for a failure of ``kind`` (timeout|exception|crc|io|retried) on a bus
+    speaking ``protocol`` ("modbus" or "dlt645", where ``exception_code`` is the error
+    byte of an 0xD1 reply)."""
+    if protocol == "dlt645":
+        hint = _dlt645_hint(kind, exception_code, serial)
+        if hint:
+            return hint
+        exception_code = 0  # crc, io, retried: the same advice as for Modbus
     if exception_code in HINT_EXC:
         return HINT_EXC[exception_code]
     if kind == "io":

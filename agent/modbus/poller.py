@@ -192,7 +192,7 @@ class BusPoller:
             if retried:
                 hint = failure_hint("retried", serial=serial)
         else:
-            hint = failure_hint(raw.error_kind, raw.exception_code, serial)
+            hint = failure_hint(raw.error_kind, raw.exception_code, serial, self.bus.protocol)
             if raw.error_kind == "io":
                 # The port's own back-off decides when anyone on it is tried again.
                 delay = max(0.0, self._conn_retry_at - asyncio.get_running_loop().time())

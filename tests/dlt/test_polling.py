@@ -91,6 +91,7 @@ def test_dead_meter_is_isolated_and_backed_off(arun) -> None:
                 assert dead.meter == rig.plan.meters[1].id and dead.error_kind == "timeout"
                 assert "no answer" in h.last_error and rig.meter(2).address in h.last_error
                 assert h.state == "down" and h.backoff_s >= 2.0
+                assert "12-digit address" in h.hint and "unit id" not in h.hint, h.hint
                 assert Decoder(rig.plan.meters[1]).decode(dead).quality & Q_TIMEOUT
                 assert sum(p.ok for p in got.polls) == 3
                 got.polls.clear()

@@ -61,6 +61,8 @@ def test_bad_input_is_flagged_and_polling_goes_on(arun, fault: str, kw: dict, fl
                 assert reason in h.last_error, h.last_error
                 if reason:
                     assert rig.meter(2).address in h.last_error
+                if fault == "unsupported":  # what to check, in DL/T 645 words
+                    assert "does not have this data identifier" in h.hint, h.hint
                 if not flag:
                     assert abs(bad.values["p_w"] - 500.0) <= 0.1
                 # the neighbours are untouched
