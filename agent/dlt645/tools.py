@@ -141,7 +141,19 @@ async def _read(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
     return 1 if problems or not values else 0
 
 
+def _modbus_only(command: str, args: argparse.Namespace, names: tuple[str, ...]) -> bool:
+    """Refuse the Modbus-only options instead of ignoring them (one meaning per option)."""
+    given = [n for n in names if getattr(args, n.lstrip("-").replace("-", "_"), None)]
+    if given:
+        print("loadwatch %s: %s not available with --protocol dlt645%s" % (
+            command, ", ".join(given), " (use --addresses)" if "--units" in given else ""),
+            file=sys.stderr)
+    return bool(given)
+
+
 def read_main(args: argparse.Namespace) -> int:
+    if _modbus_only("read", args, ("--json", "--repeat", "--unit")):
+        return 2
     if not args.address:
         print("loadwatch read: --protocol dlt645 needs --address (the meter's 12 digits)",
               file=sys.stderr)
@@ -284,6 +296,8 @@ async def _scan_list(args: argparse.Namespace, addresses: list[str], out: TextIO
 
 
 def scan_main(args: argparse.Namespace) -> int:
+    if _modbus_only("scan", args, ("--json", "--units", "--profiles")):
+        return 2
     addresses: list[str] = []
     if args.addresses:
         try:

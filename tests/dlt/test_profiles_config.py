@@ -132,3 +132,17 @@ def test_duplicate_address_on_one_bus() -> None:
     with pytest.raises(ConfigError, match=r"meters\[1\]\.address: address 000012345678 is "
                        "already used on bus b"):
         load_text(text, "x.toml")
+
+
+def test_the_example_configs_dlt645_block_is_valid_when_uncommented() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "deploy" / "loadwatch.example.toml") \
+        .read_text()
+    block = text[text.index("# [[buses]]\n# name = \"building-7\""):]
+    uncommented = "\n".join(line[2:] if line.startswith("# ") else
+                            ("" if line == "#" else line) for line in block.splitlines())
+    plan = load_text(text + "\n" + uncommented, "example.toml")
+    bus = next(b for b in plan.buses if b.name == "building-7")
+    assert (bus.protocol, bus.kind, bus.port) == ("dlt645", "rtu-over-tcp", 8899)
+    assert [m.address for m in bus.meters] == ["000012340917"]

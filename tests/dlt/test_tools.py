@@ -67,6 +67,16 @@ def test_read_refuses_a_bad_address_before_touching_the_line() -> None:
     assert code == 2 and "not a 12-digit DL/T 645 address" in err and not out
 
 
+def test_modbus_only_options_are_refused_not_ignored() -> None:
+    code, _, err = asyncio.run(run("scan", "--protocol", "dlt645", "--serial", "/dev/null",
+                                   "--units", "1-5"))
+    assert code == 2 and "--units not available with --protocol dlt645 (use --addresses)" \
+        in err
+    code, _, err = asyncio.run(run("read", "--protocol", "dlt645", "--serial", "/dev/null",
+                                   "--address", "000012345678", "--json"))
+    assert code == 2 and "--json" in err, err
+
+
 def test_scan_broadcast_finds_the_meter_alone_on_its_line(arun) -> None:
     async def main() -> None:
         async with Rig(1) as rig:
