@@ -10,8 +10,9 @@ Every figure is measured here, side by side in one run, on generated 30-min AMI 
 of 0.5-3 kW from a random day on): ``replay`` for reference, the local engine on 1 and
 on 2 worker processes, and Spark ``local[2]`` on the same file. Rates are samples scored
 per second of wall time, reading and writing included (the command's own summary.json).
-Peak RSS is the sum over the command's process tree (parent and workers; Spark's JVM
-excluded), sampled every 0.2 s from /proc.
+Peak RSS is the sum over the command's process tree (parent and workers, and for Spark
+its JVM and Python workers), sampled every 0.2 s from /proc; shared pages count once per
+process, so the figure errs high.
 
 The input is generated day by day straight to disk (a Parquet row group per day, meters
 interleaved as an AMI export by day is), so a year of 10,000 meters never sits in memory
@@ -163,10 +164,14 @@ def main() -> None:
     if a.memory:
         meters = round(10_000 * a.fraction)
         inp = work / ("year_%d.parquet" % meters)
-        t0 = time.perf_counter()
-        n = generate(inp, meters, 365)
-        print("generated %d meters x 365 days = %d samples (%.0f MB Parquet) in %.0f s"
-              % (meters, n, inp.stat().st_size / 1e6, time.perf_counter() - t0))
+        if inp.exists():  # made by an earlier run with the same --dir (same seed)
+            n = pq.ParquetFile(inp).metadata.num_rows
+            print("reusing %s: %d samples" % (inp, n))
+        else:
+            t0 = time.perf_counter()
+            n = generate(inp, meters, 365)
+            print("generated %d meters x 365 days = %d samples (%.0f MB Parquet) in %.0f s"
+                  % (meters, n, inp.stat().st_size / 1e6, time.perf_counter() - t0))
         s = screen(inp, work / "out_year", "--workers", "2")
         print("| memory run | meters | samples | wall | samples/s | peak RSS (tree) |")
         print("|---|---|---|---|---|---|")
@@ -196,7 +201,7 @@ def main() -> None:
         same = (pq.read_table(work / "o2" / "alerts.parquet").sort_by("event_id")
                 .equals(pq.read_table(work / "os" / "alerts.parquet").sort_by("event_id")))
         print("spark and local alerts identical: %s" % same)
-    print("| engine | samples/s (wall, reading included) | peak RSS (tree, no JVM) | ratio |")
+    print("| engine | samples/s (wall, reading included) | peak RSS (process tree) | ratio |")
     print("|---|---|---|---|")
     for name, rate, rss, ratio in rows:
         print("| %s | %.0f | %s | %s |" % (name, rate, "%.0f MB" % rss if rss else "-",

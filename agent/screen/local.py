@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from agent.screen.layout import LongBatch
 from agent.screen.meter import MeterResult, Settings, screen_meter
 
-ROWS_PER_PART = 2_000_000
+ROWS_PER_PART = 1_000_000
 MAX_PARTS = 1024
 _IPC = pa.ipc.IpcWriteOptions(compression="lz4")
 
