@@ -40,8 +40,10 @@ STEP = 1800.0
 T0 = 1_704_067_200.0  # 2024-01-01T00:00:00Z
 
 
-def generate(path: Path, meters: int, days: int, seed: int = 1, csv: bool = False) -> int:
-    """Write ``meters`` x ``days`` of 30-min samples (long layout); returns the samples."""
+def generate(path: Path, meters: int, days: int, seed: int = 1, csv: bool = False,
+             step: float = STEP) -> int:
+    """Write ``meters`` x ``days`` of ``step``-second samples (long layout, default 30 min);
+    returns the samples."""
     rng = np.random.default_rng(seed)
     base = rng.lognormal(np.log(150.0), 0.5, meters)
     evening = rng.uniform(200.0, 1500.0, meters)
@@ -49,8 +51,8 @@ def generate(path: Path, meters: int, days: int, seed: int = 1, csv: bool = Fals
     miner = np.where(rng.random(meters) < 0.05, rng.uniform(500.0, 3000.0, meters), 0.0)
     onset = rng.integers(10, max(11, days), meters)
     names = pa.array(["m%06d" % i for i in range(meters)])
-    per_day = int(86400 / STEP)
-    h = (np.arange(per_day) * STEP / 3600.0)
+    per_day = int(86400 / step)
+    h = (np.arange(per_day) * step / 3600.0)
     shape_e = np.exp(-((h - 19.5) / 2.0) ** 2)
     shape_m = np.exp(-((h - 7.5) / 1.2) ** 2)
     meter_idx = pa.array(np.repeat(np.arange(meters), per_day))
@@ -65,7 +67,7 @@ def generate(path: Path, meters: int, days: int, seed: int = 1, csv: bool = Fals
                 + rng.gamma(2.0, 40.0, (meters, per_day)))
             p += np.where(d >= onset, miner, 0.0)[:, None]
             p = np.round(p, 1).ravel()
-            t = np.tile(T0 + d * 86400.0 + np.arange(per_day) * STEP, meters)
+            t = np.tile(T0 + d * 86400.0 + np.arange(per_day) * step, meters)
             table = pa.table({"meter": col_meter, "timestamp": t, "p_w": p})
             if csv:
                 if fcsv is None:
@@ -190,10 +192,15 @@ def main() -> None:
     replay_rate = k * a.days * 48 / wall
     one = screen(inp, work / "o1", "--workers", "1")
     two = screen(inp, work / "o2", "--workers", "2")
+    q = work / "bench15.parquet"  # the province's 96-point curves, as long samples
+    n15 = generate(q, a.meters, max(1, a.days // 2), step=900.0)
+    one15 = screen(q, work / "o15", "--workers", "1")
     rows = [("replay (1 core, %d meters of the same kind, CSV)" % k, replay_rate, None, None),
             ("screen local, 1 worker", n / one["wall_s"], one["peak_rss_mb"], None),
             ("screen local, 2 workers", n / two["wall_s"], two["peak_rss_mb"],
-             "%.2fx vs 1 worker" % (one["wall_s"] / two["wall_s"]))]
+             "%.2fx vs 1 worker" % (one["wall_s"] / two["wall_s"])),
+            ("screen local, 1 worker, 15-min data (%d samples)" % n15, n15 / one15["wall_s"],
+             one15["peak_rss_mb"], None)]
     if not a.no_spark:
         sp = screen(inp, work / "os", "--engine", "spark", "--master", "local[2]")
         rows.append(("screen spark local[2]", n / sp["wall_s"], sp["peak_rss_mb"],

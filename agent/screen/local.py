@@ -105,6 +105,7 @@ class Spill:
                 s.close()
         used = [i for i in range(self.k) if self.rows[i]]
         used.sort(key=lambda i: -self.rows[i])
+        pa.default_memory_pool().release_unused()  # pass 1's buffers, before the workers
         return [self.paths[i] for i in used]
 
 

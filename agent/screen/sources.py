@@ -90,7 +90,11 @@ def batches(src: Source, problems: Problems) -> Iterator[pa.RecordBatch]:
     """
     if src.fmt == "parquet":
         try:
-            yield from pq.ParquetFile(src.path).iter_batches(batch_size=PARQUET_BATCH)
+            # pre_buffer=False: with pre-buffering the reader keeps the ranges it has read
+            # cached, and a year of 10,000 meters grew the parent by ~2.4 MB per million
+            # rows (measured, pyarrow 26); without it memory stays flat.
+            pf = pq.ParquetFile(src.path, pre_buffer=False)
+            yield from pf.iter_batches(batch_size=PARQUET_BATCH)
         except (pa.ArrowException, OSError) as e:
             raise InputError("%s: read error: %s" % (src.path, e)) from None
         return
