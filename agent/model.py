@@ -2,13 +2,18 @@
 
 meter --> RawPoll --> Reading --> Score --> Event --> Message (publish/codec.py)
 
-These are plain classes with ``__slots__`` and no imports at all, because the policy and the
-firmware bridge use them on MicroPython too (no ``typing``, ``dataclasses`` or
-``from __future__`` there). Annotations that are not plain builtins are written as strings
-so that CPython 3.9 does not evaluate them.
+These are plain classes with ``__slots__`` and no imports but the detector's verdict,
+because the policy and the firmware bridge use them on MicroPython too (no ``typing``,
+``dataclasses`` or ``from __future__`` there). Annotations that are not plain builtins
+are written as strings so that CPython 3.9 does not evaluate them.
 
 Times are UNIX seconds (float, UTC) everywhere.
+
+``Score`` (with its ``Schedule``) is defined next to the detector that builds it
+(agent/signature/verdict.py, the same plain-class rules) and re-exported here.
 """
+
+from agent.signature.verdict import Schedule, Score  # noqa: F401 (re-exported)
 
 # Reading.quality bit flags. A reading with any flag in BAD_DATA is never scored as load;
 # flags outside BAD_DATA are informational.
@@ -136,33 +141,6 @@ class Reading:
 
     def __repr__(self):
         return "Reading(%r, t=%r, %r, quality=%r)" % (self.meter, self.t, self.values, self.quality)
-
-
-class Score:
-    """The signature core's verdict on one meter at time ``t``.
-
-    ``value`` is 0..100; ``contributions`` says how many of those points each feature gave;
-    ``state`` is "warming" until the detector has seen enough history to judge.
-    ``evidence`` holds the explainable figures behind the score (JSON-able).
-    """
-
-    __slots__ = ("contributions", "evidence", "meter", "state", "t", "value")
-
-    def __init__(
-        self,
-        meter: str,
-        t: float,
-        value: float,
-        contributions: "dict[str, float]",
-        state: str = "warming",
-        evidence: "dict | None" = None,
-    ):
-        self.meter = meter
-        self.t = t
-        self.value = value
-        self.contributions = contributions
-        self.state = state
-        self.evidence = evidence if evidence is not None else {}
 
 
 # Event kinds. Alert kinds are published retained on meter/<id>/alert.

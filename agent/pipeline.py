@@ -156,10 +156,9 @@ class MeterPipeline:
         if (flags & BAD_DATA) != 0 or "p_w" not in values:
             return events
         v[_SAMPLES] += 1.0
-        score = det.update(t, values["p_w"], values.get("pf"))
+        det.update(t, values["p_w"], values.get("pf"))
         if int(v[_FLAGS]) & _DECIDES:
-            events.extend(self.policy.update(t, score, det.ready, det.contributions(),
-                                             det.evidence()))
+            events.extend(self.policy.update(det.verdict(t)))
         return events
 
     # ------------------------------------------------------------ health

@@ -113,27 +113,32 @@ class Policy:
         pn[_SEQ] = int(n[7])
         return p
 
-    def _event(self, kind, t, score, evidence, contributions):
+    def _event(self, kind, sc):
         # Built only when an event goes out: update() runs on every sample.
-        if contributions is not None and len(contributions) > 0:
+        evidence = sc.evidence
+        if len(sc.contributions) > 0:
             evidence = dict(evidence)
-            evidence["contributions"] = dict(contributions)
+            evidence["contributions"] = dict(sc.contributions)
         self._n[_SEQ] += 1
+        t = sc.t
         eid = "%s:%s:%d:%d" % (self.alert_id, kind, int(t), int(self._n[_SEQ]))
-        return Event(kind, self.meter, t, eid, score=score, evidence=evidence,
-                     alert_id=self.alert_id)
+        # The block the rig was seen in travels as the payload's ``schedule`` object.
+        data = {"schedule": sc.schedule.as_dict() if sc.schedule is not None else None}
+        return Event(kind, self.meter, t, eid, score=sc.value, evidence=evidence,
+                     alert_id=self.alert_id, data=data)
 
-    def update(self, t, score, ready, contributions, evidence):
-        """Feed one score; returns the alert events it causes (most calls: none).
+    def update(self, sc):
+        """Feed one ``Score`` (agent.model); returns the alert events it causes (most: none).
 
         A detector that is not ``ready`` never raises, and never clears an open alert
         either (after a restart it may still be re-learning what it knew).
         """
         s = self._set
-        if not ready or not (score == score):
+        score = sc.value
+        if not sc.ready or not (score == score):
             return []
+        t = sc.t
         n = self._n
-        ev = evidence if evidence is not None else {}
         if not self.active:
             if score >= s["raise_at"]:
                 if n[_ABOVE] == 0:
@@ -145,8 +150,8 @@ class Policy:
                     n[_BELOW] = 0
                     n[_UPD_T] = t
                     n[_UPD_SCORE] = score
-                    n[_UPD_STEP] = _step(ev)
-                    return [self._event("raised", t, score, ev, contributions)]
+                    n[_UPD_STEP] = sc.step_kw
+                    return [self._event("raised", sc)]
             else:
                 n[_ABOVE] = 0
             return []
@@ -156,7 +161,7 @@ class Policy:
                 n[_BELOW] = 1
                 n[_BELOW_T] = t
             if t - n[_BELOW_T] >= s["clear_hold_s"]:
-                out = [self._event("cleared", t, score, ev, contributions)]
+                out = [self._event("cleared", sc)]
                 self.active = False
                 self.alert_id = ""
                 n[_ABOVE] = 0
@@ -165,18 +170,11 @@ class Policy:
             return []
         n[_BELOW] = 0
         if t - n[_UPD_T] >= s["update_every_s"]:
-            step = _step(ev)
+            step = sc.step_kw
             if abs(score - n[_UPD_SCORE]) >= s["update_delta"] or \
                     abs(step - n[_UPD_STEP]) >= s["update_step_kw"]:
                 n[_UPD_T] = t
                 n[_UPD_SCORE] = score
                 n[_UPD_STEP] = step
-                return [self._event("updated", t, score, ev, contributions)]
+                return [self._event("updated", sc)]
         return []
-
-
-def _step(ev):
-    v = ev.get("step_kw")
-    if v is None:
-        return 0.0
-    return float(v)

@@ -55,7 +55,7 @@ class MeterScorer:
         ready = det.ready
         if ready and self.first_ready_t != self.first_ready_t:  # NaN: not ready before
             self.first_ready_t = t
-        return self.policy.update(t, score, ready, det.contributions(), det.evidence())
+        return self.policy.update(det.verdict(t))
 
 
 def score_series(scorer: MeterScorer, ts: Sequence[float], ps: Sequence[float],

@@ -110,7 +110,7 @@ gc.collect()
 t_start = time.ticks_us()
 for t, w in pw:
     s = d.update(t, w, 0.95)
-    p.update(t, s, d.ready, d.contributions(), d.evidence())
+    p.update(d.verdict(t))
 core_us = time.ticks_diff(time.ticks_us(), t_start) / len(pw)
 state_bytes = len(json.dumps({"detector": m.detector.state(), "policy": m.policy.state()}))
 print(json.dumps({"idle": idle, "modules": idle - base, "heap": heap,
@@ -132,8 +132,8 @@ def cpython_core_us(samples: int) -> float:
         pw.append((t, w))
     start = time.perf_counter()
     for t, w in pw:
-        s = d.update(t, w, 0.95)
-        p.update(t, s, d.ready, d.contributions(), d.evidence())
+        d.update(t, w, 0.95)
+        p.update(d.verdict(t))
     return (time.perf_counter() - start) * 1e6 / len(pw)
 
 

@@ -5,6 +5,9 @@
   history). Generous: evaluated at every sample, as if billing were continuous.
 - ``peer_zscore``: trailing 24 h mean power as a z-score against the previous 28 daily means
   (floors: sd >= 10% of the mean and >= 20 W, so a flat vacant week does not divide by 0).
+- ``peer_floor24``: the 30-line floor rule: the 10th percentile of the trailing 24 h
+  (of half-hourly means) minus the median of the same percentile at the end of each of
+  the previous 28 local days, in kW.
 - ``peer_hst``: river ``HalfSpaceTrees`` (Tan, Ting & Liu 2011; n_trees=10, height=8,
   window_size=250) on log10(1 + kW) of the sample, of its trailing 24 h mean and of its
   trailing 24 h minimum, plus the local hour; score_one then learn_one per sample.
@@ -25,7 +28,7 @@ from scipy.ndimage import minimum_filter1d
 from bench.corpus import Case
 
 DAY = 86400.0
-PEERS = ("monthly-kWh", "z-score", "HalfSpaceTrees")
+PEERS = ("monthly-kWh", "z-score", "24h-floor", "HalfSpaceTrees")
 
 
 def _trailing_sum(t: np.ndarray, x: np.ndarray, span: float) -> tuple[np.ndarray, np.ndarray]:
@@ -82,6 +85,40 @@ def peer_zscore(case: Case) -> np.ndarray:
     z[np.isnan(z)] = 0.0
     z[n24 * case.step_s < 0.8 * DAY] = 0.0
     return z
+
+
+def peer_floor24(case: Case) -> np.ndarray:
+    """p10 of the trailing 24 h of half-hourly means, minus its median at the previous 28
+    local day-ends (kW). Faster samples are averaged to half-hours first and the score is
+    held for each half-hour's samples."""
+    t, p = case.t, case.p_w
+    half = np.floor(t / 1800.0).astype(np.int64)
+    keys, inv = np.unique(half, return_inverse=True)
+    means = np.bincount(inv, weights=p) / np.bincount(inv)
+    n = len(means)
+    k = 48
+    if n < k:
+        return np.zeros(len(t))
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    win = sliding_window_view(means, k)  # window i covers means[i .. i+k-1]
+    p10 = np.partition(win, 4, axis=1)[:, 4] / 1000.0
+    floor = np.full(n, np.nan)
+    floor[k - 1:] = p10
+    tk = keys * 1800.0
+    day = np.floor((tk + case.tz_hours * 3600.0) / DAY).astype(np.int64)
+    last_of_day = np.flatnonzero(np.diff(day, append=day[-1] + 1) != 0)
+    day_floor = floor[last_of_day]
+    score = np.zeros(n)
+    j = 0
+    for i in range(n):
+        while j < len(last_of_day) and last_of_day[j] < i:
+            j += 1
+        prev = day_floor[max(0, j - 28):j]
+        prev = prev[~np.isnan(prev)]
+        if len(prev) >= 7 and not np.isnan(floor[i]):
+            score[i] = floor[i] - float(np.median(prev))
+    return score[inv]
 
 
 def peer_hst(case: Case, seed: int) -> np.ndarray:
@@ -146,7 +183,7 @@ def alarms(case: Case, h: np.ndarray, thr: float, rearm_s: float = 43200.0) -> l
 def peer_scores(case: Case, seed: int) -> dict[str, np.ndarray]:
     """Every peer's per-sample score for one case."""
     return {"monthly-kWh": peer_monthly(case), "z-score": peer_zscore(case),
-            "HalfSpaceTrees": peer_hst(case, seed)}
+            "24h-floor": peer_floor24(case), "HalfSpaceTrees": peer_hst(case, seed)}
 
 
 

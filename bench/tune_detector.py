@@ -159,7 +159,7 @@ def run(ts, ps, dset, pset, meter="m"):
     scores = []
     for t, p in zip(ts, ps):
         sc = d.update(t, p)
-        for ev in pol.update(t, sc, d.ready, d.contributions(), d.evidence()):
+        for ev in pol.update(d.verdict(t)):
             if ev.kind == "raised":
                 raised.append((t, ev.evidence.get("summary", "")))
         scores.append(sc)
@@ -244,7 +244,7 @@ def corpus_job(args):
     scores = []
     for t, p, pf in case.samples():
         sc = d.update(t, p, pf)
-        for ev in pol.update(t, sc, d.ready, d.contributions(), d.evidence()):
+        for ev in pol.update(d.verdict(t)):
             if ev.kind == "raised" and t >= case.eval_from:
                 raised.append((t, ev.evidence.get("summary", "")))
         ts.append(t)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.model import Event
+from agent.model import Event, Schedule, Score
 from agent.policy import Policy, default_policy_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,16 +20,34 @@ H = 3600.0
 T0 = 1_700_000_000.0
 EVIDENCE = {"step_kw": 1.4, "summary": "floor +1.4 kW since 2023-11-14, 24/7 for 2 days"}
 CONTRIB = {"step": 20.0, "persistence": 20.0}
+NIGHTS = Schedule(22, 7, 4, 1.4, int(T0))
+
+
+def sc(t: float, value: float, ready: bool = True, step_kw: float = 1.4,
+       evidence: dict | None = None, schedule: Schedule | None = None) -> Score:
+    """The detector's typed verdict, as Policy.update takes it."""
+    return Score(t, value, ready, step_kw, schedule, CONTRIB, evidence or EVIDENCE)
 
 
 def feed(p: Policy, t_from: float, t_to: float, score: float, ready: bool = True,
-         step_s: float = 600.0, evidence: dict | None = None) -> list[Event]:
+         step_s: float = 600.0, step_kw: float = 1.4,
+         schedule: Schedule | None = None) -> list[Event]:
     out: list[Event] = []
     t = t_from
     while t < t_to:
-        out.extend(p.update(t, score, ready, CONTRIB, evidence or EVIDENCE))
+        out.extend(p.update(sc(t, score, ready, step_kw, schedule=schedule)))
         t += step_s
     return out
+
+
+def test_alert_carries_the_schedule_object() -> None:
+    p = Policy("m1", {"hold_s": H})
+    ev = feed(p, T0, T0 + 2 * H, 90.0, schedule=NIGHTS)
+    assert [e.kind for e in ev] == ["raised"]
+    assert ev[0].data["schedule"] == {"start_hour": 22, "end_hour": 7, "days_seen": 4,
+                                      "level_kw": 1.4, "since_t": int(T0)}
+    q = Policy("m2", {"hold_s": H})
+    assert feed(q, T0, T0 + 2 * H, 90.0)[0].data["schedule"] is None
 
 
 def test_defaults_are_plain_numbers() -> None:
@@ -85,14 +103,13 @@ def test_updates_are_rate_limited_and_only_on_change() -> None:
     t = T0 + 26 * H
     k = 0
     while t < T0 + 38 * H:
-        ups.extend(p.update(t, 80.0 + 10.0 * (k % 2), True, CONTRIB, EVIDENCE))
+        ups.extend(p.update(sc(t, 80.0 + 10.0 * (k % 2))))
         t += 600.0
         k += 1
     assert [e.kind for e in ups] == ["updated", "updated"]
     assert ups[1].t - ups[0].t >= 6 * H
     # A change of the step alone is meaningful too.
-    bigger = dict(EVIDENCE, step_kw=2.0)
-    ev = feed(p, T0 + 50 * H, T0 + 51 * H, ups[-1].score, evidence=bigger)
+    ev = feed(p, T0 + 50 * H, T0 + 51 * H, ups[-1].score, step_kw=2.0)
     assert [e.kind for e in ev] == ["updated"]
     assert all(e.alert_id == p.alert_id for e in ups + ev)
 
@@ -123,7 +140,7 @@ def test_event_ids_are_unique() -> None:
     t = T0
     for k in range(300):
         score = (90.0, 95.0, 10.0)[k % 3]
-        for e in p.update(t, score, True, CONTRIB, EVIDENCE):
+        for e in p.update(sc(t, score)):
             ids.append(e.id)
         t += 1.0 if k % 5 else 0.0  # several events within one second
     assert len(ids) > 100 and len(set(ids)) == len(ids)
@@ -141,8 +158,8 @@ def test_state_round_trip_mid_alert_continues_identically() -> None:
     t = T0 + 3 * H
     for k in range(400):
         score = 80.0 + (k % 40) - (70.0 if 200 < k < 330 else 0.0)
-        ea = a.update(t, score, True, CONTRIB, EVIDENCE)
-        eb = b.update(t, score, True, CONTRIB, EVIDENCE)
+        ea = a.update(sc(t, score))
+        eb = b.update(sc(t, score))
         assert [(e.kind, e.id, e.alert_id, e.score) for e in ea] == [
             (e.kind, e.id, e.alert_id, e.score) for e in eb]
         t += 600.0
@@ -165,12 +182,13 @@ def test_bad_settings_are_rejected(bad: dict) -> None:
 
 MP_SCRIPT = """
 from agent.policy import Policy
+from agent.model import Score
 p = Policy("m", {"hold_s": 3600.0, "clear_hold_s": 7200.0})
 kinds = []
 t = 1700000000.0
 for k in range(200):
     score = 90.0 if k < 100 else 5.0
-    for e in p.update(t, score, True, {"step": 1.0}, {"step_kw": 1.0}):
+    for e in p.update(Score(t, score, True, 1.0, None, {"step": 1.0}, {"summary": "x"})):
         kinds.append(e.kind + ":" + e.alert_id)
     t += 300.0
 q = Policy.from_state("m", {"hold_s": 3600.0, "clear_hold_s": 7200.0}, p.state())

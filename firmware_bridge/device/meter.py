@@ -61,8 +61,7 @@ class Meter(MeterPipeline):
         self.reads = cfg["reads"]
         if cfg.get("address"):
             self.address = cfg["address"]  # a DL/T 645 meter
-        tb = getattr(self.detector, "_tb", None)
-        _share(self.detector, "_tb", tb[0] if isinstance(tb, tuple) else None)
+        _share(self.detector, "_s", getattr(self.detector, "_s", None))
         _share(self.policy, "_set", getattr(self.policy, "_set", None))
 
     def poll(self, master):

@@ -21,6 +21,13 @@ with a small per-day cache that only saves work (same answer with or without it)
   (vegetative) and 12/12 (flowering).
 - ``HomeServer``: a small, flat, 24/7 floor of 50-150 W with ~1% jitter. Measured idle of
   NAS and tower servers 30-150 W; 80 PLUS supplies with active PFC, PF 0.9-0.99.
+- ``NightStorageHeater``: a resistive element (1.7-3.4 kW: Dimplex XLS/Quantum ratings)
+  charging a brick core in the off-peak window (23:00-07:00, as Economy 7 or a valley
+  tariff), for as many hours as tomorrow's weather needs (automatic charge control), with
+  the core thermostat cycling the element as the core nears full. Nothing in mild weather.
+- ``PoolPump``: a single-speed pool pump (0.75-1.5 kW, 1-2 HP induction motor, PF
+  0.78-0.85) on a mechanical timer, 4-8 h a day at the same clock times, only in the
+  swimming season (from the onset), a few % of load wander with filter pressure.
 
 Local hour of day comes from ``tz_hours`` (hours east of UTC), as in the agent's config.
 """
@@ -387,10 +394,114 @@ class HomeServer(Load):
         return p, 0.93
 
 
+# --------------------------------------------------------------------------- storage heater
+
+
+class NightStorageHeater(Load):
+    """Night storage heating: a flat block of element power from 23:00, as long as the
+    weather asks for.
+
+    Physics: a storage heater's element (``element_w``; 1.7-3.4 kW for Dimplex XLS 18-50
+    class units) heats a brick core during the off-peak window. An automatic charge
+    controller sets the charge from the outdoor temperature (here: the next day's mean
+    of ``weather``): full ``window_h`` hours at the design temperature, none above the
+    balance point. Near full charge the core thermostat cycles the element (10-min on/off
+    for the last ``cycle_h`` hours), so the end of the block is soft and moves with the
+    weather from night to night. Resistive: PF 1.0, no ripple.
+    """
+
+    def __init__(self, element_w: float = 2550.0, weather: Weather | None = None,
+                 window_from_h: float = 23.0, window_h: float = 8.0,
+                 balance_c: float = 15.0, design_c: float = -5.0, cycle_h: float = 1.0,
+                 seed: int = 0, tz_hours: float = 1.0):
+        self.element_w = element_w
+        self.weather = weather if weather is not None else Weather(seed=seed,
+                                                                   tz_hours=tz_hours)
+        self.window_from_h = window_from_h
+        self.window_h = window_h
+        self.balance_c = balance_c
+        self.design_c = design_c
+        self.cycle_h = cycle_h
+        self.seed = seed
+        self.tz_hours = tz_hours
+        self._cache = _DayCache(self._charge)
+        self.description = "night storage heater %.2f kW from %02d:00 (weather-controlled)" % (
+            element_w / 1000.0, window_from_h)
+
+    def _charge(self, day: int) -> list:
+        base = _day_start_utc(day, self.tz_hours)
+        # tomorrow's mean temperature, sampled every 3 h of the next local day
+        temps = [self.weather.temperature(base + DAY + (k + 0.5) * 3 * HOUR)
+                 for k in range(8)]
+        mean_c = sum(temps) / len(temps)
+        f = (self.balance_c - mean_c) / (self.balance_c - self.design_c)
+        hours = self.window_h * min(1.0, max(0.0, f))
+        if hours <= 0.25:
+            return []
+        start = base + self.window_from_h * HOUR
+        return [(start, start + hours * HOUR)]
+
+    def power(self, t: float) -> tuple[float, float]:
+        day = local_day(t, self.tz_hours)
+        for d in (day, day - 1):
+            iv = _in_intervals(t, self._cache.get(d))
+            if iv is not None:
+                left = iv[1] - t
+                if left < self.cycle_h * HOUR:
+                    # core thermostat: 10-min cycles, on for a shrinking share
+                    k = math.floor(t / (10 * MINUTE))
+                    if hash_u01(self.seed, 61, k) > left / (self.cycle_h * HOUR):
+                        return 0.0, 1.0
+                return self.element_w, 1.0
+        return 0.0, 1.0
+
+
+# --------------------------------------------------------------------------- pool pump
+
+
+class PoolPump(Load):
+    """A single-speed pool pump on a timer: the same 4-8 h block at the same clock times.
+
+    ``rated_w`` 750-1500 W (1-2 HP induction motor), PF ``pf`` 0.78-0.85 (motor at part
+    load); the mechanical timer switches it on at ``on_hour`` local for ``hours`` hours
+    every day of the swimming season (the case's onset is the season's start). Filter
+    loading and water level move the draw by a few % over days (smooth), with ~0.5 %
+    minute-to-minute wander. With the default arguments the seed picks a typical set-up.
+    """
+
+    def __init__(self, rated_w: float | None = None, hours: float | None = None,
+                 on_hour: float | None = None, pf: float | None = None, seed: int = 0,
+                 tz_hours: float = 0.0):
+        u = [hash_u01(seed, 71, k) for k in range(4)]
+        self.rated_w = rated_w if rated_w is not None else 750.0 + 750.0 * u[0]
+        self.hours = hours if hours is not None else float(4 + math.floor(5.0 * u[1]))
+        if on_hour is None:
+            # most timers run in the day; some owners move them to the cheap night hours
+            on_hour = 22.0 if u[2] < 0.3 else float(8 + math.floor(4.0 * u[3]))
+        self.on_hour = on_hour
+        self.pf = pf if pf is not None else 0.78 + 0.07 * u[3]
+        self.seed = seed
+        self.tz_hours = tz_hours
+        self.description = "pool pump %.2f kW, %d h from %02d:00, pf %.2f" % (
+            self.rated_w / 1000.0, self.hours, self.on_hour, self.pf)
+
+    def power(self, t: float) -> tuple[float, float]:
+        since = (local_hour(t, self.tz_hours) - self.on_hour) % 24.0
+        if since >= self.hours:
+            return 0.0, 1.0
+        from hil.loads.base import smooth_noise
+
+        k = 1.0 + 0.03 * smooth_noise(self.seed + 73, t, 4.0 * DAY) \
+            + 0.005 * noise(self.seed, t, MINUTE, 74)
+        return self.rated_w * k, self.pf
+
+
 APPLIANCES = {
     "heat_pump": HeatPump,
     "ev": EVCharger,
     "water_heater": WaterHeater,
     "grow_lights": GrowLights,
     "home_server": HomeServer,
+    "storage_heater": NightStorageHeater,
+    "pool_pump": PoolPump,
 }

@@ -26,7 +26,9 @@ Common physics, all as pure functions of t (see hil/loads/base.py):
   falls to control board + fans (~5-10% of rated) for 2-7 minutes.
 
 Evasion modes (what a miner who knows about load monitoring might do):
-``constant`` (24/7); ``duty`` (on ``duty_on_s``, off ``duty_off_s``, default 2 h / 1 h);
+``constant`` (24/7); ``duty`` (on ``duty_on_s``, off ``duty_off_s``, default 2 h / 1 h;
+with a 24-h period the off part is pinned to the clock from ``duty_off_from_h`` local, the
+price peak of a time-of-use tariff: the benchmark's 20 h on / 4 h off from 17:00);
 ``night`` (only 22:00-07:00 local, when a night floor hides in fridge/heating load);
 ``ramp`` (capacity added in steps over ``ramp_days``, e.g. one GPU or hash board at a time,
 so no single big step appears).
@@ -70,7 +72,8 @@ class Miner(Load):
                  schedule: str = "constant", tz_hours: float = 0.0, idle_w: float | None = None,
                  fan_w: float | None = None, stages: int = 3, noise: float = 0.01,
                  restarts_per_day: float = 0.4, duty_on_s: float = 7200.0,
-                 duty_off_s: float = 3600.0, night_from_h: float = 22.0,
+                 duty_off_s: float = 3600.0, duty_off_from_h: float = 17.0,
+                 night_from_h: float = 22.0,
                  night_to_h: float = 7.0, ramp_days: float = 7.0, kind: str = "miner",
                  description: str = ""):
         if schedule not in SCHEDULES:
@@ -88,6 +91,7 @@ class Miner(Load):
         self.restarts_per_day = float(restarts_per_day)
         self.duty_on_s = float(duty_on_s)
         self.duty_off_s = float(duty_off_s)
+        self.duty_off_from_h = float(duty_off_from_h)
         self.night_from_h = float(night_from_h)
         self.night_to_h = float(night_to_h)
         self.ramp_days = float(ramp_days)
@@ -112,6 +116,10 @@ class Miner(Load):
             return 1.0
         if self.schedule == "duty":
             period = self.duty_on_s + self.duty_off_s
+            if period == DAY:
+                # Off over the tariff's peak, by the clock: the same hours every day.
+                since = (local_hour(t, self.tz_hours) - self.duty_off_from_h) % 24.0
+                return 0.0 if since * 3600.0 < self.duty_off_s else 1.0
             return 1.0 if (t + self._duty_phase) % period < self.duty_on_s else 0.0
         if self.schedule == "night":
             h = local_hour(t, self.tz_hours)
@@ -242,9 +250,19 @@ def farm(kw_total: float, seed: int = 0, **kw: object) -> Farm:
 SIZES_KW = (0.3, 0.5, 1.0, 1.4, 3.25, 10.0, 40.0)
 
 
+# The benchmark's duty cycle (issue 18): off 4 h over the evening price peak, on 20 h.
+DUTY_ON_S = 20 * 3600.0
+DUTY_OFF_S = 4 * 3600.0
+
+
 def miner_for_size(size_kw: float, seed: int = 0, **kw: object) -> Load:
-    """The physical miner behind a benchmark size: rigs below 1.4 kW, ASICs, then farms."""
+    """The physical miner behind a benchmark size: rigs below 1.4 kW, ASICs, then farms.
+
+    A ``duty`` schedule is the benchmark's: off 17:00-21:00 local, on the other 20 h."""
     kw["seed"] = seed
+    if kw.get("schedule") == "duty":
+        kw.setdefault("duty_on_s", DUTY_ON_S)
+        kw.setdefault("duty_off_s", DUTY_OFF_S)
     if size_kw <= 0.35:
         return gpu_rig(2, 110.0, 80.0, **kw)  # 300 W
     if size_kw <= 0.6:

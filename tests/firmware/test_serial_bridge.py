@@ -82,8 +82,8 @@ def test_mcu_over_serial_bridge_raises_the_agents_alert(tmp_path, micropython_bi
     det, pol, ref = Detector({"tz_offset_s": 0.0}), Policy("m1", {}), []
     for r in readings:
         if r.scorable and "p_w" in r.values:
-            s = det.update(r.t, r.values["p_w"], r.values.get("pf"))
-            ref += pol.update(r.t, s, det.ready, det.contributions(), det.evidence())
+            det.update(r.t, r.values["p_w"], r.values.get("pf"))
+            ref += pol.update(det.verdict(r.t))
     assert [(e.kind, e.id) for e in ref] == [(e.kind, e.id) for e in mcu_events]
     # Every reading arrived once, in order, although one frame was corrupted on the way:
     # the host NAKed it and the MCU sent it again.

@@ -8,7 +8,7 @@ import pytest
 from conftest import schema_errors
 from publish_helpers import PREFIX, alert, codec, health, score, telemetry
 
-from agent.model import Event
+from agent.model import Event, Score
 from agent.publish.codec import iso_utc
 
 
@@ -93,7 +93,7 @@ def test_events_of_the_real_policy_and_aggregate_fit_the_contract():
     events = []
     t = 1_772_400_000.0
     for value in [80.0] * 60 + [10.0] * 400:  # on for 15 h, then off for 100 h
-        events += policy.update(t, value, True, contributions, evidence)
+        events += policy.update(Score(t, value, True, 1.4, None, contributions, evidence))
         t += 900.0
     assert events[0].kind == "raised" and events[-1].kind == "cleared"
     slot = array("d", [0.0] * aggregate.SIZE)
@@ -109,3 +109,27 @@ def test_events_of_the_real_policy_and_aggregate_fit_the_contract():
     for ev in events:
         msg = c.event(ev)
         assert schema_errors(msg.topic, decode(msg)) == [], ev
+
+
+def test_alert_payload_carries_the_detectors_schedule() -> None:
+    """A night-only rig's block travels as the alert's ``schedule`` object (schema-checked);
+    a bad one is refused by the schema."""
+    from agent.model import Schedule
+    from agent.policy import Policy
+
+    c = codec()
+    policy = Policy("m1", {"hold_s": 900.0})
+    night = Schedule(22, 7, 4, 1.4, 1_772_300_000)
+    ev = {"summary": "+1.4 kW from 22:00 to 07:00 every night since 2026-03-01 (4 nights)"}
+    events = []
+    t = 1_772_400_000.0
+    for _ in range(3):
+        events += policy.update(Score(t, 90.0, True, 1.4, night, {"step": 20.0}, ev))
+        t += 900.0
+    assert [e.kind for e in events] == ["raised"]
+    body = decode(c.event(events[0]))
+    assert body["schedule"] == {"start_hour": 22, "end_hour": 7, "days_seen": 4,
+                                "level_kw": 1.4, "since_t": 1_772_300_000}
+    assert schema_errors(c.event(events[0]).topic, body) == []
+    body["schedule"]["start_hour"] = 25
+    assert schema_errors(c.event(events[0]).topic, body) != []

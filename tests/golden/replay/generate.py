@@ -20,8 +20,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 sys.path.insert(0, str(ROOT))
 
-from hil.loads.base import Sum  # noqa: E402
-from hil.loads.miners import antminer_s9, gpu_rig  # noqa: E402
+from hil.loads import appliances as ap  # noqa: E402
+from hil.loads.base import Sum, Window  # noqa: E402
+from hil.loads.miners import DUTY_OFF_S, DUTY_ON_S, antminer_s9, gpu_rig  # noqa: E402
 from hil.loads.synthetic import SyntheticHousehold  # noqa: E402
 
 DAY = 86400.0
@@ -66,10 +67,66 @@ def grouped_gpu(days: float, step: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scheduled(days: float, step: float, homes: list) -> str:
+    """A scheduled rig and look-alikes on synthetic homes: rows interleaved, pf given."""
+    lines = ["meter,timestamp,p_w,pf"]
+    n = int(days * DAY / step)
+    for i in range(n):
+        t = T0 + i * step
+        for name, load in homes:
+            p, pf = load.power(t)
+            lines.append("%s,%s,%.1f,%.3f" % (name, _iso(t), p, pf))
+    return "\n".join(lines) + "\n"
+
+
+def _home(seed: int, *extra: object) -> Sum:
+    return Sum(SyntheticHousehold(seed=seed, tz_hours=TZ), *extra)  # type: ignore[arg-type]
+
+
+def night_rig() -> str:
+    """An S9 only 22:00-07:00 from day 8, beside night storage heating and nightly EV."""
+    return scheduled(16.0, 900.0, [
+        ("night-s9", _home(31, antminer_s9(seed=7, tz_hours=TZ, schedule="night",
+                                           start=T0 + 8 * DAY))),
+        ("storage-heater", _home(32, Window(ap.NightStorageHeater(seed=3, tz_hours=TZ),
+                                            T0 + 5 * DAY))),
+        ("ev-nightly", _home(33, Window(ap.EVCharger(schedule="offpeak", days_per_week=7.0,
+                                                     seed=4, tz_hours=TZ), T0 + 5 * DAY))),
+    ])
+
+
+def duty_rig() -> str:
+    """A 1 kW GPU rig off 17:00-21:00 (on 20 h) from day 8, beside a pool pump on a timer
+    and off-peak water heating."""
+    return scheduled(16.0, 900.0, [
+        ("duty-gpu", _home(41, gpu_rig(6, 145.0, 130.0, seed=8, tz_hours=TZ, schedule="duty",
+                                       duty_on_s=DUTY_ON_S, duty_off_s=DUTY_OFF_S,
+                                       start=T0 + 8 * DAY))),
+        ("pool-pump", _home(42, Window(ap.PoolPump(rated_w=1100.0, hours=8.0, on_hour=9.0,
+                                                   pf=0.8, seed=5, tz_hours=TZ),
+                                       T0 + 5 * DAY))),
+        ("water-heater", _home(43, Window(ap.WaterHeater(controlled=True, seed=6,
+                                                         tz_hours=TZ), T0 + 5 * DAY))),
+    ])
+
+
+def ramp_rig() -> str:
+    """An S9 brought up one hash board at a time from day 6, beside a home server. (A heat
+    pump in steady cold weather is raised at 15-min samples: see README, detector.)"""
+    return scheduled(16.0, 900.0, [
+        ("ramp-s9", _home(51, antminer_s9(seed=9, tz_hours=TZ, schedule="ramp",
+                                          start=T0 + 6 * DAY))),
+        ("home-server", _home(53, Window(ap.HomeServer(seed=8, tz_hours=TZ), T0 + 5 * DAY))),
+    ])
+
+
 CASES = {
     "street-s9": lambda: street(16.0, 900.0, "iso"),
     "unix-seconds": lambda: street(16.0, 1800.0, "unix"),
     "grouped-gpu-offsets": lambda: grouped_gpu(16.0, 900.0),
+    "night-rig": night_rig,
+    "duty-rig": duty_rig,
+    "ramp-rig": ramp_rig,
 }
 
 
