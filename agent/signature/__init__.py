@@ -862,6 +862,10 @@ class Detector:
                 txt = "+%.1f kW 24/7 since %s (%s" % (
                     level, since, "%d days" % int(held) if held >= 2.0
                     else "%d h" % int(f[UP]))
+            elif sc.days < 1:
+                # a run going on now, not yet seen to end or repeat
+                txt = "+%.1f kW since %02d:00 on %s (%d h so far" % (
+                    level, sc.start_h, since, int(f[UP]))
             else:
                 word = "night" if sc.start_h >= 18 and sc.end_h <= 9 else "day"
                 txt = "+%.1f kW from %02d:00 to %02d:00 every %s since %s (%d %s" % (

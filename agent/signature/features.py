@@ -79,21 +79,25 @@ def widen(e, up, s):
 
 
 def bridged(e, up):
-    """up, with up to three hours without data between two up hours filled (a poller that
-    fell behind, a link down: no data is no evidence either way). A rig restart needs no
-    bridge: an hour's floor is its second-lowest slot, and one dipped slot is not it."""
+    """up, with hours without data next to up hours filled: between two up hours, or at
+    either end of the window (a poller that fell behind, a link down: no data is no
+    evidence either way, and must not end a block). A rig restart needs no bridge: an
+    hour's floor is its second-lowest slot, and one dipped slot is not it."""
     u = list(up)
-    p = 1
-    while p < NHOUR - 1:
-        if e[p] is None and up[p - 1]:
-            q = p
-            while q < NHOUR and e[q] is None:
-                q += 1
-            if q < NHOUR and q - p <= 3 and up[q]:
-                for k in range(p, q):
-                    u[k] = True
-            p = q
-        p += 1
+    p = 0
+    while p < NHOUR:
+        if e[p] is not None:
+            p += 1
+            continue
+        q = p
+        while q < NHOUR and e[q] is None:
+            q += 1
+        left = p == 0 or up[p - 1]
+        right = q == NHOUR or up[q]
+        if left and right and (p > 0 or q < NHOUR):
+            for k in range(p, q):
+                u[k] = True
+        p = q
     return u
 
 

@@ -114,7 +114,7 @@ def test_meter_page_draws_the_alert_span_and_evidence(rig, browser) -> None:
         # machine managed to poll on the fast clock) and the alert's own, fixed at raising.
         assert page.locator("#evidence-summary").inner_text().strip()
         assert page.locator("#evidence tr").count() >= 1
-        assert "floor +" in page.locator("table.alerts tr.open").first.inner_text()
+        assert " kW " in page.locator("table.alerts tr.open").first.inner_text()
         path = _shot(page, "meter.png")
         if os.environ.get("LOADWATCH_UPDATE_DOCS") == "1":
             shutil.copy(path, ROOT / "docs" / "web-meter.png")
@@ -140,7 +140,9 @@ def test_alerts_page_and_json_api(rig, browser) -> None:
     doc = json.loads(get(rig.url + "/api/meters/" + miner)[1])
     assert doc["meter"]["display_state"] == "alert"
     assert len(doc["series"]["p_mean_w"]) == 168  # 7 days of hourly slots
-    assert doc["alerts"][0]["end"] is None and "floor +" in doc["alerts"][0]["summary"]
+    # the detector's sentence names the rise and since when ("+1.4 kW 24/7 since ...")
+    assert doc["alerts"][0]["end"] is None and " kW " in doc["alerts"][0]["summary"] \
+        and " since " in doc["alerts"][0]["summary"]
     assert doc["evidence"]["summary"]
     gw = json.loads(get(rig.url + "/api/status")[1])
     assert {m["meter"] for m in gw["meters"]} == {m.meter for m in rig.households.meters} | {
