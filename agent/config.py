@@ -11,7 +11,6 @@ default is how a gateway ends up polling a bus every second for a year.
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import os
 import re
@@ -28,9 +27,23 @@ else:  # pragma: no cover - exercised on 3.9/3.10 only
 from agent.dlt645.codec import check_address
 from agent.dlt645.plan import ItemRequest, plan_items
 from agent.modbus.blocks import ReadRequest, plan_reads
-from agent.policy import Policy, default_policy_settings
+from agent.policy import default_policy_settings
 from agent.profiles import Profile, ProfileError, Quirks, load_profile
-from agent.signature import Detector, default_settings
+from agent.settings import (
+    BAUD_RATES,
+    PARITIES,
+    ConfigError,
+    SettingsTable,
+    check_settings,
+    quirk_overrides,
+    scoring_settings,
+    settings_table,
+    tz_offset_s,
+)
+from agent.signature import default_settings
+
+__all__ = ["ConfigError", "Plan", "SettingsTable", "load", "load_detector_settings",
+           "load_text", "scoring_settings", "site_and_gateway"]
 
 # What the detector and the telemetry need from every meter; a profile that lacks one of
 # the optional ones simply does not have it (p_w is the only hard requirement).
@@ -39,19 +52,8 @@ BUS_KINDS = ("tcp", "rtu", "rtu-over-tcp", "bridge")
 PROTOCOLS = ("modbus", "dlt645")
 # A DL/T 645 line is a serial port or a transparent TCP gateway in front of one.
 DLT645_KINDS = ("rtu", "rtu-over-tcp")
-PARITIES = ("N", "E", "O")
 DEFAULT_PREFIX = "loadwatch/v1/{site}/{gateway}"
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class ConfigError(ValueError):
-    """A config problem, phrased for the technician: what, which key, which file."""
-
-    def __init__(self, key: str, message: str, source: str):
-        self.key = key
-        self.source = source
-        where = "%s: " % key if key else ""
-        super().__init__("config error: %s%s in %s" % (where, message, source))
 
 
 class BrokerSettings:
@@ -237,7 +239,8 @@ class Plan:
         return [m for b in self.buses for m in b.meters]
 
     def detector_settings(self, meter_class: str) -> dict:
-        """Detector settings for a meter class: defaults < [detector] < [classes.X.detector]."""
+        """Detector settings for a meter class: defaults < [detector] < [classes.X.detector],
+        with the one time-zone offset (agent/settings.py ``tz_offset_s``)."""
         out = dict(self.detector)
         out.update(self.classes.get(meter_class, {}).get("detector", {}))
         out["tz_offset_s"] = self.tz_offset_s
@@ -277,81 +280,6 @@ class Plan:
 # --------------------------------------------------------------------------- validation
 
 
-class SettingsTable:
-    """A TOML table being validated: typed getters that name the key on error, and a
-    check that every key was consumed. Shared with the rig's scenario files and the
-    firmware config, which only swap ``error_class``."""
-
-    error_class: type[ValueError] = ConfigError
-
-    def __init__(self, data: Any, path: str, source: str):
-        if not isinstance(data, dict):
-            raise self.error_class(path, "must be a table", source)
-        self.data = data
-        self.path = path
-        self.source = source
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return "%s.%s" % (self.path, name) if self.path else name
-
-    def error(self, name: str, message: str) -> ValueError:
-        return self.error_class(self.key(name), message, self.source)
-
-    def has(self, name: str) -> bool:
-        return name in self.data
-
-    def get(self, name: str, kind: Any, default: Any = ..., *, choices: tuple = (),
-            lo: float | None = None, hi: float | None = None) -> Any:
-        self.used.add(name)
-        if name not in self.data:
-            if default is ...:
-                raise self.error(name, "is required")
-            return default
-        value = self.data[name]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        # TOML ints are fine where floats are wanted; bools are not numbers here.
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) and bool not in kinds:
-            raise self.error(name, "%r must be %s" % (value, _kind_name(kinds)))
-        if not isinstance(value, kinds):
-            raise self.error(name, "%r must be %s" % (value, _kind_name(kinds)))
-        if choices and value not in choices:
-            raise self.error(name, "%r is not one of %s" % (value, "|".join(map(str, choices))))
-        if lo is not None and value < lo:
-            raise self.error(name, "%r is below the minimum %r" % (value, lo))
-        if hi is not None and value > hi:
-            raise self.error(name, "%r is above the maximum %r" % (value, hi))
-        return value
-
-    def table(self, name: str) -> SettingsTable:
-        self.used.add(name)
-        return type(self)(self.data.get(name, {}), self.key(name), self.source)
-
-    def array(self, name: str) -> list[SettingsTable]:
-        """An array of tables (``[[name]]``), each validated on its own."""
-        self.used.add(name)
-        raw = self.data.get(name, [])
-        if not isinstance(raw, list):
-            raise self.error(name, "must be an array of tables ([[%s]])" % name)
-        return [type(self)(x, "%s[%d]" % (self.key(name), i), self.source)
-                for i, x in enumerate(raw)]
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise self.error(unknown[0], "unknown key (typo?); known keys here: %s"
-                             % ", ".join(sorted(self.used)))
-
-
-def _kind_name(kinds: tuple) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-             list: "a list", dict: "a table", datetime.datetime: "a date-time",
-             datetime.date: "a date"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
 def _is_loopback(host: str) -> bool:
     if host in ("localhost", "localhost.localdomain"):
         return True
@@ -359,59 +287,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _settings_table(t: SettingsTable, name: str, defaults: dict) -> dict:
-    """A free-form settings table checked against the component's known defaults."""
-    sub = t.table(name)
-    out = {}
-    for key, value in sub.data.items():
-        sub.used.add(key)
-        if key not in defaults:
-            raise sub.error(key, "unknown setting; known: %s" % ", ".join(sorted(defaults)))
-        if isinstance(defaults[key], (int, float)) and not isinstance(defaults[key], bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise sub.error(key, "%r must be a number" % (value,))
-        out[key] = value
-    return out
-
-
-def _check_settings(where: str, detector: dict, policy: dict, source: str) -> None:
-    """Build a detector and a policy from the merged settings once, so that a value the
-    components reject (a slot that does not divide a day, clear_at above raise_at) is a
-    config error naming the key, not a crash when the runtime starts."""
-    for table, settings, build in (("detector", detector, Detector),
-                                   ("policy", policy, lambda s: Policy("check", s))):
-        try:
-            build(dict(settings))
-        except (ValueError, TypeError) as e:
-            names = [k for k in settings if k in str(e)]
-            prefix = "" if where == "detector" else where + "."
-            key = "%s%s" % (prefix, table) + (".%s" % names[0] if names else "")
-            raise ConfigError(key, str(e), source) from None
-
-
-def scoring_settings(root: SettingsTable) -> tuple[dict, dict, dict[str, dict]]:
-    """``[detector]``, ``[policy]`` and ``[classes.NAME.detector|policy]`` of a config,
-    validated against the components' defaults and by building them once (the agent's
-    config and the firmware config share this)."""
-    det_defaults = default_settings()
-    pol_defaults = default_policy_settings()
-    detector = _settings_table(root, "detector", det_defaults)
-    policy = _settings_table(root, "policy", pol_defaults)
-    classes: dict[str, dict] = {}
-    ct = root.table("classes")
-    for cname in list(ct.data):
-        one = ct.table(cname)
-        classes[cname] = {"detector": _settings_table(one, "detector", det_defaults),
-                          "policy": _settings_table(one, "policy", pol_defaults)}
-        one.finish()
-    ct.finish()
-    _check_settings("detector", detector, policy, root.source)
-    for cname, one in classes.items():
-        _check_settings("classes.%s" % cname, {**detector, **one["detector"]},
-                        {**policy, **one["policy"]}, root.source)
-    return detector, policy, classes
 
 
 def _read_secret(t: SettingsTable, name: str, base: Path) -> str:
@@ -588,7 +463,7 @@ def _bus(t: SettingsTable) -> BusPlan:
         bus.port = t.get("port", str)
         # DL/T 645-2007 lines default to its own 2400 baud 8E1; Modbus to 9600 8N1.
         bus.baud = t.get("baud", int, 2400 if dlt else 9600,
-                         choices=(1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200))
+                         choices=BAUD_RATES)
         bus.parity = t.get("parity", str, "E" if dlt else "N", choices=PARITIES)
         bus.stopbits = t.get("stopbits", int, 1, choices=(1, 2))
         bus.bytesize = t.get("bytesize", int, 8, choices=(7, 8))
@@ -597,23 +472,6 @@ def _bus(t: SettingsTable) -> BusPlan:
     bus.backoff_max_s = t.get("backoff_max_s", float, 300.0, lo=1.0, hi=86400.0)
     t.finish()
     return bus
-
-
-_QUIRK_KEYS = {"max_registers": (int, 1, 125), "max_gap": (int, 0, 125),
-               "pause_ms": (int, 0, 10000), "timeout_ms": (int, 10, 60000)}
-
-
-def _quirk_overrides(t: SettingsTable) -> dict:
-    q = t.table("quirks")
-    out: dict[str, Any] = {}
-    for key in list(q.data):
-        if key == "word_order":
-            out[key] = q.get(key, str, choices=("ABCD", "CDAB"))
-        elif key in _QUIRK_KEYS:
-            kind, lo, hi = _QUIRK_KEYS[key]
-            out[key] = q.get(key, kind, lo=lo, hi=hi)
-    q.finish()
-    return out
 
 
 def _meter(t: SettingsTable, buses: dict[str, BusPlan], base: Path, classes: dict,
@@ -660,7 +518,7 @@ def _meter(t: SettingsTable, buses: dict[str, BusPlan], base: Path, classes: dic
     if bus.kind != "bridge" and profile.protocol != bus.protocol:
         raise t.error("profile", "%s is a %s profile but bus %s speaks %s" % (
             profile.name, profile.protocol, bus_name, bus.protocol))
-    overrides = _quirk_overrides(t)
+    overrides = quirk_overrides(t)
     quirks = profile.quirks.merged(overrides) if overrides else profile.quirks
     wanted = t.get("quantities", (list, str), list(DEFAULT_QUANTITIES))
     if wanted == "all":
@@ -713,7 +571,6 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
     base = base_dir if base_dir is not None else Path.cwd()
     root = SettingsTable(data, "", source)
     site, gateway = site_and_gateway(root)
-    tz_hours = root.get("tz_offset_hours", float, 0.0, lo=-14.0, hi=14.0)
     state_dir = root.get("state_dir", str, "/var/lib/loadwatch")
     if not Path(state_dir).is_absolute():
         state_dir = str((base / state_dir).resolve())
@@ -733,6 +590,7 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
     ot.finish()
 
     detector, policy, classes = scoring_settings(root)
+    tz_s = tz_offset_s(root, detector, classes)
 
     root.used.add("buses")
     raw_buses = data.get("buses", [])
@@ -779,7 +637,7 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
         seen_units.add(slot)
         buses[m.bus].meters.append(m)
     root.finish()
-    return Plan(source=source, site=site, gateway=gateway, tz_offset_s=tz_hours * 3600.0,
+    return Plan(source=source, site=site, gateway=gateway, tz_offset_s=tz_s,
                 state_dir=state_dir, broker=broker, outbox=outbox, detector=detector,
                 policy=policy, classes=classes,
                 buses=[b for b in buses.values() if b.meters],
@@ -815,9 +673,8 @@ def load_detector_settings(path: str | os.PathLike) -> tuple[dict, dict]:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("", "not valid TOML: %s" % e, str(p)) from None
     root = SettingsTable(data, "", str(p))
-    detector = _settings_table(root, "detector", default_settings())
-    policy = _settings_table(root, "policy", default_policy_settings())
-    tz = root.get("tz_offset_hours", float, 0.0, lo=-14.0, hi=14.0)
-    detector.setdefault("tz_offset_s", tz * 3600.0)
-    _check_settings("detector", detector, policy, str(p))
+    detector = settings_table(root, "detector", default_settings())
+    policy = settings_table(root, "policy", default_policy_settings())
+    detector["tz_offset_s"] = tz_offset_s(root, detector, {})
+    check_settings("detector", detector, policy, str(p))
     return detector, policy

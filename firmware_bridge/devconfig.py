@@ -30,19 +30,19 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from agent.config import (
-    DEFAULT_PREFIX,
-    ID_RE,
-    ConfigError,
-    SettingsTable,
-    _quirk_overrides,
-    scoring_settings,
-    site_and_gateway,
-)
+from agent.config import DEFAULT_PREFIX, ID_RE, site_and_gateway
 from agent.dlt645.codec import check_address
 from agent.dlt645.plan import plan_items
 from agent.modbus.blocks import plan_reads
 from agent.profiles import ProfileError, load_profile
+from agent.settings import (
+    UART_BAUD_RATES,
+    ConfigError,
+    SettingsTable,
+    quirk_overrides,
+    scoring_settings,
+    tz_offset_s,
+)
 
 # What the device reads by default: the detector needs p_w (and pf where the meter has
 # it); telemetry reports energy. Fewer registers = shorter bus time per meter.
@@ -76,8 +76,7 @@ profile = "generic"
 def _uart(t: SettingsTable, baud_default: int) -> dict[str, Any]:
     out = {
         "uart": t.get("uart", int, 1, lo=0, hi=7),
-        "baud": t.get("baud", int, baud_default, choices=(1200, 2400, 4800, 9600, 19200,
-                                                          38400, 57600, 115200, 230400)),
+        "baud": t.get("baud", int, baud_default, choices=UART_BAUD_RATES),
         "tx": t.get("tx", int, None) if t.has("tx") else None,
         "rx": t.get("rx", int, None) if t.has("rx") else None,
     }
@@ -100,7 +99,6 @@ def load_text(text: str, source: str, base: Path | None = None) -> dict:
     root = SettingsTable(data, "", source)
     site, gateway = site_and_gateway(root)
     uplink = root.get("uplink", str, "serial", choices=("serial", "mqtt"))
-    tz_s = root.get("tz_offset_hours", float, 0.0, lo=-14.0, hi=14.0) * 3600.0
     default_poll_s = root.get("poll_s", float, 10.0, lo=0.1, hi=3600.0)
     out: dict[str, Any] = {
         "site": site, "gateway": gateway, "uplink": uplink,
@@ -168,6 +166,7 @@ def load_text(text: str, source: str, base: Path | None = None) -> dict:
     t.finish()
 
     detector, policy, classes = scoring_settings(root)
+    tz_s = tz_offset_s(root, detector, classes)
 
     root.used.add("meters")
     raw_meters = data.get("meters", [])
@@ -229,7 +228,7 @@ def _meter(t: SettingsTable, base: Path, classes: dict, detector: dict, policy: 
     if profile.protocol != protocol:
         raise t.error("profile", "%s is a %s profile but [rs485] speaks %s"
                       % (profile.name, profile.protocol, protocol))
-    overrides = _quirk_overrides(t)
+    overrides = quirk_overrides(t)
     quirks = profile.quirks.merged(overrides) if overrides else profile.quirks
     wanted = t.get("quantities", list, list(DEVICE_QUANTITIES))
     missing = [n for n in wanted if n not in profile.quantities]
@@ -246,8 +245,10 @@ def _meter(t: SettingsTable, base: Path, classes: dict, detector: dict, policy: 
     dset["tz_offset_s"] = tz_s
     pset = dict(policy)
     pset.update(classes.get(meter_class, {}).get("policy", {}))
+    # frozen_s: the profile's or the meter's quirk, as on the agent (the device's check
+    # used the 900 s default whatever the config said).
     out = {"id": mid, "unit": unit, "poll_s": poll_s, "profile": profile.name,
-           "detector": dset, "policy": pset}
+           "frozen_s": float(quirks.frozen_s), "detector": dset, "policy": pset}
     if protocol == "dlt645":
         # reads [0x11, DI, bytes]; fields [name, 0x11, DI, "bcd<n>"|"bcds<n>", offset in
         # the DI's reply, scale per BCD unit] (firmware_bridge/device/meter.py)

@@ -100,9 +100,9 @@ import re
 import sys
 from pathlib import Path
 
-from agent.config import SettingsTable
 from agent.dlt645.codec import check_address
 from agent.profiles import ProfileError, load_profile
+from agent.settings import BAUD_RATES, SettingsTable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -119,7 +119,6 @@ HEALTH_STATES = ("ok", "degraded", "down")
 QUALITY_FLAGS = ("nan", "inf", "out_of_range", "frozen", "energy_backwards", "energy_reset",
                  "modbus_exception", "timeout", "crc", "missing", "negative_power",
                  "error_reply")
-BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 HOUSEHOLD_RE = re.compile(r"^(auto|synthetic|uci|none|sgsc:\d{1,3})$")
 # Miner kinds a scenario may name (hil/loads/miners.py builds them) and their own
 # parameters; every kind also takes the common Miner settings (schedule, noise, ...).
@@ -426,7 +425,7 @@ def parse_text(text: str, source: str) -> Scenario:
             raise bt.error("gateway", "transparent gateways are simulated for DL/T 645 lines "
                            "(Modbus: kind = \"tcp\")")
         if kind == "rtu":
-            bus.baud = bt.get("baud", int, 2400 if dlt else 9600, choices=BAUDS)
+            bus.baud = bt.get("baud", int, 2400 if dlt else 9600, choices=BAUD_RATES)
             bus.parity = bt.get("parity", str, "E" if dlt else "N", choices=("N", "E", "O"))
             bus.stopbits = bt.get("stopbits", int, 1, choices=(1, 2))
         bus.timeout_ms = bt.get("timeout_ms", int, 500, lo=10, hi=60000)

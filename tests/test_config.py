@@ -90,3 +90,78 @@ def test_check_config_exit_code_and_message(tmp_path: Path) -> None:
                              capture_output=True, text=True, check=False)
     assert missing.returncode == 2
     assert "file not found" in missing.stderr and "nope.toml" in missing.stderr
+
+
+# -- issue 14 item 3: one settings module ---------------------------------------------
+
+_MIN = """
+site = "s1"
+gateway = "g1"
+state_dir = "state"
+%s
+[[buses]]
+name = "b1"
+kind = "tcp"
+host = "127.0.0.1"
+[[meters]]
+id = "m1"
+bus = "b1"
+profile = "sdm630"
+%s
+"""
+
+
+def test_detector_tz_offset_s_is_honoured_by_the_agent_exactly_as_by_replay(
+        tmp_path: Path) -> None:
+    from agent.config import load_detector_settings, load_text
+
+    text = _MIN % ("[detector]\ntz_offset_s = 3600", "")
+    plan = load_text(text, "t.toml", tmp_path)
+    assert plan.detector_settings("residential")["tz_offset_s"] == 3600.0
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    assert load_detector_settings(cfg)[0]["tz_offset_s"] == 3600.0
+    # The documented spelling keeps working, the same on both paths.
+    text = _MIN % ("tz_offset_hours = 8", "")
+    assert load_text(text, "t.toml", tmp_path).detector_settings("x")["tz_offset_s"] == 28800.0
+    cfg.write_text(text)
+    assert load_detector_settings(cfg)[0]["tz_offset_s"] == 28800.0
+    cfg.write_text(_MIN % ("tz_offset_hours = 8\n[detector]\ntz_offset_s = 3600", ""))
+    with pytest.raises(ConfigError, match=r"detector\.tz_offset_s: set either"):
+        load_detector_settings(cfg)
+
+
+def test_frozen_s_is_a_quirk_per_meter_as_in_a_profile(tmp_path: Path) -> None:
+    from agent.config import load_text
+
+    plan = load_text(_MIN % ("", "quirks = { frozen_s = 3600 }"), "t.toml", tmp_path)
+    assert plan.meters[0].quirks.frozen_s == 3600.0
+    with pytest.raises(ConfigError, match=r"meters\[0\]\.quirks\.frozen_s: 0\.5 is below"):
+        load_text(_MIN % ("", "quirks = { frozen_s = 0.5 }"), "t.toml", tmp_path)
+
+
+def test_firmware_meter_table_carries_frozen_s_and_the_time_zone(tmp_path: Path) -> None:
+    from firmware_bridge.devconfig import DEFAULT_TOML, load_text
+
+    text = DEFAULT_TOML.replace('profile = "generic"',
+                                'profile = "generic"\nquirks = { frozen_s = 1800 }')
+    text = "tz_offset_hours = 8\n" + text
+    meter = load_text(text, "fw.toml")["meters"][0]
+    assert meter["frozen_s"] == 1800.0 and meter["detector"]["tz_offset_s"] == 28800.0
+
+
+def test_a_refused_setting_is_named_without_reading_the_error_message() -> None:
+    """The key comes from the component refusing it, not from its message's words: a
+    message that names another key (or none) does not mislead the config error."""
+    from agent.settings import check_settings
+
+    with pytest.raises(ConfigError) as err:
+        check_settings("detector", {"slot_s": 700.0}, {}, "t.toml")
+    assert err.value.key == "detector.slot_s"
+    with pytest.raises(ConfigError) as err:
+        check_settings("classes.shop", {}, {"clear_at": 95.0}, "t.toml")
+    assert err.value.key == "classes.shop.policy.clear_at"
+    # Only the combination is wrong: the table is named, no key guessed.
+    with pytest.raises(ConfigError) as err:
+        check_settings("detector", {}, {"clear_at": 50.0, "raise_at": 40.0}, "t.toml")
+    assert err.value.key == "policy"

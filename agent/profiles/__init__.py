@@ -51,6 +51,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agent.settings import DI_QUIRK_KEYS, QUIRK_KEYS, QUIRKS, WORD_ORDERS
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.9/3.10 only
@@ -59,7 +61,6 @@ else:  # pragma: no cover - exercised on 3.9/3.10 only
 HERE = Path(__file__).resolve().parent
 
 TYPES = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2}
-WORD_ORDERS = ("ABCD", "CDAB")
 FUNCTION_CODES = (3, 4)
 
 # Standard quantity names (DESIGN.md 2) and the unit each one is expressed in after
@@ -77,12 +78,12 @@ for _q in _PHASED:
 KNOWN_QUANTITIES = frozenset(QUANTITY_UNITS)
 
 _FIELD_KEYS = {"fc", "address", "type", "word_order", "scale", "unit"}
-_QUIRK_KEYS = {"max_registers", "max_gap", "pause_ms", "timeout_ms", "word_order", "frozen_s"}
+_QUIRK_KEYS = set(QUIRK_KEYS)
 _TOP_KEYS = {"name", "title", "source", "unconfirmed", "defaults", "quirks", "identify",
              "quantities", "notes", "protocol", "blocks"}
 PROTOCOLS = ("modbus", "dlt645")
 _DI_KEYS = {"di", "format", "signed", "scale", "unit"}
-_DI_QUIRK_KEYS = {"pause_ms", "timeout_ms", "frozen_s"}
+_DI_QUIRK_KEYS = set(DI_QUIRK_KEYS)
 
 
 class ProfileError(ValueError):
@@ -367,8 +368,6 @@ def _quirks(raw: Any, source: str) -> Quirks:
     if bad:
         raise ProfileError(source, "quirks: unknown key %r (known: %s)" % (
             bad[0], ", ".join(sorted(_QUIRK_KEYS))))
-    limits = {"max_registers": (1, 125), "max_gap": (0, 125), "pause_ms": (0, 10000),
-              "timeout_ms": (10, 60000), "frozen_s": (1, 10 ** 7)}
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "word_order":
@@ -376,8 +375,8 @@ def _quirks(raw: Any, source: str) -> Quirks:
                 raise ProfileError(source, "quirks.word_order %r is not one of %s"
                                    % (value, "|".join(WORD_ORDERS)))
         else:
-            lo, hi = limits[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            kinds, lo, hi = QUIRKS[key]  # the one schema (agent/settings.py)
+            if isinstance(value, bool) or not isinstance(value, kinds) or not (
                     lo <= value <= hi):
                 raise ProfileError(source, "quirks.%s %r must be a number in %s..%s"
                                    % (key, value, lo, hi))
