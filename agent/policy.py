@@ -38,6 +38,23 @@ _SEQ = const(7)  # message counter: makes every Event.id unique
 _NN = const(8)  # length of _n
 
 
+# Settings tables of policies with equal settings, shared (read-only): on MicroPython every
+# float in a dict is a heap object, and an MCU runs one policy per meter with a handful of
+# meter classes. Bounded, so a process that builds many differently-tuned policies (the
+# tuning bench) keeps no more than these.
+_TABLES = []
+_MAX_TABLES = 8
+
+
+def _shared(s):
+    for x in _TABLES:
+        if x == s:
+            return x
+    if len(_TABLES) < _MAX_TABLES:
+        _TABLES.append(s)
+    return s
+
+
 def default_policy_settings():
     """Policy tunables as plain numbers (seconds, score points 0..100)."""
     return {
@@ -68,7 +85,7 @@ class Policy:
             raise ValueError("policy clear_at (%r) must not exceed raise_at (%r)"
                              % (s["clear_at"], s["raise_at"]))
         self.meter = meter_id
-        self._set = s
+        self._set = _shared(s)
         self.active = False
         self.alert_id = ""
         self._n = array("d", [0.0] * _NN) if _PACKED else [0.0] * _NN

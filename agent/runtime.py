@@ -125,6 +125,7 @@ class Agent:
         self.health: dict[str, Health] = {}
         self.transitions = TransitionLog()
         self._listeners: list[Callable[[Event], None]] = []
+        self._poll_listeners: list[Callable[[RawPoll, Reading | None, bool], None]] = []
         self._checkpoint_hooks: list[Callable[[], None]] = []
         self._pollers: dict[str, object] = {}
         self._stop: asyncio.Event | None = None
@@ -251,6 +252,12 @@ class Agent:
 
     # ----------------------------------------------------------------- event flow
 
+    def add_poll_listener(self, fn: Callable[[RawPoll, Reading | None, bool], None]) -> None:
+        """Observers of the bus (the rig's judge) see every poll after it went through its
+        meter's pipeline: ``fn(raw, reading, learned)``, the reading it became (None for a
+        meter without a pipeline) and whether the detector learned from it."""
+        self._poll_listeners.append(fn)
+
     def add_listener(self, fn: Callable[[Event], None]) -> None:
         """Live views (the demo table, tests) see every event as it is queued."""
         self._listeners.append(fn)
@@ -349,9 +356,16 @@ class Agent:
 
     def on_poll(self, raw: RawPoll) -> None:
         pipeline = self.pipelines.get(raw.meter)
-        if pipeline is None:
-            return
-        self._process(pipeline, lambda: pipeline.process_poll(raw))
+        reading, learned = None, False
+        if pipeline is not None:
+            before = pipeline.samples
+            self._process(pipeline, lambda: pipeline.process_poll(raw))
+            reading, learned = pipeline.last_reading, pipeline.samples > before
+        for fn in self._poll_listeners:
+            try:
+                fn(raw, reading, learned)
+            except Exception:
+                log.exception("poll listener failed")
 
     def on_reading(self, reading: Reading) -> None:
         """A reading decoded elsewhere (the serial bridge) enters the same pipeline."""

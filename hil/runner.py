@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from agent.clock import Clock
-from agent.model import ALERT_KINDS, Event, RawPoll, quality_names
+from agent.model import ALERT_KINDS, Event, RawPoll, Reading, quality_names
 from hil.scenario import DAY, FaultSpec, MeterSpec, Scenario
 
 DRAIN_S = 30.0  # real seconds to wait for the outbox to reach the subscriber at the end
@@ -245,32 +245,23 @@ class _Observer:
         if ev.kind in ALERT_KINDS or ev.kind == "health":
             self.emitted[ev.id] = ev
 
-    def wrap_on_poll(self, agent) -> None:
-        original = agent.on_poll
-
-        def on_poll(raw: RawPoll) -> None:
-            if self.stopped:  # the agent is shutting down: not part of the run
-                original(raw)
-                return
-            pipeline = agent.pipelines.get(raw.meter)
-            before = pipeline.samples if pipeline is not None else 0
-            original(raw)
-            self.polls += 1
-            self.poll_times.setdefault(raw.meter, []).append(raw.t)
-            self.poll_ok.setdefault(raw.meter, []).append(raw.ok)
-            if raw.error_kind:
-                self.errors[raw.error_kind] = self.errors.get(raw.error_kind, 0) + 1
-            if pipeline is None or pipeline.last_reading is None:
-                return
-            reading = pipeline.last_reading
-            names = quality_names(reading.quality)
-            per = self.flags.setdefault(raw.meter, {})
-            for n in names:
-                per[n] = per.get(n, 0) + 1
-            if pipeline.samples > before and not reading.scorable:
-                self.scored_bad += 1
-
-        agent.on_poll = on_poll
+    def on_poll(self, raw: RawPoll, reading: Reading | None, learned: bool) -> None:
+        """The agent's poll listener: every poll, the reading it became and whether the
+        detector learned from it."""
+        if self.stopped:  # the agent is shutting down: not part of the run
+            return
+        self.polls += 1
+        self.poll_times.setdefault(raw.meter, []).append(raw.t)
+        self.poll_ok.setdefault(raw.meter, []).append(raw.ok)
+        if raw.error_kind:
+            self.errors[raw.error_kind] = self.errors.get(raw.error_kind, 0) + 1
+        if reading is None:
+            return
+        per = self.flags.setdefault(raw.meter, {})
+        for n in quality_names(reading.quality):
+            per[n] = per.get(n, 0) + 1
+        if learned and not reading.scorable:
+            self.scored_bad += 1
 
     def lag(self, now: float, health: dict) -> float | None:
         """The longest time since the last poll of a meter that should be answering.
@@ -702,7 +693,7 @@ async def run_local(sc: Scenario, data_dir: Path | None = None,
         agent = Agent(plan, clock)
         obs = _Observer(sc)
         agent.add_listener(obs.on_event)
-        obs.wrap_on_poll(agent)
+        agent.add_poll_listener(obs.on_poll)
         real0 = time.monotonic()
         before = set(asyncio.all_tasks())
         agent_task = asyncio.create_task(agent.run(), name="hil-agent")

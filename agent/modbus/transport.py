@@ -45,6 +45,18 @@ logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
 RX_KEEP = 300  # raw reply bytes kept for the reply check (a read reply is <= 259)
 
 
+def limit_one_request(client: AsyncModbusSerialClient | AsyncModbusTcpClient,
+                      timeout_s: float) -> None:
+    """The one place that writes pymodbus internals (its transaction manager,
+    ``client.ctx``): the answer timeout of the next request, and a fresh count of the
+    failed requests after which pymodbus drops the link (this module decides that, per
+    meter). pymodbus offers no public setter for either; setup.cfg pins its minor version
+    and tests/test_seams.py fails loudly if these attributes move."""
+    ctx = client.ctx
+    ctx.comm_params.timeout_connect = timeout_s
+    ctx.count_until_disconnect = ctx.max_until_disconnect
+
+
 class _OneLineDecodeErrors(logging.Filter):
     """pymodbus decodes inside ``data_received``; a malformed reply (a byte count longer
     than the frame) raises there, and asyncio logs "Fatal error: protocol.data_received()
@@ -281,9 +293,8 @@ class Transport:
         client = self._client
         if client is None:  # pragma: no cover - connect() raised already
             raise TransportError("io", "not connected")
-        ctx = client.ctx
-        ctx.comm_params.timeout_connect = timeout_s if timeout_s is not None else self.timeout_s
-        ctx.count_until_disconnect = ctx.max_until_disconnect
+        wait_s = timeout_s if timeout_s is not None else self.timeout_s
+        limit_one_request(client, wait_s)
         self._rx_since_send = 0
         self._rx = b""
         try:
@@ -311,7 +322,7 @@ class Transport:
             if self._rx_since_send:
                 raise self._garbled(unit, fc, count, reset=False) from None
             raise TransportError("timeout", "unit %d: no answer in %.0f ms" % (
-                unit, 1000 * ctx.comm_params.timeout_connect)) from e
+                unit, 1000 * wait_s)) from e
         except (OSError, asyncio.IncompleteReadError) as e:
             self.close()
             raise await self._lost(str(e)) from None

@@ -82,6 +82,15 @@ RC_NOT_AUTHORIZED = 0x87
 RC_SERVER_UNAVAILABLE = 0x88
 
 
+
+def close_socket_now(client: mqtt.Client) -> None:
+    """Close a client's socket at once, without a DISCONNECT or waiting for anything: the
+    one call of a paho private method (``_reset_sockets``), for a link that never got its
+    CONNACK or is half dead. paho has no public equivalent (``disconnect()`` queues a
+    packet and waits for the loop); setup.cfg pins its minor version and
+    tests/test_seams.py fails loudly if the method goes."""
+    client._reset_sockets()
+
 class CommandError(ValueError):
     """A command that cannot be run; its message goes into the error reply."""
 
@@ -549,7 +558,7 @@ class Publisher:
             # Still open (no CONNACK, or a half-dead link): close it without waiting for
             # anything; the outbox has the messages.
             try:
-                client._reset_sockets()
+                close_socket_now(client)
             except Exception:
                 pass
         self._handle_acks()

@@ -13,29 +13,6 @@ from agent.pipeline import MeterPipeline
 from agent.policy import Policy
 from agent.signature import Detector
 
-# Read-only tables of detectors and policies with equal settings, shared between meters.
-_SHARED = {}
-
-
-def _share(obj, name, settings):
-    """Let meters with the same settings share one copy of the core's read-only tables.
-
-    On MicroPython every float in a settings dict is a heap object: a detector's 28
-    settings and its night/evening slot lists cost about 1 KB per meter on the unix port
-    (bench/footprint.py), the same for every meter of a class. The core only assigns
-    ``obj.<name>`` in ``__init__`` and never mutates it, so later meters point at the first
-    meter's copy. (The detector shares its table itself for the first 8 setting classes;
-    this covers any number.) Anything the core renames is simply left unshared.
-    """
-    if not isinstance(settings, dict) or not hasattr(obj, name):
-        return
-    key = (type(obj).__name__,) + tuple(sorted(settings.items()))
-    canon = _SHARED.get(key)
-    if canon is None:
-        _SHARED[key] = getattr(obj, name)
-        return
-    setattr(obj, name, canon)
-
 
 def _core(mid, cfg, saved):
     """(detector, policy, restored) for a meter: from its saved state when that fits."""
@@ -58,11 +35,11 @@ class Meter(MeterPipeline):
         MeterPipeline.__init__(self, cfg["fields"], detector, policy, telemetry_s,
                                cfg.get("frozen_s", 900.0), True, cfg["poll_s"], cfg["unit"],
                                restored)
+        # Meters of one class share their settings tables: the detector and the policy
+        # keep one copy per distinct settings themselves (nothing reaches into them here).
         self.reads = cfg["reads"]
         if cfg.get("address"):
             self.address = cfg["address"]  # a DL/T 645 meter
-        _share(self.detector, "_s", getattr(self.detector, "_s", None))
-        _share(self.policy, "_set", getattr(self.policy, "_set", None))
 
     def poll(self, master):
         """Read every planned block -> (fc, address, registers) blocks; raises the
