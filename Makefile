@@ -1,6 +1,7 @@
 # Two commands for a fresh Debian/Ubuntu machine (root or sudo):
 #   make demo   set up everything and run the demo
 #   make test   set up everything and run the whole test suite
+#   make check  ruff and the fast tests (no `slow` ones), for feedback while working
 # Re-running either is fast: the venv is rebuilt only when setup.cfg changes, and apt is
 # touched only when a package is missing.
 
@@ -18,7 +19,7 @@ APT_PACKAGES := mosquitto openssl systemd python3-venv
 JAVA_PACKAGE := openjdk-17-jre-headless
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages demo test faults lint bench clean
+.PHONY: setup system-packages demo test check faults lint bench clean
 
 setup: system-packages $(STAMP)
 
@@ -47,9 +48,21 @@ $(STAMP): setup.cfg pyproject.toml
 demo: setup
 	$(VENV)/bin/loadwatch demo $(DEMO_ARGS)
 
+# The whole suite, slow tests included, on two pytest-xdist workers (tests are independent:
+# each starts its own broker, meters and ptys on free ports; a file's tests stay on one
+# worker, so module fixtures are built once). Tests marked `serial` measure wall-clock
+# timing against baud arithmetic, which a busy neighbour skews: they run alone afterwards.
 test: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile -m "not serial" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -m serial $(PYTEST_ARGS)
+
+# Fast feedback while working (target < 90 s): ruff and every test not marked `slow`
+# (scenarios, campaigns, end-to-end and deploy tests are; `make test` runs them too).
+check: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile -m "not slow and not serial" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -m "serial and not slow" $(PYTEST_ARGS)
 
 # The fault campaigns alone (kills, full disk, corrupt files, clock steps, hostile meters and
 # commands), with their summary table; they are part of `make test` too.

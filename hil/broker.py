@@ -107,7 +107,25 @@ class MosquittoBroker:
         return "\n".join(text.splitlines()[-lines:])
 
     def start(self, timeout: float = 10.0) -> MosquittoBroker:
-        """Start the broker and return once its port accepts TCP connections."""
+        """Start the broker and return once its port accepts TCP connections.
+
+        A port this broker chose itself can be taken between ``free_port()`` and
+        Mosquitto's bind by another test process (pytest-xdist runs several): then a new
+        free port is tried, a few times, instead of failing the test."""
+        for attempt in range(4):
+            try:
+                return self._start(timeout)
+            except BrokerError:
+                if not self._chosen_port or attempt == 3 or not self._port_was_taken():
+                    raise
+                self.port = free_port()
+        raise AssertionError("not reached")
+
+    def _port_was_taken(self) -> bool:
+        text = self.log_tail(50) + self._stdout_tail()
+        return "Address already in use" in text
+
+    def _start(self, timeout: float) -> MosquittoBroker:
         if self.running:
             return self
         self.conf_path.write_text(self._config())
@@ -127,9 +145,16 @@ class MosquittoBroker:
                                      self._stdout_tail()))
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return self
+                    pass
             except OSError:
                 pass
+            else:
+                # Another process's broker may have answered on a port we failed to bind:
+                # ours must still be running a moment later.
+                time.sleep(0.05)
+                if self.proc.poll() is None:
+                    return self
+                continue
             if time.monotonic() > deadline:
                 self.kill()
                 raise BrokerError("mosquitto did not accept connections on %s:%d within "

@@ -146,6 +146,7 @@ def test_every_subcommand_survives_hostile_arguments(tmp_path: Path) -> None:
     assert (tmp_path / "nonempty" / "keep.txt").read_text() == "precious"
 
 
+@pytest.mark.slow  # starts every subcommand once (~15 s)
 def test_every_subcommand_has_a_description_and_examples() -> None:
     for name in set(DELEGATED) | set(LOCAL_HELP):
         proc = _run([name, "--help"], ROOT)

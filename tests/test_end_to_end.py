@@ -28,6 +28,9 @@ from hil.loads import demo_households
 from hil.meters import SimMeterServer, SimUnit
 from hil.subscriber import Recorder
 
+# End to end (meters, agent, broker): `make test` only.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "agent" / "publish" / "schemas"
 DAY = 86400.0

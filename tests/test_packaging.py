@@ -13,6 +13,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
+# Deploy: builds the wheel: `make test` only.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

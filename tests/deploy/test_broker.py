@@ -34,6 +34,9 @@ PREFIX = "loadwatch/v1/north-depot/gw-0001"
 
 UNIT = DEPLOY / "systemd" / "loadwatch.service"
 
+# Deploy tests (bundles, install into a throw-away root, brokers): `make test` only.
+pytestmark = pytest.mark.slow
+
 # Run a program the way the unit's sandbox would, with the kernel's own mechanisms:
 #  - PR_SET_MDWE(PR_MDWE_REFUSE_EXEC_GAIN): writable+executable mappings are refused, as
 #    systemd's MemoryDenyWriteExecute=yes does;
@@ -43,6 +46,7 @@ UNIT = DEPLOY / "systemd" / "loadwatch.service"
 # Both survive execve. argv: <file with allowed syscall names> <program> <args...>
 SANDBOX_EXEC = """
 import ctypes, os, sys
+
 libc = ctypes.CDLL(None, use_errno=True)
 if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS, as NoNewPrivileges=yes
     sys.exit("PR_SET_NO_NEW_PRIVS failed")

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import pytest
 
+# Deploy tests (bundles, install into a throw-away root, brokers): `make test` only.
+pytestmark = pytest.mark.slow
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SYSTEM_PATHS = ("/opt/loadwatch", "/etc/loadwatch", "/var/lib/loadwatch")
 

@@ -12,6 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# Deploy tests (the unit file under systemd-analyze and a sandbox): `make test` only.
+pytestmark = pytest.mark.slow
+
 UNIT = Path(__file__).resolve().parents[2] / "deploy" / "systemd" / "loadwatch.service"
 EXEC = "/opt/loadwatch/current/bin/loadwatch"
 

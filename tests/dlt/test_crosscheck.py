@@ -28,6 +28,9 @@ from hil.rs485 import LinkEmulator
 
 from .rig import Collector, Rig, agent_config
 
+# Cross-checks against another DL/T 645 implementation over real links: `make test` only.
+pytestmark = pytest.mark.slow
+
 ADDRESS = "000012345678"
 
 

@@ -16,6 +16,9 @@ from agent.publish.codec import Codec
 from agent.publish.mqtt import Publisher, describe_connect_error
 from agent.publish.outbox import Outbox
 
+# Fault campaigns (tests/faults): `make test` and `make faults` only.
+pytestmark = pytest.mark.slow
+
 
 def first_error(tmp_path, host: str, port: int, timeout: float = 15.0) -> tuple[str, str]:
     settings = BrokerSettings(host=host, port=port, client_id="gw-unreachable", tls=False,

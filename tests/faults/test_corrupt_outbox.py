@@ -11,11 +11,15 @@ import random
 import time
 from pathlib import Path
 
+import pytest
 from campaign import record
 
 from agent.model import Event
 from agent.publish.codec import Codec
 from agent.publish.outbox import Outbox
+
+# Fault campaigns (tests/faults): `make test` and `make faults` only.
+pytestmark = pytest.mark.slow
 
 ALERTS = 20
 

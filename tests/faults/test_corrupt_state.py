@@ -14,10 +14,14 @@ import math
 from pathlib import Path
 
 import harness as h
+import pytest
 from campaign import record
 
 from agent.runtime import Agent
 from agent.signature import Detector
+
+# Fault campaigns (tests/faults): `make test` and `make faults` only.
+pytestmark = pytest.mark.slow
 
 GOOD: dict = {}
 RESTART_DAY = 1.0

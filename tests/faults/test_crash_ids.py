@@ -17,6 +17,9 @@ from campaign import record
 
 from agent.publish.outbox import Outbox
 
+# Fault campaigns (tests/faults): `make test` and `make faults` only.
+pytestmark = pytest.mark.slow
+
 CHILD = Path(__file__).with_name("crash_child.py")
 
 

@@ -17,6 +17,9 @@ from agent.decode import Decoder
 from agent.modbus.poller import BusPoller
 from agent.model import Q_CRC, Q_ERROR_REPLY, Q_MISSING, Q_NAN, quality_names
 
+# Fault campaigns (tests/faults): `make test` and `make faults` only.
+pytestmark = pytest.mark.slow
+
 CASES = [
     # fault, set_fault kwargs, expected flag (0: good reading), health state, reason
     ("checksum", {}, Q_CRC, "down", "bad checksum"),

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import statistics
 
+import pytest
+
 from agent.backoff import Backoff
 from agent.config import BrokerSettings
 from agent.publish.codec import Codec
 from agent.publish.mqtt import Publisher
 from agent.publish.outbox import Outbox
+
+# Fault campaigns (tests/faults): `make test` and `make faults` only.
+pytestmark = pytest.mark.slow
 
 
 def reconnect_delays(client_id: str, tmp_path, n: int = 40) -> list[float]:

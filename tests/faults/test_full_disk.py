@@ -14,11 +14,15 @@ import json
 import time
 
 import harness as h
+import pytest
 from campaign import record
 
 from agent.publish.outbox import Outbox
 from agent.runtime import Agent
 from agent.status import render
+
+# Fault campaigns (tests/faults): `make test` and `make faults` only.
+pytestmark = pytest.mark.slow
 
 
 def _drain(ob: Outbox) -> list[dict]:

@@ -22,6 +22,9 @@ from agent.publish.mqtt import COMMAND_BURST, COMMAND_QUEUE, COMMAND_RATE_PER_S,
 from agent.publish.outbox import Outbox
 from hil.broker import MosquittoBroker
 
+# Fault campaigns (tests/faults): `make test` and `make faults` only.
+pytestmark = pytest.mark.slow
+
 PREFIX = "lw/v1/s1/g1"
 
 

@@ -26,6 +26,9 @@ from hil.meters import SimUnit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the web rig
 from web.rig import AgentRig, get
 
+# Fault campaigns (tests/faults): `make test` and `make faults` only.
+pytestmark = pytest.mark.slow
+
 POLL_S = 0.5
 ATTACK_S = 3.0  # slowloris keeps coming back this long
 PASSWORD = "s3cret-Pw"

@@ -27,6 +27,9 @@ from agent.model import Q_MISMATCH, is_scorable, quality_names
 from agent.profiles import load_profile
 from hil.meters import SimUnit
 
+# Fault campaigns (tests/faults): `make test` and `make faults` only.
+pytestmark = pytest.mark.slow
+
 SAMPLES = 6  # on-demand reads per lie, after one scheduled poll that sets the health
 
 

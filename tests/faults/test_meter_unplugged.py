@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from campaign import record
 
 from agent.clock import Clock
@@ -29,6 +30,9 @@ from hil.broker import MosquittoBroker
 from hil.meters import SimMeterServer, SimUnit
 from hil.rs485 import LinkEmulator
 from hil.subscriber import Recorder
+
+# Fault campaigns (tests/faults): `make test` and `make faults` only.
+pytestmark = pytest.mark.slow
 
 POLL_S = 1.0
 TIMEOUT_MS = 300

@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
 from campaign import record
 
 from agent.model import Event
 from agent.publish.codec import Codec
 from agent.publish.outbox import Outbox
+
+# Fault campaigns (tests/faults): `make test` and `make faults` only.
+pytestmark = pytest.mark.slow
 
 CYCLES = 800
 C = Codec("lw/v1/s1/g1", "s1", "g1")

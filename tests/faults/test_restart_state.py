@@ -4,8 +4,12 @@ detector, so a gateway killed every few minutes still publishes every slot, whol
 from __future__ import annotations
 
 import harness as h
+import pytest
 
 from agent.runtime import Agent
+
+# Fault campaigns (tests/faults): `make test` and `make faults` only.
+pytestmark = pytest.mark.slow
 
 
 def test_partly_filled_telemetry_slot_survives_a_crash(tmp_path):

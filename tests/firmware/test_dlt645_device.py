@@ -23,6 +23,9 @@ from hil.rs485 import LinkEmulator
 
 from .harness import T0, Device, PtyRelay, household
 
+# End to end: the MCU app polling DL/T 645 meters on a paced line: `make test` only.
+pytestmark = pytest.mark.slow
+
 FIRMWARE = """
 site = "rig"
 gateway = "mcu-645"

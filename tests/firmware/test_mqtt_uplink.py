@@ -15,6 +15,7 @@ import os
 import time
 
 import jsonschema
+import pytest
 
 from agent.model import Event
 from agent.publish import load_schema
@@ -33,6 +34,9 @@ from .harness import (
     set_clock,
     sim_clock,
 )
+
+# End to end: the MCU app on MicroPython, HIL meters and a broker: `make test` only.
+pytestmark = pytest.mark.slow
 
 SPEED = 36000.0
 END_DAYS = 5.0

@@ -12,6 +12,8 @@ import json
 import os
 import time
 
+import pytest
+
 from agent.bridge.source import BridgeSource
 from agent.clock import Clock
 from agent.config import load_text
@@ -34,6 +36,9 @@ from .harness import (
     set_clock,
     sim_clock,
 )
+
+# End to end: the MCU app on MicroPython, HIL meters, the agent and a broker: `make test` only.
+pytestmark = pytest.mark.slow
 
 AGENT_TOML = """
 site = "rig"

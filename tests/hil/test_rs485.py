@@ -63,6 +63,7 @@ REQUEST = with_crc(struct.pack(">BBHH", 1, 4, 0, 120))
 REPLY = with_crc(bytes((1, 4, 240)) + bytes(range(240)))
 
 
+@pytest.mark.serial  # wall-clock timing: run alone, after the parallel part
 @pytest.mark.parametrize("baud,parity", [(9600, "N"), (19200, "E")])
 def test_transaction_timing_matches_baud_arithmetic(arun, baud: int, parity: str) -> None:
     async def main() -> None:
@@ -112,6 +113,7 @@ def test_transaction_timing_matches_baud_arithmetic(arun, baud: int, parity: str
     arun(main())
 
 
+@pytest.mark.serial  # wall-clock timing: run alone, after the parallel part
 def test_half_duplex_and_three_and_a_half_char_gap(arun) -> None:
     """Two requests written back to back leave the wire 3.5 characters apart."""
 

@@ -20,6 +20,9 @@ import pytest
 from hil.runner import run_local
 from hil.scenario import DAY, load, shipped
 
+# Whole HIL scenarios (simulated days on real meters and a broker): `make test` only.
+pytestmark = pytest.mark.slow
+
 TIMINGS: dict[str, float] = {}
 
 

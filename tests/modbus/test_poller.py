@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from agent.clock import Clock
 from agent.config import load_text
 from agent.decode import Decoder
@@ -120,6 +122,7 @@ async def _cycle(poller: BusPoller) -> float:
     return time.monotonic() - t0
 
 
+@pytest.mark.serial  # wall-clock timing: run alone, after the parallel part
 def test_rtu_cycle_is_within_10_percent_of_the_baud_arithmetic(arun) -> None:
     """4 meters at 9600 baud: the cycle is the frames' wire time plus the silences."""
 
@@ -143,6 +146,7 @@ def test_rtu_cycle_is_within_10_percent_of_the_baud_arithmetic(arun) -> None:
     arun(main())
 
 
+@pytest.mark.serial  # wall-clock timing: run alone, after the parallel part
 def test_dead_meter_among_16_costs_one_timeout_per_backoff_period(arun) -> None:
     async def main() -> None:
         link, server, plan, clock = await _rtu_rig(16)
@@ -308,6 +312,7 @@ def test_pause_and_per_meter_timeout_quirks(arun) -> None:
     arun(main())
 
 
+@pytest.mark.serial  # wall-clock timing: run alone, after the parallel part
 def test_run_on_a_simulated_clock_and_rtu_over_tcp(arun) -> None:
     async def main() -> None:
         clock = Clock(speed=100.0)

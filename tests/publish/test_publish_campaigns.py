@@ -24,6 +24,9 @@ from publish_helpers import alert, put, score, start_publisher, telemetry
 
 from hil.broker import MosquittoBroker
 
+# Failure campaigns against real brokers: `make test` only.
+pytestmark = pytest.mark.slow
+
 DRIVER = Path(__file__).with_name("agent_driver.py")
 
 

@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from publish_helpers import PREFIX, alert, broker_settings, put, start_publisher
 
 from agent.model import Event
@@ -93,6 +94,7 @@ def test_watch_reads_password_from_a_file_not_argv(auth_broker, tmp_path):
     assert proc.returncode == 0, err
 
 
+@pytest.mark.slow  # waits for a broker to go and come back (~30 s)
 def test_watch_says_when_its_broker_goes_away_and_comes_back(broker):
     """Silence from a dead broker must not look like a quiet grid (issue 13 item 15)."""
     proc = run_watch("--tcp-port", str(broker.port), "--prefix", PREFIX)

@@ -25,6 +25,9 @@ import pytest
 from agent.screen import local
 from agent.screen.meter import Settings, screen_meter
 
+# Whole screening runs on real homes (local engine and Spark): `make test` only.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 STREET = ROOT / "tests" / "golden" / "replay" / "street-s9" / "input.csv"
 

@@ -23,6 +23,9 @@ from hil.meters import SimUnit
 
 from .rig import ARTIFACTS, CHROMIUM_ARGS, ROOT, AgentRig, chromium_path, get
 
+# End to end: the agent's web pages in a headless browser: `make test` only.
+pytestmark = pytest.mark.slow
+
 DAY = 86400.0
 SPEED = 7 * DAY / 20.0
 
