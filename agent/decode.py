@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 from agent import quality
 from agent.dlt645.codec import FrameError, bcd_decode
+from agent.failures import Failure
 from agent.model import Q_ERROR_REPLY, Q_EXCEPTION, RawBlock, RawItem, RawPoll, Reading
 from agent.quality import family
 
@@ -123,7 +124,7 @@ class Decoder:
                ) -> Reading:
         """``check``: the checks of a pipeline that keeps the meter's check run itself."""
         values, flags = (check or self.check)(raw.t, self.values_from(raw), raw.error_kind)
-        if raw.error_kind == "exception" and self._protocol == "dlt645":
+        if raw.error_kind == Failure.EXCEPTION and self._protocol == "dlt645":
             flags = (flags & ~Q_EXCEPTION) | Q_ERROR_REPLY
         return Reading(raw.meter, raw.t, values, flags)
 

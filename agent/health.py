@@ -15,8 +15,10 @@ shipped to the board). The last error message, the error counts by kind and the 
 reason and hint of a problem live in ``errs`` (``new_errs()``), a list made at the first
 failure or retry (None until then).
 
-MicroPython-safe: imports only micropython; no typing.
+MicroPython-safe: imports only agent.failures and micropython; no typing.
 """
+
+from agent.failures import Failure
 
 try:
     from micropython import const
@@ -28,7 +30,7 @@ except ImportError:  # CPython
 
 STATES = ("ok", "degraded", "down")
 # Causes a health report names (the failure kinds, a retry, a profile that does not fit).
-CAUSES = ("", "io", "timeout", "crc", "exception", "mismatch", "retried", "profile_mismatch")
+CAUSES = ("",) + Failure.ALL + ("retried", "profile_mismatch")
 OK = const(0)
 DEGRADED = const(1)
 DOWN = const(2)
@@ -57,14 +59,15 @@ def backs_off(error_kind):
     """True when a failed poll puts the meter in back-off: it did not answer usefully.
 
     A Modbus exception is an answer (the meter is there), so it only degrades."""
-    return error_kind != "" and error_kind != "exception"
+    return error_kind != "" and error_kind != Failure.EXCEPTION
 
 
 def retryable(error_kind):
     """True when a failed request is worth asking again at once (bounded by the bus's
     ``retries``): a lost, garbled or misdirected reply may be noise; an exception is the
     meter's answer and a vanished port is a bus problem."""
-    return error_kind == "timeout" or error_kind == "crc" or error_kind == "mismatch"
+    return (error_kind == Failure.TIMEOUT or error_kind == Failure.CRC
+            or error_kind == Failure.MISMATCH)
 
 
 def new_errs():

@@ -25,6 +25,7 @@ device inside the meter's one array: an object per meter would cost heap).
 
 import struct
 
+from agent.failures import Failure
 from agent.model import (
     Q_BACKWARDS,
     Q_CRC,
@@ -70,8 +71,8 @@ COUNTER_EPSILON_KWH = 0.01
 BACKWARDS_REBASE = 3
 FROZEN_S = 900.0
 
-ERROR_FLAGS = {"timeout": Q_TIMEOUT, "io": Q_TIMEOUT, "exception": Q_EXCEPTION, "crc": Q_CRC,
-               "mismatch": Q_MISMATCH}
+ERROR_FLAGS = {Failure.TIMEOUT: Q_TIMEOUT, Failure.IO: Q_TIMEOUT, Failure.EXCEPTION: Q_EXCEPTION,
+               Failure.CRC: Q_CRC, Failure.MISMATCH: Q_MISMATCH}
 _INF = float("inf")
 _NAN = float("nan")
 _FMT = {"float32": ">f", "int32": ">i", "uint32": ">I", "int16": ">h", "uint16": ">H"}

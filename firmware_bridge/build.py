@@ -33,6 +33,7 @@ CORE = [
     ("agent/__init__.py", "agent/__init__.py"),
     ("agent/model.py", "agent/model.py"),
     ("agent/policy.py", "agent/policy.py"),
+    ("agent/failures.py", "agent/failures.py"),
     ("agent/health.py", "agent/health.py"),
     ("agent/quality.py", "agent/quality.py"),
     ("agent/aggregate.py", "agent/aggregate.py"),

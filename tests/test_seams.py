@@ -8,10 +8,14 @@ import ast
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
+from agent.failures import Failure
+from agent.link import TransportError
 from agent.modbus.transport import limit_one_request
 from agent.publish.mqtt import close_socket_now
+from agent.quality import ERROR_FLAGS
 from hil.broker import MosquittoBroker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,3 +157,12 @@ def test_paho_can_still_drop_a_socket_at_once() -> None:
                 client.disconnect()
             except Exception:
                 pass
+
+
+def test_failure_kinds_are_one_enumeration() -> None:
+    """Every failure a transport raises is a member of agent/failures.py; a misspelt kind
+    is refused where it is made, not counted under a new name in a health payload."""
+    assert set(ERROR_FLAGS) == set(Failure.ALL)
+    assert TransportError(Failure.CRC, "x").kind == "crc"
+    with pytest.raises(ValueError, match="not a failure kind"):
+        TransportError("time-out", "x")

@@ -26,6 +26,7 @@ from typing import TextIO
 from agent.dlt645 import codec
 from agent.dlt645.plan import plan_items
 from agent.dlt645.transport import Dlt645Transport
+from agent.failures import Failure
 from agent.link import TransportError
 from agent.modbus.hints import HINT_CRC, HINT_ERR_645, HINT_NO_REPLY_645
 from agent.profiles import Profile, ProfileError, load_profile
@@ -110,13 +111,13 @@ async def _read(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
             try:
                 data = await tr.read_item(args.address, req.di)
             except TransportError as e:
-                if e.kind == "io":
+                if e.kind == Failure.IO:
                     return _fail("read", str(e))
-                if e.kind == "exception":
+                if e.kind == Failure.EXCEPTION:
                     hint = HINT_NO_DATA if e.exception_code & 0x02 else "see the meter's manual"
                     problems.append("%s: %s" % (e, hint))
                     continue
-                if e.kind == "crc":
+                if e.kind == Failure.CRC:
                     problems.append("%s at %s: %s" % (e, what, HINT_CRC))
                     continue
                 problems.append("meter %s: %s" % (args.address, HINT_NO_REPLY))
@@ -220,11 +221,11 @@ async def _scan_broadcast(args: argparse.Namespace, out: TextIO) -> int:
         address = await tr.read_address()
     except TransportError as e:
         tr.close()
-        if e.kind == "timeout":
+        if e.kind == Failure.TIMEOUT:
             out.write("no meter answered the read-address broadcast (0x13) on %s.\n%s\n"
                       % (_where(args), HINT_NO_REPLY))
             return 1
-        if e.kind == "crc":
+        if e.kind == Failure.CRC:
             out.write("the read-address broadcast got a garbled answer on %s: %s.\nIf "
                       "several meters share this line their answers collide: give their "
                       "addresses with --addresses (a list, or a range such as "
@@ -246,7 +247,7 @@ async def _probe(tr: Dlt645Transport, address: str) -> str:
     try:
         data = await tr.read_item(address, PROBE_DI)
     except TransportError as e:
-        if e.kind in ("io", "timeout"):
+        if e.kind in (Failure.IO, Failure.TIMEOUT):
             raise
         return "answers, but not the voltage (%s)" % e
     try:
@@ -270,9 +271,9 @@ async def _scan_list(args: argparse.Namespace, addresses: list[str], out: TextIO
             try:
                 found.append((address, await _probe(tr, address)))
             except TransportError as e:
-                if e.kind == "io":
+                if e.kind == Failure.IO:
                     raise
-                if e.kind == "crc":
+                if e.kind == Failure.CRC:
                     noisy += 1
     except TransportError as e:
         progress.end()

@@ -30,6 +30,7 @@ import os
 from typing import Any
 
 from agent.dlt645 import codec
+from agent.failures import Failure
 from agent.link import TransportError
 from agent.model import RawItem
 
@@ -112,7 +113,7 @@ class Dlt645Transport:
             self._received(data)
 
     async def connect(self) -> None:
-        """Open the port or socket; raises TransportError("io") when it is not there."""
+        """Open the port or socket; raises TransportError(Failure.IO) when it is not there."""
         if self.connected:
             return
         self.close()
@@ -122,17 +123,18 @@ class Dlt645Transport:
             import serial  # pyserial: a dependency of the agent already (pymodbus uses it)
             path = str(self.port)
             if not os.path.exists(path):
-                raise TransportError("io", "serial port %s does not exist (adapter unplugged? "
-                                     "see ls /dev/ttyUSB* /dev/serial/by-id/)" % path)
+                raise TransportError(Failure.IO, "serial port %s does not exist (adapter "
+                                     "unplugged? see ls /dev/ttyUSB* /dev/serial/by-id/)"
+                                     % path)
             if not os.access(path, os.R_OK | os.W_OK):
-                raise TransportError("io", "no permission to open %s (add the user to the "
+                raise TransportError(Failure.IO, "no permission to open %s (add the user to the "
                                      "'dialout' group, or run as a user that may)" % path)
             try:
                 ser = serial.Serial(path, baudrate=self.baud, bytesize=self.bytesize,
                                     parity=self.parity, stopbits=self.stopbits, timeout=0,
                                     write_timeout=self.timeout_s)
             except (OSError, ValueError, serial.SerialException) as e:
-                raise TransportError("io", "cannot open %s: %s" % (self.describe(), e)) \
+                raise TransportError(Failure.IO, "cannot open %s: %s" % (self.describe(), e)) \
                     from None
             self._serial = ser
             self._loop.add_reader(ser.fileno(), self._on_serial)
@@ -141,7 +143,7 @@ class Dlt645Transport:
             tr, _ = await asyncio.wait_for(self._loop.create_connection(
                 lambda: _Receiver(self), self.host, int(self.port or 0)), self.timeout_s)
         except (OSError, asyncio.TimeoutError) as e:
-            raise TransportError("io", "cannot connect to %s: %s" % (
+            raise TransportError(Failure.IO, "cannot connect to %s: %s" % (
                 self.describe(), e or "no answer")) from None
         self._tcp = tr  # type: ignore[assignment]
 
@@ -170,7 +172,7 @@ class Dlt645Transport:
                 raise OSError("not connected")
         except Exception as e:  # pyserial raises its own types for a vanished port
             self.close()
-            raise TransportError("io", "%s: cannot send: %s" % (self.describe(), e)) \
+            raise TransportError(Failure.IO, "%s: cannot send: %s" % (self.describe(), e)) \
                 from None
 
     # --------------------------------------------------------------- one exchange
@@ -180,7 +182,7 @@ class Dlt645Transport:
         if not self.connected:
             await self.connect()
         if self._event is None or self._loop is None:  # pragma: no cover - connect() set them
-            raise TransportError("io", "not connected")
+            raise TransportError(Failure.IO, "not connected")
         self._rx.clear()  # a late answer to an earlier request is not this one's
         self._rx_since_send = 0
         self._event.clear()
@@ -193,26 +195,26 @@ class Dlt645Transport:
                 got, used = codec.scan(bytes(self._rx))
             except codec.FrameError as e:
                 self._rx.clear()
-                raise TransportError("crc", "%s: %s" % (who, e)) from None
+                raise TransportError(Failure.CRC, "%s: %s" % (who, e)) from None
             if used:
                 del self._rx[:used]
             if got is not None:
                 if not got.is_reply:
                     continue  # our own request echoed by the adapter
                 if address != codec.BROADCAST and got.address != address:
-                    raise TransportError("crc", "meter %s: the reply came from address %s "
+                    raise TransportError(Failure.CRC, "meter %s: the reply came from address %s "
                                          "(two meters with one address, or a line mix-up)"
                                          % (address, got.address))
                 return got
             if not self.connected:
-                raise TransportError("io", "connection to %s lost" % self.describe())
+                raise TransportError(Failure.IO, "connection to %s lost" % self.describe())
             left = deadline - self._loop.time()
             if left <= 0:
                 if self._rx_since_send:
-                    raise TransportError("crc", "%s: %d bytes arrived but no complete "
+                    raise TransportError(Failure.CRC, "%s: %d bytes arrived but no complete "
                                          "frame (truncated or garbled)"
                                          % (who, self._rx_since_send))
-                raise TransportError("timeout", "%s: no answer in %.0f ms"
+                raise TransportError(Failure.TIMEOUT, "%s: no answer in %.0f ms"
                                      % (who, 1000 * timeout_s))
             self._event.clear()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -229,7 +231,7 @@ class Dlt645Transport:
         while f.follows:
             seq += 1
             if seq > MAX_FOLLOW_UPS:
-                raise TransportError("crc", "meter %s: DI %s: still 'more follows' (0xB1) "
+                raise TransportError(Failure.CRC, "meter %s: DI %s: still 'more follows' (0xB1) "
                                      "after %d follow-up frames; gave up"
                                      % (address, codec.di_text(di), MAX_FOLLOW_UPS))
             f = await self.exchange(codec.follow_request(address, di, seq), address, t)
@@ -242,21 +244,21 @@ class Dlt645Transport:
             return codec.item_data(f, di, function)
         except codec.FrameError as e:
             if e.kind == "error":
-                raise TransportError("exception", "meter %s: %s" % (address, e),
+                raise TransportError(Failure.EXCEPTION, "meter %s: %s" % (address, e),
                                      exception_code=e.code) from None
-            raise TransportError("crc", "meter %s: %s" % (address, e)) from None
+            raise TransportError(Failure.CRC, "meter %s: %s" % (address, e)) from None
 
     async def read_address(self, timeout_s: float | None = None) -> str:
         """0x13 broadcast: the address of the one meter on the line."""
         t = self.timeout_s if timeout_s is None else timeout_s
         f = await self.exchange(codec.read_address_request(), codec.BROADCAST, t)
         if f.function != codec.C_READ_ADDRESS or f.abnormal or len(f.data) < 6:
-            raise TransportError("crc", "no valid answer to the read-address broadcast "
+            raise TransportError(Failure.CRC, "no valid answer to the read-address broadcast "
                                  "(control 0x%02X, %d bytes)" % (f.control, len(f.data)))
         try:
             return codec.address_text(f.data[:6])
         except codec.FrameError as e:
-            raise TransportError("crc", "read-address answer: %s" % e) from None
+            raise TransportError(Failure.CRC, "read-address answer: %s" % e) from None
 
     async def fetch(self, meter: Any, req: Any, timeout_s: float) -> RawItem:
         """One planned ItemRequest of ``meter`` (a MeterPlan): the poller's seam."""

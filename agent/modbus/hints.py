@@ -7,6 +7,8 @@ depends on the link: A/B polarity, baud and parity mean nothing on Modbus TCP.
 
 from __future__ import annotations
 
+from agent.failures import Failure
+
 HINT_NO_REPLY = ("no reply: check the A/B wires (swap them if unsure: polarity is not "
                  "standardised), the baud rate (--baud), parity (--parity), stop bits and "
                  "the unit id; a long bus needs 120 ohm termination at both ends")
@@ -49,12 +51,12 @@ HINT_ERR_645 = ((0x02, "the meter does not have this data identifier: wrong prof
 
 
 def _dlt645_hint(kind: str, error_byte: int, serial: bool) -> str:
-    if kind == "exception":
+    if kind == Failure.EXCEPTION:
         for bit, text in HINT_ERR_645:
             if error_byte & bit:
                 return text
         return "the meter answers error 0x%02X: see its manual" % error_byte
-    if kind == "timeout":
+    if kind == Failure.TIMEOUT:
         return HINT_NO_REPLY_645 if serial else HINT_NO_REPLY_645_TCP
     return ""
 
@@ -71,13 +73,13 @@ def failure_hint(kind: str, exception_code: int = 0, serial: bool = True,
         exception_code = 0  # crc, io, retried: the same advice as for Modbus
     if exception_code in HINT_EXC:
         return HINT_EXC[exception_code]
-    if kind == "io":
+    if kind == Failure.IO:
         return HINT_IO_SERIAL if serial else HINT_IO_TCP
-    if kind == "timeout":
+    if kind == Failure.TIMEOUT:
         return HINT_NO_REPLY if serial else HINT_NO_REPLY_TCP
-    if kind == "crc":
+    if kind == Failure.CRC:
         return HINT_CRC
-    if kind == "exception":
+    if kind == Failure.EXCEPTION:
         return "the meter refuses the request (exception %d): see its manual" % exception_code
     if kind == "retried":
         return HINT_RETRIED

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Callable
 
 from agent.backoff import Backoff
 from agent.dlt645.transport import Dlt645Transport
+from agent.failures import Failure
 from agent.health import backs_off, retryable
 from agent.link import TransportError
 from agent.meter_health import Health
@@ -160,16 +161,16 @@ class BusPoller:
                     # what the health payload, the log and `status` show.
                     return RawPoll(plan.id, t, blocks, "%s (reconnecting in %.1f s)" % (
                         self._conn_error or "%s is unreachable" % transport.describe(),
-                        self._conn_retry_at - loop.time()), "io"), used
+                        self._conn_retry_at - loop.time()), Failure.IO), used
                 self.requests += 1
                 try:
                     block = await transport.fetch(plan, req, timeout)
                 except TransportError as e:
                     self.failures += 1
-                    if e.kind == "io":
+                    if e.kind == Failure.IO:
                         self._conn_retry_at = loop.time() + self._conn_backoff.failure()
                         self._conn_error = str(e)
-                        return RawPoll(plan.id, t, blocks, str(e), "io"), used
+                        return RawPoll(plan.id, t, blocks, str(e), Failure.IO), used
                     if attempt < retries and retryable(e.kind):
                         attempt += 1
                         used += 1
@@ -193,7 +194,7 @@ class BusPoller:
                 hint = failure_hint("retried", serial=serial)
         else:
             hint = failure_hint(raw.error_kind, raw.exception_code, serial, self.bus.protocol)
-            if raw.error_kind == "io":
+            if raw.error_kind == Failure.IO:
                 # The port's own back-off decides when anyone on it is tried again.
                 delay = max(0.0, self._conn_retry_at - asyncio.get_running_loop().time())
             elif backs_off(raw.error_kind):

@@ -31,6 +31,7 @@ import time
 from typing import TextIO
 
 from agent.cliargs import deprecated_alias, tcp_port
+from agent.failures import Failure
 from agent.modbus.blocks import plan_reads
 from agent.modbus.hints import HINT_CRC, HINT_EXC, HINT_NO_REPLY, HINT_NO_REPLY_TCP
 from agent.modbus.transport import Transport, TransportError
@@ -248,9 +249,9 @@ async def _probe(tr: Transport, unit: int, profile: Profile) -> tuple[str, str]:
     try:
         regs = await tr.read(unit, f.fc, f.address, f.size)
     except TransportError as e:
-        if e.kind == "exception":
+        if e.kind == Failure.EXCEPTION:
             return "answer", "exception %d" % e.exception_code
-        if e.kind == "io":
+        if e.kind == Failure.IO:
             raise
         return e.kind, ""
     value = decode_field(f, regs, profile.quirks.word_order)
@@ -424,19 +425,19 @@ async def _read_once(args: argparse.Namespace, profile: Profile, tr: Transport) 
                                   else None))
         except TransportError as e:
             where = "fc%d 0x%04X+%d (%s)" % (r.fc, r.address, r.count, ", ".join(r.fields))
-            if e.kind == "io":
+            if e.kind == Failure.IO:
                 res.fatal = str(e)
                 return res
-            if e.kind == "exception":
+            if e.kind == Failure.EXCEPTION:
                 if e.exception_code == 1:
                     unsupported.add(r.fc)
                 name = EXCEPTION_NAMES.get(e.exception_code, "exception")
                 res.problems.append("unit %d answered exception %d (%s) at %s: %s" % (
                     args.unit, e.exception_code, name, where,
                     HINT_EXC.get(e.exception_code, "see the meter's manual")))
-            elif e.kind == "crc":
+            elif e.kind == Failure.CRC:
                 res.problems.append("garbled reply at %s: %s" % (where, HINT_CRC))
-            elif e.kind == "mismatch":
+            elif e.kind == Failure.MISMATCH:
                 res.problems.append("%s at %s: bad data, not shown" % (e, where))
             else:
                 res.problems.append("unit %d: %s%s" % (

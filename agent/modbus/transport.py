@@ -31,6 +31,7 @@ from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
+from agent.failures import Failure
 from agent.link import TransportError
 from agent.modbus.replies import RTU, SOCKET, wrong_reply
 from agent.model import RawBlock
@@ -182,8 +183,9 @@ class Transport:
         why = self._wrong_reply(unit, fc, count)
         after = "; the connection was reset" if reset else ""
         if why:
-            return TransportError("mismatch", "unit %d: wrong reply, %s%s" % (unit, why, after))
-        return TransportError("crc", "unit %d: %d bytes arrived but no valid frame (bad CRC "
+            return TransportError(Failure.MISMATCH, "unit %d: wrong reply, %s%s"
+                                  % (unit, why, after))
+        return TransportError(Failure.CRC, "unit %d: %d bytes arrived but no valid frame (bad CRC "
                               "or noise)%s" % (unit, self._rx_since_send, after))
 
     def _make_client(self) -> AsyncModbusSerialClient | AsyncModbusTcpClient:
@@ -203,17 +205,17 @@ class Transport:
         path = str(self.port)
         parent = os.path.dirname(os.path.abspath(path))
         if not os.access(parent, os.X_OK):
-            raise TransportError("io", "no permission to open %s (cannot enter %s)"
+            raise TransportError(Failure.IO, "no permission to open %s (cannot enter %s)"
                                  % (path, parent))
         if not os.path.exists(path):
-            raise TransportError("io", "serial port %s does not exist (adapter unplugged? "
+            raise TransportError(Failure.IO, "serial port %s does not exist (adapter unplugged? "
                                  "see ls /dev/ttyUSB* /dev/serial/by-id/)" % path)
         if not os.access(path, os.R_OK | os.W_OK):
-            raise TransportError("io", "no permission to open %s (add the user to the "
+            raise TransportError(Failure.IO, "no permission to open %s (add the user to the "
                                  "'dialout' group, or run as a user that may)" % path)
 
     async def connect(self) -> None:
-        """Open the port or socket; raises TransportError("io") when it is not there."""
+        """Open the port or socket; raises TransportError(Failure.IO) when it is not there."""
         if self.connected:
             return
         self.close()
@@ -224,10 +226,10 @@ class Transport:
             ok = await client.connect()
         except (OSError, ModbusException) as e:
             client.close()
-            raise TransportError("io", "cannot open %s: %s" % (self.describe(), e)) from None
+            raise TransportError(Failure.IO, "cannot open %s: %s" % (self.describe(), e)) from None
         if not ok:
             client.close()
-            raise TransportError("io", await self._why_not_connected())
+            raise TransportError(Failure.IO, await self._why_not_connected())
         self._client = client
         self._answered = False
 
@@ -266,7 +268,7 @@ class Transport:
 
     async def _lost(self, detail: str = "") -> TransportError:
         """A connection that had answered broke: say so, and what reconnecting meets."""
-        return TransportError("io", "connection to %s lost%s; now: %s" % (
+        return TransportError(Failure.IO, "connection to %s lost%s; now: %s" % (
             self.describe(), (" (%s)" % detail) if detail else "", await self._diagnose()))
 
     def close(self) -> None:
@@ -292,7 +294,7 @@ class Transport:
             await self.connect()
         client = self._client
         if client is None:  # pragma: no cover - connect() raised already
-            raise TransportError("io", "not connected")
+            raise TransportError(Failure.IO, "not connected")
         wait_s = timeout_s if timeout_s is not None else self.timeout_s
         limit_one_request(client, wait_s)
         self._rx_since_send = 0
@@ -309,7 +311,7 @@ class Transport:
             if self._rx_since_send:  # a reply pymodbus could not decode closed the link
                 raise self._garbled(unit, fc, count, reset=True) from None
             if not self._answered:
-                raise TransportError("io", await self._why_not_connected()) from None
+                raise TransportError(Failure.IO, await self._why_not_connected()) from None
             raise await self._lost(str(e)) from None
         except ModbusIOException as e:
             if not client.connected:
@@ -317,11 +319,11 @@ class Transport:
                 if self._rx_since_send:
                     raise self._garbled(unit, fc, count, reset=True) from None
                 if not self._answered:
-                    raise TransportError("io", await self._why_not_connected()) from None
+                    raise TransportError(Failure.IO, await self._why_not_connected()) from None
                 raise await self._lost() from None
             if self._rx_since_send:
                 raise self._garbled(unit, fc, count, reset=False) from None
-            raise TransportError("timeout", "unit %d: no answer in %.0f ms" % (
+            raise TransportError(Failure.TIMEOUT, "unit %d: no answer in %.0f ms" % (
                 unit, 1000 * wait_s)) from e
         except (OSError, asyncio.IncompleteReadError) as e:
             self.close()
@@ -330,21 +332,21 @@ class Transport:
         why = self._wrong_reply(unit, fc, count)
         if why or int(getattr(rr, "function_code", fc) or 0) & 0x7F != fc:
             # Well-formed but not this request's answer: never registers (issue 11).
-            raise TransportError("mismatch", "unit %d: wrong reply, %s" % (
+            raise TransportError(Failure.MISMATCH, "unit %d: wrong reply, %s" % (
                 unit, why or "function code %s" % getattr(rr, "function_code", "?")))
         if rr.isError():
             code = int(getattr(rr, "exception_code", 0) or 0)
             if code in GATEWAY_NO_ANSWER:
                 # A gateway's own reply that no meter answered: the unit is absent, as
                 # after a timeout (scan does not list it, the poller backs off).
-                raise TransportError("timeout", "unit %d: the gateway reports no answer "
+                raise TransportError(Failure.TIMEOUT, "unit %d: the gateway reports no answer "
                                      "(exception %d, %s)" % (unit, code,
                                                              GATEWAY_NO_ANSWER[code]),
                                      exception_code=code)
-            raise TransportError("exception", "unit %d answered exception %d" % (unit, code),
+            raise TransportError(Failure.EXCEPTION, "unit %d answered exception %d" % (unit, code),
                                  exception_code=code)
         regs = list(rr.registers)
         if len(regs) != count:
-            raise TransportError("mismatch", "unit %d: wrong reply, %d registers for %d "
+            raise TransportError(Failure.MISMATCH, "unit %d: wrong reply, %d registers for %d "
                                  "asked" % (unit, len(regs), count))
         return regs

@@ -22,6 +22,7 @@ from meter import Meter
 from modbus_rtu import ModbusError, RtuMaster
 from store import AlertQueue, Store
 
+from agent.failures import Failure
 from agent.health import backs_off, retryable
 
 VERSION = "0.1.0"
@@ -176,7 +177,7 @@ class App:
                 if not retryable(e.kind):
                     break
             except OSError as e:
-                error_kind = "io"
+                error_kind = Failure.IO
                 message = "uart: %s" % e
                 break
         self.polls += 1

@@ -16,6 +16,7 @@ import time
 from modbus_rtu import ModbusError
 
 from agent.dlt645 import codec
+from agent.failures import Failure
 
 
 class Dlt645Master:
@@ -77,28 +78,29 @@ class Dlt645Master:
                 try:
                     f, used = codec.scan(buf)
                 except codec.FrameError as e:
-                    raise self._fail("crc", "meter %s: %s" % (address, e)) from None
+                    raise self._fail(Failure.CRC, "meter %s: %s" % (address, e)) from None
                 buf = buf[used:]
                 if f is None:
                     break
                 if not f.is_reply:
                     continue  # our own request, echoed by the transceiver
                 if f.address != address:
-                    raise self._fail("crc", "meter %s: the reply came from address %s"
+                    raise self._fail(Failure.CRC, "meter %s: the reply came from address %s"
                                      % (address, f.address))
                 return f
         if got_bytes:
-            raise self._fail("crc", "meter %s: %d bytes arrived but no complete frame"
+            raise self._fail(Failure.CRC, "meter %s: %d bytes arrived but no complete frame"
                              % (address, got_bytes))
-        raise self._fail("timeout", "meter %s: no reply in %d ms" % (address, self.timeout_ms))
+        raise self._fail(Failure.TIMEOUT, "meter %s: no reply in %d ms"
+                         % (address, self.timeout_ms))
 
     def _data(self, f, address, di, function):
         try:
             return codec.item_data(f, di, function)
         except codec.FrameError as e:
             if e.kind == "error":
-                raise self._fail("exception", "meter %s: %s" % (address, e), e.code) from None
-            raise self._fail("crc", "meter %s: %s" % (address, e)) from None
+                raise self._fail(Failure.EXCEPTION, "meter %s: %s" % (address, e), e.code) from None
+            raise self._fail(Failure.CRC, "meter %s: %s" % (address, e)) from None
 
     def read_item(self, address, di):
         """The value bytes of data item ``di`` of meter ``address`` (12 digits)."""
@@ -109,7 +111,7 @@ class Dlt645Master:
         while f.follows:
             seq += 1
             if seq > codec.MAX_FOLLOW_UPS:
-                raise self._fail("crc", "meter %s: DI %s: still 'more follows' after %d "
+                raise self._fail(Failure.CRC, "meter %s: DI %s: still 'more follows' after %d "
                                  "follow-up frames" % (address, codec.di_text(di),
                                                        codec.MAX_FOLLOW_UPS))
             f = self._exchange(codec.follow_request(address, di, seq), address)

@@ -14,6 +14,8 @@ exception, io), so the device reports the same quality flags and health as the a
 import struct
 import time
 
+from agent.failures import Failure
+
 
 class ModbusError(Exception):
     def __init__(self, kind, message, code=0):
@@ -101,7 +103,7 @@ class RtuMaster:
     def read_registers(self, unit, fc, address, count):
         """Registers ``address .. address+count-1`` of ``unit`` with fc 3 or 4."""
         if fc not in (3, 4) or not 1 <= count <= 125:
-            raise ModbusError("io", "unsupported request fc=%d count=%d" % (fc, count))
+            raise ModbusError(Failure.IO, "unsupported request fc=%d count=%d" % (fc, count))
         self.requests += 1
         self._quiet()
         self._send(request(unit, fc, address, count))
@@ -110,22 +112,22 @@ class RtuMaster:
         if len(buf) < want:
             self.errors += 1
             if not buf:
-                raise ModbusError("timeout", "unit %d: no reply in %d ms"
+                raise ModbusError(Failure.TIMEOUT, "unit %d: no reply in %d ms"
                                   % (unit, self.timeout_ms))
-            raise ModbusError("timeout", "unit %d: %d of %d bytes in %d ms"
+            raise ModbusError(Failure.TIMEOUT, "unit %d: %d of %d bytes in %d ms"
                               % (unit, len(buf), want, self.timeout_ms))
         frame = bytes(buf[:want])
         if struct.unpack("<H", frame[-2:])[0] != crc16(frame[:-2]):
             self.errors += 1
-            raise ModbusError("crc", "unit %d: bad CRC" % unit)
+            raise ModbusError(Failure.CRC, "unit %d: bad CRC" % unit)
         if frame[0] != unit:
             self.errors += 1
-            raise ModbusError("io", "reply from unit %d, expected %d" % (frame[0], unit))
+            raise ModbusError(Failure.IO, "reply from unit %d, expected %d" % (frame[0], unit))
         if frame[1] == (fc | 0x80):
             self.errors += 1
-            raise ModbusError("exception", "unit %d: exception %d" % (unit, frame[2]),
+            raise ModbusError(Failure.EXCEPTION, "unit %d: exception %d" % (unit, frame[2]),
                               frame[2])
         if frame[1] != fc or frame[2] != 2 * count:
             self.errors += 1
-            raise ModbusError("io", "unit %d: malformed reply" % unit)
+            raise ModbusError(Failure.IO, "unit %d: malformed reply" % unit)
         return list(struct.unpack(">%dH" % count, frame[3:-2]))
