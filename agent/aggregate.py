@@ -51,6 +51,11 @@ def init(v, o, slot_s):
     _reset(v, o)
 
 
+def restart(v, o):
+    """Empty the aggregate and forget its slot (the next reading opens one)."""
+    init(v, o, v[o + _SLOT_S])
+
+
 def _reset(v, o):
     """Empty the aggregate, keeping its length and start."""
     for i in range(o + _N_GOOD, o + SIZE):

@@ -15,9 +15,15 @@ import time
 class Clock:
     """Simulated-or-real UNIX time: ``now() = t0 + (monotonic - m0) * speed``.
 
-    With ``speed=1`` and no ``t0`` it is the wall clock. Two processes that share ``t0``,
-    ``speed`` and ``wall_start`` (see ``spec()``/``from_spec()``) agree on the simulated time,
-    which is how a rig in one process and an agent in another stay in step.
+    With ``speed=1`` and no ``t0`` it is the wall clock itself (``time.time()``), so the
+    times the agent stamps on readings and events follow NTP's corrections made after it
+    started, as the status and will messages do; waiting and timeouts use the monotonic
+    clock (``monotonic()``, ``sleep()``), which no correction moves. ``step()`` moves the
+    time the way NTP or an RTC reset moves the wall clock, for the fault campaigns.
+
+    Two processes that share ``t0``, ``speed`` and ``wall_start`` (see ``spec()`` and
+    ``from_spec()``) agree on the simulated time, which is how a rig in one process and an
+    agent in another stay in step.
     """
 
     def __init__(
@@ -31,13 +37,26 @@ class Clock:
         # Anchor the monotonic clock to the shared wall start so that a clock rebuilt from a
         # spec in another process reads the same simulated time.
         self._m0 = time.monotonic() - (time.time() - self.wall_start)
+        self._wall = speed == 1.0 and t0 is None and wall_start is None
 
     @property
     def simulated(self) -> bool:
         return self.speed != 1.0 or self.t0 != self.wall_start
 
     def now(self) -> float:
+        if self._wall:
+            return time.time()
         return self.t0 + (time.monotonic() - self._m0) * self.speed
+
+    def step(self, seconds: float) -> None:
+        """Step the time by ``seconds`` (negative: back), as an NTP step or an RTC reset
+        steps the wall clock; a wall clock becomes a simulated one from here."""
+        if self._wall:
+            self._wall = False
+            self.wall_start = time.time()
+            self.t0 = self.wall_start
+            self._m0 = time.monotonic()
+        self.t0 += seconds
 
     def monotonic(self) -> float:
         return time.monotonic()

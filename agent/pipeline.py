@@ -117,6 +117,13 @@ class MeterPipeline:
         o = self._slot()
         return None if o is None else aggregate.state(self._v, o)
 
+    def reset_slot(self):
+        """Start the telemetry slot afresh (the gateway's clock moved to another time
+        base: the open slot belongs to the old one)."""
+        o = self._slot()
+        if o is not None:
+            aggregate.restart(self._v, o)
+
     def restore_slot(self, saved):
         """Continue a checkpointed slot; ValueError/KeyError/TypeError when it does not
         fit (the slot then starts afresh)."""
@@ -135,9 +142,11 @@ class MeterPipeline:
         """Values read some other way (DL/T 645 on the agent) -> ``(values, quality)``."""
         return quality.check(self._v, _CK, self.fields, t, values, error_kind)
 
-    def process(self, t, values, flags):
+    def process(self, t, values, flags, decide=True):
         """A reading -> events: the telemetry and score of a slot it closes, then what
-        the policy decides once the detector has learned from it (bad data never is)."""
+        the policy decides once the detector has learned from it (bad data never is).
+        ``decide`` False: learn, but let the policy decide nothing (the agent's clock
+        guard, while the detector re-learns after a clock step)."""
         events = []
         det = self.detector
         v = self._v
@@ -157,7 +166,7 @@ class MeterPipeline:
             return events
         v[_SAMPLES] += 1.0
         det.update(t, values["p_w"], values.get("pf"))
-        if int(v[_FLAGS]) & _DECIDES:
+        if decide and int(v[_FLAGS]) & _DECIDES:
             events.extend(self.policy.update(det.verdict(t)))
         return events
 

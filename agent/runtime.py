@@ -25,6 +25,7 @@ from typing import Callable
 
 import agent.pipeline
 from agent.clock import Clock
+from agent.clockguard import ACCEPTED, CLOCK_FLOOR, HOLD, ClockGuard
 from agent.config import MeterPlan, Plan
 from agent.decode import Decoder
 from agent.healthlog import TransitionLog
@@ -44,6 +45,11 @@ log = logging.getLogger("loadwatch.runtime")
 
 # Key of a meter's alert-policy state in the outbox (written with its alert events).
 POLICY_KEY = "policy:%s"
+# A meter that answers but whose last this many readings were all unusable (NaN, out of
+# range, frozen, ...) is not "ok": it is reachable and useless.
+BAD_DATA_RUN = 5
+BAD_DATA_HINT = ("the meter answers but its values are not usable: check the profile (word "
+                 "order, scale), the wiring, and `loadwatch read` of this meter")
 
 
 def _version() -> str:
@@ -67,6 +73,9 @@ class MeterPipeline(agent.pipeline.MeterPipeline):
                          frozen_s=self.decoder.frozen_s, decides_alerts=decides_alerts,
                          poll_s=plan.poll_s, unit=plan.unit)
         self.plan = plan
+        self.clock_guard = ClockGuard(plan.id)  # replaced by _build_pipelines
+        self.bad_run = 0  # consecutive unusable readings
+        self.bad_quality: list[str] = []
         # The policy state that goes with the last alert event on disk. While an alert
         # event waits in memory (full disk), state.json gets this one, not the live one,
         # so a crash then makes the restart decide that event again instead of losing it.
@@ -83,7 +92,12 @@ class MeterPipeline(agent.pipeline.MeterPipeline):
         """What ``state.json`` keeps of this meter (see agent/statefile.py)."""
         return {"detector": self.detector.state(),
                 "policy": self.committed_policy if self.alerts_held else self.policy.state(),
-                "slot": self.slot_state()}
+                "slot": self.slot_state(), "clock": self.clock_guard.state()}
+
+    def _state_name(self, t: float | None = None) -> str:
+        if self.clock_guard.holding or (t is not None and not self.clock_guard.deciding(t)):
+            return "unknown"  # the clock cannot be trusted (see agent/clockguard.py)
+        return "ready" if self.detector.ready else "warming"
 
     def process_poll(self, raw: RawPoll) -> list[Event]:
         return self.process_reading(self.decoder.decode(raw, self.check))
@@ -91,9 +105,28 @@ class MeterPipeline(agent.pipeline.MeterPipeline):
     def process_reading(self, reading: Reading) -> list[Event]:
         self.last_reading = reading
         self.readings += 1
+        verdict = self.clock_guard.check(reading.t)
+        if verdict == HOLD:  # nothing learned, nothing decided: the alert stays as it is
+            return []
+        if verdict == ACCEPTED:  # the open slot is on the old time base
+            self.reset_slot()
         if reading.values:
             self.mismatch = self.profile_check.update(reading.values, reading.quality)
-        return self.process(reading.t, reading.values, reading.quality)
+        if reading.scorable and "p_w" in reading.values:
+            self.bad_run = 0
+        else:
+            self.bad_run += 1
+            self.bad_quality = quality_names(reading.quality) or ["no p_w"]
+        events = self.process(reading.t, reading.values, reading.quality,
+                              decide=self.clock_guard.deciding(reading.t))
+        state = self._state_name(reading.t)
+        if state == "unknown":  # the shared pipeline knows nothing of the gateway's clock
+            for ev in events:
+                if ev.kind == "telemetry":
+                    ev.data["detector_state"] = state
+                elif ev.kind == "score":
+                    ev.data["state"] = state
+        return events
 
     def snapshot(self) -> dict:
         r = self.last_reading
@@ -104,7 +137,7 @@ class MeterPipeline(agent.pipeline.MeterPipeline):
             "p_w": r.values.get("p_w") if r else None,
             "quality": quality_names(r.quality) if r else [],
             "score": self.detector.score,
-            "state": "ready" if self.detector.ready else "warming",
+            "state": self._state_name(r.t if r else None),
             "alert": self.policy.alert_id if self.policy.active else "",
             "samples": self.samples,
             "bad_samples": self.readings - self.samples,
@@ -161,6 +194,14 @@ class Agent:
             pipeline = MeterPipeline(
                 m, detector or Detector(dset), policy or Policy(m.id, pset),
                 self.plan.telemetry_every_s, decides_alerts=m.id not in bridged)
+            # Only the wall clock has a floor: a simulated one may replay 2013's traces.
+            floor = float("-inf") if self.clock.simulated else CLOCK_FLOOR
+            pipeline.clock_guard = ClockGuard(m.id, floor)
+            if "clock" in one:
+                try:
+                    pipeline.clock_guard = ClockGuard.from_state(m.id, one["clock"], floor)
+                except (TypeError, ValueError) as e:
+                    log.warning("saved clock state of meter %s not used (%s)", m.id, e)
             if one.get("slot") is not None:
                 try:
                     pipeline.restore_slot(one["slot"])
@@ -396,6 +437,12 @@ class Agent:
         if pipeline is not None and pipeline.mismatch and health.state == "ok":
             health.set_problem("degraded", "profile_mismatch", pipeline.mismatch,
                                PROFILE_HINT)
+        elif pipeline is not None and pipeline.bad_run >= BAD_DATA_RUN and \
+                health.state == "ok":
+            health.set_problem("degraded", "bad_data", "the last %d readings were all "
+                               "unusable (%s)" % (pipeline.bad_run,
+                                                  ",".join(pipeline.bad_quality)),
+                               BAD_DATA_HINT)
         self.health[health.meter] = health
         self.transitions.observe(health)
         now = self.clock.now()

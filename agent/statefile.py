@@ -18,9 +18,10 @@ Layout (version 1)::
 
     {"version": 1, "t": <clock time of the save>,
      "meters": {"<meter id>": {"detector": {...}, "policy": {...},
-                               "slot": {...}, "last_t": <time of its last scored reading>}}}
+                               "slot": {...}, "clock": {...}}}}
 
-Every per-meter key is optional (an older file lacks ``slot`` and ``last_t``).
+Every per-meter key is optional (an older file lacks ``slot`` and ``clock``); ``clock`` is
+the meter's agent/clockguard.py state (the latest time it trusted).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ log = logging.getLogger("loadwatch.state")
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
-_DICT_KEYS = ("detector", "policy", "slot")
+_DICT_KEYS = ("detector", "policy", "slot", "clock")
 
 
 class _NonFinite:
@@ -74,10 +75,6 @@ def _meter_problem(entry: object) -> str | None:
     for k in _DICT_KEYS:
         if k in entry and not isinstance(entry[k], dict):
             return "%s is %s, not an object" % (k, type(entry[k]).__name__)
-    last_t = entry.get("last_t")
-    if last_t is not None and (isinstance(last_t, bool)
-                               or not isinstance(last_t, (int, float))):
-        return "last_t is %r, not a number" % (last_t,)
     bad = non_finite_path(entry)
     if bad:
         return "%s is not a finite number" % bad

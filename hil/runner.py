@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import shutil
 import statistics
@@ -376,12 +377,24 @@ def judge(sc: Scenario, rep: Report, received: list[dict], obs: _Observer,
     got_ids = {m["payload"].get("id") for m in received if isinstance(m["payload"], dict)}
     emitted = [ev for ev in obs.emitted.values() if ev.t <= t_end]
     lost_alerts = [ev for ev in emitted if ev.is_alert and ev.id not in got_ids]
-    lost_health = [ev for ev in emitted if ev.kind == "health" and ev.id not in got_ids]
+    # The outbox keeps only a meter's latest health while it waits (a subscriber needs the
+    # current state, not every flap): a health event is lost only if no later health of
+    # its meter arrived either.
+    latest_health: dict[str, float] = {}
+    for m in received:
+        pl = m["payload"]
+        if m["topic"].endswith("/health") and isinstance(pl, dict):
+            meter = pl.get("meter", "?")
+            latest_health[meter] = max(latest_health.get(meter, -math.inf), pl.get("t", 0.0))
+    unseen = [ev for ev in emitted if ev.kind == "health" and ev.id not in got_ids]
+    superseded = [ev for ev in unseen if latest_health.get(ev.meter, -math.inf) > ev.t]
+    lost_health = [ev for ev in unseen if ev not in superseded]
     n_alert = sum(1 for ev in emitted if ev.is_alert)
     rep.lost = {"alert": len(lost_alerts), "health": len(lost_health)}
     out.append("messages: %d alert events emitted, %d received, %d lost; %d health events "
-               "emitted, %d lost" % (n_alert, n_alert - len(lost_alerts), len(lost_alerts),
-                                     len(emitted) - n_alert, len(lost_health)))
+               "emitted, %d lost (%d superseded by a later one of their meter)"
+               % (n_alert, n_alert - len(lost_alerts), len(lost_alerts),
+                  len(emitted) - n_alert, len(lost_health), len(superseded)))
     for down, up in outages or []:
         up = t_end if up is None else up
         queued = [ev for ev in emitted if down <= ev.t < up]

@@ -242,8 +242,16 @@ class BusPoller:
 
     # ------------------------------------------------------------------ schedules
 
+    @staticmethod
+    def _due(st: MeterState, now: float) -> bool:
+        """Due now. A due time more than one interval ahead means the clock was stepped
+        back (NTP, an RTC reset): poll now rather than wait for the old time to come."""
+        return st.next_due <= now or st.next_due - now > st.plan.poll_s
+
     def _advance(self, st: MeterState, now: float) -> None:
         poll_s = st.plan.poll_s
+        if st.next_due - now > poll_s:  # the clock went back: schedule from now
+            st.next_due = now
         if st.next_due <= now:
             st.next_due += poll_s * (math.floor((now - st.next_due) / poll_s) + 1)
 
@@ -252,7 +260,7 @@ class BusPoller:
         mono = self.clock.monotonic()
         waits = []
         for st in states:
-            real = self.clock.real_seconds(st.next_due - now)
+            real = 0.0 if self._due(st, now) else self.clock.real_seconds(st.next_due - now)
             waits.append(max(real, st.retry_at - mono))
         return max(0.0, min(min(waits, default=MAX_IDLE_S), MAX_IDLE_S))
 
@@ -266,7 +274,7 @@ class BusPoller:
         mono = self.clock.monotonic()
         started = time.monotonic()
         due = [st for st in self.meters.values()
-               if st.next_due <= now and st.retry_at <= mono]
+               if self._due(st, now) and st.retry_at <= mono]
         lock, pool = self._resources()
         out: list[RawPoll] = []
         if self.shared:
@@ -331,7 +339,7 @@ class BusPoller:
         _, pool = self._resources()
         while not self._stopped:
             now = self.clock.now()
-            if st.next_due <= now and st.retry_at <= self.clock.monotonic():
+            if self._due(st, now) and st.retry_at <= self.clock.monotonic():
                 await self._poll_pooled(pool, st, now)
             await asyncio.sleep(self._sleep_s([st]))
 

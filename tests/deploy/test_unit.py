@@ -61,6 +61,8 @@ def test_unit_sandbox_and_lifecycle_settings():
     s = _settings()
     one = {k: v[-1] for k, v in s.items()}
     assert one["ExecStart"] == EXEC + " run --config /etc/loadwatch/loadwatch.toml"
+    # Readings and alerts are stamped with the wall clock: start after it is synchronised.
+    assert "time-sync.target" in one["After"].split()
     assert one["User"] == "loadwatch" and one["SupplementaryGroups"] == "dialout"
     assert one["Restart"] == "on-failure" and one["RestartPreventExitStatus"] == "2"
     assert int(one["StartLimitBurst"]) >= 1 and int(one["StartLimitIntervalSec"]) > 0

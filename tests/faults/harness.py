@@ -44,10 +44,12 @@ def plan(state_dir: Path, outbox: Path | None = None, max_mb: float = 16.0,
     return load_text("\n".join(lines) + "\n", str(state_dir / "faults.toml"))
 
 
-def reading(meter: str, t: float) -> Reading:
+def reading(meter: str, t: float, stamp: float | None = None) -> Reading:
+    """The load at real time ``t``, stamped with the gateway clock's ``stamp`` (a clock
+    that is wrong stamps the right load with the wrong time)."""
     h = next(h for h in HOUSEHOLDS.meters if h.meter == meter)
     p, pf = h.load.power(t)
-    return Reading(meter, t, {"p_w": p, "pf": pf})
+    return Reading(meter, t if stamp is None else stamp, {"p_w": p, "pf": pf})
 
 
 class Feed:
@@ -59,11 +61,12 @@ class Feed:
         agent.add_listener(self.events.append)
 
     def run(self, t_from: float, t_to: float, step: float = POLL_S,
-            meters: list[str] | None = None) -> float:
+            meters: list[str] | None = None, clock_error: float = 0.0) -> float:
+        """Real time ``t_from`` to ``t_to``; the gateway's clock is ``clock_error`` off."""
         t = t_from
         while t < t_to:
             for m in meters or METERS:
-                self.agent.on_reading(reading(m, t))
+                self.agent.on_reading(reading(m, t, t + clock_error))
             t += step
         return t
 
