@@ -9,7 +9,8 @@ import math
 import harness as h
 import pytest
 
-from agent.model import Q_NAN, Health, Reading
+from agent.meter_health import Health
+from agent.model import Q_NAN, Reading
 from agent.runtime import Agent
 
 # Fault campaigns (tests/faults): `make test` and `make faults` only.
