@@ -219,6 +219,7 @@ def test_plot_writes_one_chart_per_meter_that_raised(capsys: pytest.CaptureFixtu
     load = svg.split('class="load" d="', 1)[1].split('"', 1)[0]
     assert load.count("L") > 300  # a week of 15-min slot means
     assert 'class="floor" d="M' in svg and 'class="raise-at"' in svg
+    assert 'class="schedule-block"' in svg and "24/7" in svg  # the S9's block, named
 
 
 def test_plot_file_names_are_safe_and_unique() -> None:

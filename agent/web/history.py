@@ -18,7 +18,7 @@ import sys
 from array import array
 from pathlib import Path
 
-from agent.model import Event
+from agent.model import Event, Schedule
 
 log = logging.getLogger("loadwatch.web")
 
@@ -34,26 +34,40 @@ NAN = float("nan")
 class AlertSpan:
     """One alert from raised to cleared (``end`` is None while it is open)."""
 
-    __slots__ = ("alert_id", "end", "score", "start", "summary")
+    __slots__ = ("alert_id", "end", "schedule", "score", "start", "summary")
 
     def __init__(self, alert_id: str, start: float, end: float | None, score: float,
-                 summary: str):
+                 summary: str, schedule: Schedule | None = None):
         self.alert_id = alert_id
         self.start = start
         self.end = end
         self.score = score
         self.summary = summary
+        self.schedule = schedule
 
     def as_dict(self) -> dict:
         return {"alert_id": self.alert_id, "start": self.start, "end": self.end,
-                "score": self.score, "summary": self.summary}
+                "score": self.score, "summary": self.summary,
+                "schedule": self.schedule.as_dict() if self.schedule is not None else None}
 
     @classmethod
     def from_dict(cls, d: dict) -> AlertSpan:
         end = d.get("end")
         return cls(str(d["alert_id"]), float(d["start"]),
                    float(end) if end is not None else None, float(d["score"]),
-                   str(d.get("summary", "")))
+                   str(d.get("summary", "")), schedule_from_payload(d.get("schedule")))
+
+
+def schedule_from_payload(d: object) -> Schedule | None:
+    """The detector's ``Schedule`` back from its payload form (``Schedule.as_dict()``, as
+    alerts, evidence and web.json carry it); None when absent or malformed."""
+    if not isinstance(d, dict):
+        return None
+    try:
+        return Schedule(int(d["start_hour"]), int(d["end_hour"]), int(d["days_seen"]),
+                        float(d["level_kw"]), float(d["since_t"]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class ChartFigures:
@@ -136,13 +150,27 @@ class MeterHistory:
             out.baseline_w.append(_opt(d[i + 3]))
         return out
 
-    def raise_span(self, alert_id: str, t: float, score: float, summary: str) -> None:
+    def raise_span(self, alert_id: str, t: float, score: float, summary: str,
+                   schedule: Schedule | None = None) -> None:
         for s in self.spans:
             if s.alert_id == alert_id:
                 s.score, s.summary = score, summary or s.summary
+                s.schedule = schedule or s.schedule
                 return
-        self.spans.append(AlertSpan(alert_id, t, None, score, summary))
+        self.spans.append(AlertSpan(alert_id, t, None, score, summary, schedule))
         del self.spans[:-MAX_SPANS]
+
+    @property
+    def schedule(self) -> Schedule | None:
+        """The block to draw: the detector's latest, else the newest open alert's (fixed
+        when it was raised or updated)."""
+        current = schedule_from_payload(self.evidence.get("schedule"))
+        if current is not None:
+            return current
+        for s in reversed(self.spans):
+            if s.end is None and s.schedule is not None:
+                return s.schedule
+        return None
 
     def clear_span(self, alert_id: str, t: float) -> None:
         for s in self.spans:
@@ -234,7 +262,8 @@ class History:
             contrib = ev.data.get("contributions", {})
             h.contributions = dict(contrib) if isinstance(contrib, dict) else {}
         elif ev.kind in ("raised", "updated"):
-            h.raise_span(ev.alert_id, ev.t, ev.score, str(ev.evidence.get("summary", "")))
+            h.raise_span(ev.alert_id, ev.t, ev.score, str(ev.evidence.get("summary", "")),
+                         schedule_from_payload(ev.data.get("schedule")))
         elif ev.kind == "cleared":
             h.clear_span(ev.alert_id, ev.t)
 

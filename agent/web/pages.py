@@ -12,8 +12,9 @@ import time
 from html import escape
 from typing import Any, Callable
 
+from agent.model import Schedule
 from agent.web.history import History
-from agent.web.svg import ScheduleBlock, render_chart
+from agent.web.svg import describe_schedule, render_chart
 
 STYLE = """
 body{font-family:sans-serif;margin:1em 2em;color:#222}
@@ -32,12 +33,16 @@ class WebView:
     def __init__(self, snapshot: Callable[[], dict], history: History,
                  tz_offset_s: float = 0.0,
                  raise_at: Callable[[str], float | None] = lambda meter: None,
-                 schedule: Callable[[str], ScheduleBlock | None] = lambda meter: None):
+                 schedule: Callable[[str], Schedule | None] | None = None):
         self.snapshot = snapshot
         self.history = history
         self.tz_offset_s = tz_offset_s
         self.raise_at = raise_at
-        self.schedule = schedule
+        self.schedule = schedule if schedule is not None else self._history_schedule
+
+    def _history_schedule(self, meter: str) -> Schedule | None:
+        h = self.history.meters.get(meter)
+        return h.schedule if h is not None else None
 
 
 def _ts(t: float | None) -> str:
@@ -133,8 +138,7 @@ def meter_json(view: WebView, meter: str, now: float) -> dict | None:
             "series": h.series().as_dict(),
             "alerts": [s.as_dict() for s in h.spans],
             "evidence": h.evidence, "contributions": h.contributions,
-            "schedule": None if block is None else {
-                "start_h": block.start_h, "end_h": block.end_h, "excess_kw": block.excess_kw}}
+            "schedule": None if block is None else block.as_dict()}
 
 
 def meter_svg(view: WebView, meter: str, now: float) -> str | None:
@@ -172,10 +176,10 @@ def meter_html(view: WebView, meter: str, now: float) -> str | None:
                  (": <span class=\"reason\">%s</span>" % escape(reason)) if reason else ""),
              "<figure id=\"chart\">%s<figcaption>last 7 days: slot mean load, learned floor "
              "and baseline, score; alert spans shaded</figcaption></figure>" % svg]
-    if doc["schedule"] is not None:
-        b = doc["schedule"]
-        parts.append("<p id=\"schedule\">Schedule block: %02d:00-%02d:00 local, +%.2f kW "
-                     "every day</p>" % (b["start_h"], b["end_h"], b["excess_kw"]))
+    block = view.schedule(meter)
+    if block is not None:
+        parts.append("<p id=\"schedule\">Schedule block: %s (the orange band under the "
+                     "load)</p>" % escape(describe_schedule(block)))
     ev = doc["evidence"]
     if ev:
         parts.append("<h2>Evidence</h2><p id=\"evidence-summary\">%s</p><table id=\"evidence\">"
@@ -183,7 +187,9 @@ def meter_html(view: WebView, meter: str, now: float) -> str | None:
                          "<tr><th>%s</th><td class=\"num\">%s</td></tr>" % (
                              escape(k), _ts(v) if k.endswith("_t") and isinstance(v, (int, float))
                              else _cell(v))
-                         for k, v in ev.items() if k != "summary")))
+                         for k, v in ev.items()
+                         # The summary is above; the schedule has its own line.
+                         if k != "summary" and not isinstance(v, (dict, list)))))
     if doc["contributions"]:
         parts.append("<h2>Score contributions</h2><table id=\"contributions\">%s</table>"
                      % "".join("<tr><th>%s</th><td class=\"num\">%.1f</td></tr>"

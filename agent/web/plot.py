@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from agent.model import Event
-from agent.web.history import AlertSpan, ChartFigures, ChartSeries, MeterHistory
+from agent.web.history import (
+    AlertSpan,
+    ChartFigures,
+    ChartSeries,
+    MeterHistory,
+    schedule_from_payload,
+)
 from agent.web.svg import render_chart
 
 SLOT_S = 900.0
@@ -60,7 +66,8 @@ class MeterPlot:
             if self.first_raise is None:
                 self.first_raise = ev.t
             self.history.raise_span(ev.alert_id, ev.t, ev.score,
-                                    str(ev.evidence.get("summary", "")))
+                                    str(ev.evidence.get("summary", "")),
+                                    schedule_from_payload(ev.data.get("schedule")))
         elif ev.kind == "cleared":
             self.history.clear_span(ev.alert_id, ev.t)
 
@@ -71,12 +78,14 @@ class MeterPlot:
         else:
             series, spans = self.frozen
         end = series.t0 + len(series) * series.slot_s
+        # The block the alerts named (the newest that named one).
+        schedule = next((s.schedule for s in reversed(spans) if s.schedule is not None), None)
         return render_chart(meter, series, spans, tz_offset_s=tz_offset_s, now=end,
-                            raise_at=raise_at)
+                            raise_at=raise_at, schedule=schedule)
 
 
 def _copy(s: AlertSpan) -> AlertSpan:
-    return AlertSpan(s.alert_id, s.start, s.end, s.score, s.summary)
+    return AlertSpan(s.alert_id, s.start, s.end, s.score, s.summary, s.schedule)
 
 
 def file_names(meters: list[str]) -> dict[str, str]:

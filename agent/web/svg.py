@@ -13,6 +13,7 @@ import math
 import time
 from html import escape
 
+from agent.model import Schedule
 from agent.web.history import AlertSpan, ChartSeries
 
 W, H = 960, 380
@@ -22,15 +23,13 @@ SCORE_TOP, SCORE_H = 276, 72
 DAY = 86400.0
 
 
-class ScheduleBlock:
-    """The daily block of hours the detector judged (local time), drawn as a band."""
-
-    __slots__ = ("end_h", "excess_kw", "start_h")
-
-    def __init__(self, start_h: float, end_h: float, excess_kw: float):
-        self.start_h = start_h
-        self.end_h = end_h
-        self.excess_kw = excess_kw
+def describe_schedule(s: Schedule) -> str:
+    """``+1.40 kW 22:00-07:00 local, 3 days in a row`` (or ``24/7``)."""
+    days = "%d day%s" % (s.days, "" if s.days == 1 else "s")
+    if s.all_day:
+        return "+%.2f kW 24/7 (%s so far)" % (s.level_kw, days)
+    return "+%.2f kW %02d:00-%02d:00 local, %s in a row" % (s.level_kw, s.start_h,
+                                                            s.end_h % 24, days)
 
 
 def _fmt(x: float) -> str:
@@ -63,7 +62,7 @@ def _nice_max(v: float) -> float:
 
 def render_chart(meter: str, series: ChartSeries, spans: list[AlertSpan], *,
                  tz_offset_s: float = 0.0, now: float | None = None,
-                 schedule: ScheduleBlock | None = None, raise_at: float | None = None) -> str:
+                 schedule: Schedule | None = None, raise_at: float | None = None) -> str:
     """The meter's chart as an SVG document (the load panel above the score panel)."""
     n = len(series)
     t0 = series.t0
@@ -119,13 +118,12 @@ def render_chart(meter: str, series: ChartSeries, spans: list[AlertSpan], *,
             b = d * DAY - tz_offset_s + schedule.end_h * 3600.0
             if schedule.end_h <= schedule.start_h:
                 b += DAY
-            a, b = max(a, t0), min(b, t1)
+            a, b = max(a, t0, schedule.since_t), min(b, t1)  # only since the run began
             if b > a:
                 out.append('<rect class="schedule-block" x="%s" y="%d" width="%s" height="6" '
                            'fill="#ff7f0e"><title>%s</title></rect>' % (
                                _fmt(x_of(a)), LOAD_TOP + LOAD_H - 6, _fmt(x_of(b) - x_of(a)),
-                               escape("block %02d-%02d h, +%.2f kW" % (
-                                   schedule.start_h, schedule.end_h, schedule.excess_kw))))
+                               escape(describe_schedule(schedule))))
     # Axes and scales.
     for frac in (0.0, 0.5, 1.0):
         y = LOAD_TOP + LOAD_H - frac * LOAD_H

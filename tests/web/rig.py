@@ -10,6 +10,7 @@ import asyncio
 import json
 import shutil
 import threading
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,6 +48,27 @@ def agent_config(broker_port: int, meters_port: int, units: list[SimUnit], state
         lines += ["[[meters]]", 'id = "%s"' % u.name, 'bus = "street"',
                   "unit = %d" % u.unit_id, 'profile = "%s"' % u.profile.name]
     return "\n".join(lines) + "\n"
+
+
+class BrakingClock(Clock):
+    """A simulated clock that can be slowed down mid-run without a jump: the page tests
+    run days on a fast clock until the miner is caught, then brake, so the pages they
+    read do not keep changing under them (a fast clock on a busy machine outruns the
+    polls and the evidence reads 'not enough data')."""
+
+    def __init__(self, speed: float, t0: float):
+        super().__init__(speed=speed, t0=t0)
+        self._braked: tuple[float, float] | None = None  # (simulated t, monotonic) at brake
+
+    def now(self) -> float:
+        if self._braked is None:
+            return super().now()
+        t, m = self._braked
+        return t + (time.monotonic() - m) * self.speed
+
+    def brake(self, speed: float) -> None:
+        self._braked = (self.now(), time.monotonic())
+        self.speed = float(speed)
 
 
 class AgentRig:

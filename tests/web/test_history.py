@@ -6,9 +6,9 @@ import json
 import math
 from pathlib import Path
 
-from agent.model import Event
+from agent.model import Event, Schedule
 from agent.web.history import HISTORY_FILE, MAX_SLOTS, History, MeterHistory
-from agent.web.svg import ScheduleBlock, render_chart
+from agent.web.svg import render_chart
 
 SLOT = 900.0
 
@@ -72,11 +72,34 @@ def test_chart_draws_spans_gaps_and_the_schedule_block() -> None:
             h.add_slot(k * 3600.0, 1000.0 + 10 * k, 50.0)
     h.raise_span("m:1", 60 * 3600.0, 90.0, "floor <+1 kW> & more")
     svg = render_chart("m<1>", h.series(), h.spans, now=100 * 3600.0, raise_at=72.0,
-                       schedule=ScheduleBlock(1.0, 5.0, 1.2))
+                       schedule=Schedule(22, 7, 3, 1.2, 40 * 3600.0))
     assert svg.startswith("<svg") and svg.endswith("</svg>")
     assert svg.count('class="alert-span"') == 1 and "&lt;+1 kW&gt; &amp; more" in svg
     load = svg.split('class="load" d="', 1)[1].split('"', 1)[0]
     assert load.count("M") == 2  # the missing slot lifts the pen once
-    assert svg.count('class="schedule-block"') >= 4  # one band per day
+    # One band per night since the run began (hour 40), none before it.
+    assert svg.count('class="schedule-block"') == 3
+    assert "+1.20 kW 22:00-07:00 local, 3 days in a row" in svg
     assert "m&lt;1&gt;" in svg and "<script" not in svg
     assert not math.isnan(float(load.split()[0][1:]))
+
+
+def test_the_block_comes_from_the_detector_else_from_the_open_alert(tmp_path: Path) -> None:
+    sched = {"start_hour": 22, "end_hour": 7, "days_seen": 4, "level_kw": 1.4,
+             "since_t": 1000.0}
+    hist = History(["m1"], SLOT)
+    h = hist.meters["m1"]
+    assert h.schedule is None
+    hist.on_event(Event("raised", "m1", 5 * SLOT, "r", 80.0, {"summary": "x"},
+                        alert_id="m1:1", data={"schedule": sched}))
+    assert (h.schedule.start_h, h.schedule.end_h, h.schedule.level_kw) == (22, 7, 1.4)
+    hist.on_event(Event("score", "m1", 6 * SLOT, "s", 80.0, evidence={
+        "summary": "y", "schedule": dict(sched, start_hour=0, end_hour=24)}))
+    assert h.schedule.all_day  # the detector's latest wins
+    hist.on_event(Event("score", "m1", 7 * SLOT, "s2", 80.0, evidence={"summary": "z"}))
+    assert h.schedule.start_h == 22  # none now: the open alert's
+    hist.save(tmp_path)
+    again = History.load(tmp_path, ["m1"], SLOT).meters["m1"]
+    assert again.spans[0].schedule == h.spans[0].schedule
+    hist.on_event(Event("cleared", "m1", 9 * SLOT, "c", 10.0, alert_id="m1:1"))
+    assert h.schedule is None
