@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import IO, Any
+from typing import IO, Any, TextIO
 
 REQUIRED = ("meter", "timestamp", "p_w")
 OPTIONAL = ("pf",)
@@ -159,23 +159,126 @@ def _event_line(ev: Any) -> str:
                       separators=(", ", ": "), default=str)
 
 
-def replay_main(args: argparse.Namespace) -> int:
-    """Run the replay; 0 when the file was read (malformed rows only warn), 2 on bad input."""
-    name = "stdin" if args.file == "-" else args.file
-    err = sys.stderr
+class _Rows:
+    """The CSV being replayed: its header checked once, then its valid rows, each bad
+    row reported (the first ``MAX_REPORTED``) and counted, never scored."""
+
+    def __init__(self, reader: Any, name: str, err: TextIO):
+        self.reader = reader
+        self.name = name
+        self.err = err
+        self.bad = 0
+
+    def header(self) -> bool:
+        """Read and check the header line; False (said on stderr) when it is unusable."""
+        name, err = self.name, self.err
+        try:
+            header = next(self.reader)
+        except StopIteration:
+            print("loadwatch replay: %s: empty file (expected a header line "
+                  "meter,timestamp,p_w[,pf])" % name, file=err)
+            return False
+        except (UnicodeDecodeError, OSError, EOFError, csv.Error) as e:
+            print("loadwatch replay: %s: cannot read: %s" % (name, e), file=err)
+            return False
+        cols = [h.strip().lower() for h in header]
+        if cols and cols[0].startswith("\ufeff"):
+            cols[0] = cols[0][1:]
+        missing = [c for c in REQUIRED if c not in cols]
+        unknown = [c for c in cols if c not in REQUIRED + OPTIONAL]
+        if missing or unknown or len(set(cols)) != len(cols):
+            why = []
+            if missing:
+                why.append("missing %s" % ", ".join(missing))
+            if unknown:
+                why.append("unknown column %s" % ", ".join(repr(c) for c in unknown))
+            if len(set(cols)) != len(cols):
+                why.append("a column appears twice")
+            print("loadwatch replay: %s: line 1: bad header %r (%s); expected "
+                  "meter,timestamp,p_w with an optional pf column"
+                  % (name, ",".join(header), "; ".join(why)), file=err)
+            return False
+        self.i_m, self.i_t, self.i_p = (cols.index("meter"), cols.index("timestamp"),
+                                        cols.index("p_w"))
+        self.i_pf = cols.index("pf") if "pf" in cols else -1
+        self.width = len(cols)
+        return True
+
+    def malformed(self, line: int, why: str) -> None:
+        self.bad += 1
+        if self.bad <= MAX_REPORTED:
+            self.err.write("loadwatch replay: %s: line %d: %s; skipped\n"
+                           % (self.name, line, why))
+
+    def __iter__(self) -> Iterator[tuple[str, float, float, float | None, int, str]]:
+        for row in self.reader:
+            line = self.reader.line_num
+            if len(row) != self.width:
+                if row:  # a blank line is not an error
+                    self.malformed(line, "%d fields, expected %d" % (len(row), self.width))
+                continue
+            parsed = self._parse(row, line)
+            if parsed is not None:
+                yield parsed
+
+    def _parse(self, row: list[str],
+               line: int) -> tuple[str, float, float, float | None, int, str] | None:
+        mid = row[self.i_m].strip()
+        if not mid:
+            self.malformed(line, "empty meter id")
+            return None
+        try:
+            t = parse_time(row[self.i_t])
+        except ValueError as e:
+            self.malformed(line, str(e))
+            return None
+        try:
+            p = float(row[self.i_p])
+        except ValueError:
+            self.malformed(line, "p_w %r is not a number" % row[self.i_p])
+            return None
+        if not math.isfinite(p):
+            self.malformed(line, "p_w %r is not a finite number" % row[self.i_p])
+            return None
+        pf = None
+        if self.i_pf >= 0 and row[self.i_pf].strip():
+            try:
+                pf = float(row[self.i_pf])
+            except ValueError:
+                self.malformed(line, "pf %r is not a number" % row[self.i_pf])
+                return None
+            if not 0.0 <= pf <= 1.0:
+                self.malformed(line, "pf %r is outside 0..1" % row[self.i_pf])
+                return None
+        return mid, t, p, pf, line, row[self.i_t].strip()
+
+
+def _usage_error(args: argparse.Namespace, err: TextIO) -> tuple[dict, dict] | None:
+    """The detector and policy settings, or None (said on stderr) when the arguments or
+    the config are unusable: settings the core rejects are a usage error, not a crash."""
     if args.tz is not None and not -14.0 <= args.tz <= 14.0:
         print("loadwatch replay: --tz %g is not a UTC offset (-14..14 hours)" % args.tz,
               file=err)
-        return 2
+        return None
     try:
         detector_settings, policy_settings = _settings(args)
         from agent.policy import Policy
         from agent.signature import Detector
 
-        Detector(detector_settings)  # settings the core rejects are a usage error, not a crash
+        Detector(detector_settings)
         Policy("check", policy_settings)
     except ValueError as e:  # ConfigError is a ValueError
         print("loadwatch replay: %s" % e, file=err)
+        return None
+    return detector_settings, policy_settings
+
+
+def replay_main(args: argparse.Namespace) -> int:
+    """Run the replay; 0 when the file was read (malformed rows only warn), 2 on bad input."""
+    name = "stdin" if args.file == "-" else args.file
+    err = sys.stderr
+    settings = _usage_error(args, err)
+    if settings is None:
         return 2
     try:
         f = _open(args.file)
@@ -185,125 +288,15 @@ def replay_main(args: argparse.Namespace) -> int:
     except OSError as e:
         print("loadwatch replay: %s: cannot read: %s" % (name, e.strerror or e), file=err)
         return 2
-
-    out = sys.stdout
-    from agent.scoring import MeterScorer
-
-    meters: dict[str, MeterScorer] = {}
+    meters: dict = {}
     plots: dict = {}  # meter -> (MeterPlot, detector), only with --plot
-    if args.plot:
-        from agent.web.plot import MeterPlot
-    bad = 0
+    rows = _Rows(csv.reader(f), name, err)
     try:
         with f:
-            reader = csv.reader(f)
-            try:
-                header = next(reader)
-            except StopIteration:
-                print("loadwatch replay: %s: empty file (expected a header line "
-                      "meter,timestamp,p_w[,pf])" % name, file=err)
+            if not rows.header():
                 return 2
-            except (UnicodeDecodeError, OSError, EOFError, csv.Error) as e:
-                print("loadwatch replay: %s: cannot read: %s" % (name, e), file=err)
+            if not _score(args, rows, settings, meters, plots):
                 return 2
-            cols = [h.strip().lower() for h in header]
-            if cols and cols[0].startswith("\ufeff"):
-                cols[0] = cols[0][1:]
-            missing = [c for c in REQUIRED if c not in cols]
-            unknown = [c for c in cols if c not in REQUIRED + OPTIONAL]
-            if missing or unknown or len(set(cols)) != len(cols):
-                why = []
-                if missing:
-                    why.append("missing %s" % ", ".join(missing))
-                if unknown:
-                    why.append("unknown column %s" % ", ".join(repr(c) for c in unknown))
-                if len(set(cols)) != len(cols):
-                    why.append("a column appears twice")
-                print("loadwatch replay: %s: line 1: bad header %r (%s); expected "
-                      "meter,timestamp,p_w with an optional pf column"
-                      % (name, ",".join(header), "; ".join(why)), file=err)
-                return 2
-            i_m, i_t, i_p = cols.index("meter"), cols.index("timestamp"), cols.index("p_w")
-            i_pf = cols.index("pf") if "pf" in cols else -1
-            width = len(cols)
-
-            def malformed(line: int, why: str) -> None:
-                nonlocal bad
-                bad += 1
-                if bad <= MAX_REPORTED:
-                    err.write("loadwatch replay: %s: line %d: %s; skipped\n" % (name, line, why))
-
-            def rows() -> Iterator[tuple[str, float, float, float | None, int, str]]:
-                for row in reader:
-                    if len(row) != width:
-                        if not row:
-                            continue  # blank line
-                        malformed(reader.line_num, "%d fields, expected %d" % (len(row),
-                                                                               width))
-                        continue
-                    mid = row[i_m].strip()
-                    if not mid:
-                        malformed(reader.line_num, "empty meter id")
-                        continue
-                    try:
-                        t = parse_time(row[i_t])
-                    except ValueError as e:
-                        malformed(reader.line_num, str(e))
-                        continue
-                    try:
-                        p = float(row[i_p])
-                    except ValueError:
-                        malformed(reader.line_num, "p_w %r is not a number" % row[i_p])
-                        continue
-                    if not math.isfinite(p):
-                        malformed(reader.line_num, "p_w %r is not a finite number" % row[i_p])
-                        continue
-                    pf = None
-                    if i_pf >= 0 and row[i_pf].strip():
-                        try:
-                            pf = float(row[i_pf])
-                        except ValueError:
-                            malformed(reader.line_num, "pf %r is not a number" % row[i_pf])
-                            continue
-                        if not 0.0 <= pf <= 1.0:
-                            malformed(reader.line_num, "pf %r is outside 0..1" % row[i_pf])
-                            continue
-                    yield mid, t, p, pf, reader.line_num, row[i_t].strip()
-
-            valid = rows()
-            # The first rows decide whether the file's units are what replay expects:
-            # a unit mistake scores every meter 0, which looks like a clean bill of health.
-            head = list(itertools.islice(valid, SNIFF_ROWS))
-            mistake = unit_mistake([r[1] for r in head], [r[2] for r in head],
-                                   [r[5] for r in head])
-            if mistake and not args.force:
-                print("loadwatch replay: %s: %s; fix the file, or run with --force to score "
-                      "it as it is" % (name, mistake), file=err)
-                return 2
-            if mistake:
-                print("loadwatch replay: %s: warning: %s (--force: scoring anyway)"
-                      % (name, mistake), file=err)
-            write = out.write
-            for mid, t, p, pf, line, ts_text in itertools.chain(head, valid):
-                m = meters.get(mid)
-                if m is None:
-                    m = MeterScorer(mid, detector_settings, policy_settings)
-                    meters[mid] = m
-                    if args.plot:
-                        plots[mid] = (MeterPlot(), m.detector)
-                if t < m.last_t:
-                    malformed(line, "timestamp %s is earlier than the previous row "
-                              "of meter %s (rows must be in time order per meter)"
-                              % (ts_text, mid))
-                    continue
-                events = m.feed(t, p, pf)
-                for ev in events:
-                    write(_event_line(ev) + "\n")
-                if args.plot:
-                    plot = plots[mid][0]
-                    plot.add(t, p, m.detector)
-                    for ev in events:
-                        plot.on_event(ev)
     except BrokenPipeError:  # `loadwatch replay big.csv | head`: the reader has gone
         _quiet_stdout()
         return 0
@@ -311,20 +304,70 @@ def replay_main(args: argparse.Namespace) -> int:
         # A truncated .gz or binary garbage part way: report, keep what was scored.
         print("loadwatch replay: %s: read error after %d meters: %s" % (name, len(meters), e),
               file=err)
-        bad += 1
-    if bad > MAX_REPORTED:
+        rows.bad += 1
+    return _finish(args, rows, settings, meters, plots)
+
+
+def _score(args: argparse.Namespace, rows: _Rows, settings: tuple[dict, dict],
+           meters: dict, plots: dict) -> bool:
+    """Score every valid row, printing alert events as they happen; False when the file's
+    units are wrong (said on stderr) and --force was not given."""
+    from agent.scoring import MeterScorer
+
+    if args.plot:
+        from agent.web.plot import MeterPlot
+    name, err = rows.name, rows.err
+    valid = iter(rows)
+    # The first rows decide whether the file's units are what replay expects: a unit
+    # mistake scores every meter 0, which looks like a clean bill of health.
+    head = list(itertools.islice(valid, SNIFF_ROWS))
+    mistake = unit_mistake([r[1] for r in head], [r[2] for r in head], [r[5] for r in head])
+    if mistake and not args.force:
+        print("loadwatch replay: %s: %s; fix the file, or run with --force to score "
+              "it as it is" % (name, mistake), file=err)
+        return False
+    if mistake:
+        print("loadwatch replay: %s: warning: %s (--force: scoring anyway)"
+              % (name, mistake), file=err)
+    write = sys.stdout.write
+    for mid, t, p, pf, line, ts_text in itertools.chain(head, valid):
+        m = meters.get(mid)
+        if m is None:
+            m = meters[mid] = MeterScorer(mid, settings[0], settings[1])
+            if args.plot:
+                plots[mid] = (MeterPlot(), m.detector)
+        if t < m.last_t:
+            rows.malformed(line, "timestamp %s is earlier than the previous row of meter %s "
+                           "(rows must be in time order per meter)" % (ts_text, mid))
+            continue
+        events = m.feed(t, p, pf)
+        for ev in events:
+            write(_event_line(ev) + "\n")
+        if args.plot:
+            plot = plots[mid][0]
+            plot.add(t, p, m.detector)
+            for ev in events:
+                plot.on_event(ev)
+    return True
+
+
+def _finish(args: argparse.Namespace, rows: _Rows, settings: tuple[dict, dict],
+            meters: dict, plots: dict) -> int:
+    """The counts of what was skipped, the charts (--plot) and the summaries."""
+    name, err, out = rows.name, rows.err, sys.stdout
+    if rows.bad > MAX_REPORTED:
         err.write("loadwatch replay: %s: %d malformed rows in all (first %d shown)\n"
-                  % (name, bad, MAX_REPORTED))
+                  % (name, rows.bad, MAX_REPORTED))
     if not meters:
         print("loadwatch replay: %s: no valid row (%d malformed): nothing was scored"
-              % (name, bad), file=err)
+              % (name, rows.bad), file=err)
         return 2
     if args.plot:
         from agent.web.plot import write_plots
 
         try:
-            written = write_plots(args.plot, plots, detector_settings.get("tz_offset_s", 0.0),
-                                  float(policy_settings["raise_at"]))
+            written = write_plots(args.plot, plots, settings[0].get("tz_offset_s", 0.0),
+                                  float(settings[1]["raise_at"]))
         except OSError as e:
             print("loadwatch replay: --plot %s: %s" % (args.plot, e.strerror or e), file=err)
             return 1
