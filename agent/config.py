@@ -592,6 +592,20 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
     detector, policy, classes = scoring_settings(root)
     tz_s = tz_offset_s(root, detector, classes)
 
+    buses = _buses(root, data, source)
+    _meters(root, data, source, buses, base, classes, default_poll_s)
+    root.finish()
+    return Plan(source=source, site=site, gateway=gateway, tz_offset_s=tz_s,
+                state_dir=state_dir, broker=broker, outbox=outbox, detector=detector,
+                policy=policy, classes=classes,
+                buses=[b for b in buses.values() if b.meters],
+                telemetry_every_s=telemetry_every_s, checkpoint_every_s=checkpoint_every_s,
+                web=web, homeassistant=homeassistant)
+
+
+def _buses(root: SettingsTable, data: dict, source: str) -> dict[str, BusPlan]:
+    """Every ``[[buses]]`` by name; a bus named twice, or two protocols on one line, is
+    an error naming the key."""
     root.used.add("buses")
     raw_buses = data.get("buses", [])
     if not isinstance(raw_buses, list):
@@ -615,6 +629,13 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
                                                          other.name, other.protocol), source)
         lines.setdefault(line, bus)
 
+    return buses
+
+
+def _meters(root: SettingsTable, data: dict, source: str, buses: dict[str, BusPlan],
+            base: Path, classes: dict, default_poll_s: float) -> None:
+    """Every ``[[meters]]``, planned and added to its bus; an id used twice, or a unit or
+    address used twice on one bus, is an error naming the key."""
     root.used.add("meters")
     raw_meters = data.get("meters", [])
     if not isinstance(raw_meters, list):
@@ -636,13 +657,6 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
         seen_ids.add(m.id)
         seen_units.add(slot)
         buses[m.bus].meters.append(m)
-    root.finish()
-    return Plan(source=source, site=site, gateway=gateway, tz_offset_s=tz_s,
-                state_dir=state_dir, broker=broker, outbox=outbox, detector=detector,
-                policy=policy, classes=classes,
-                buses=[b for b in buses.values() if b.meters],
-                telemetry_every_s=telemetry_every_s, checkpoint_every_s=checkpoint_every_s,
-                web=web, homeassistant=homeassistant)
 
 
 def load(path: str | os.PathLike) -> Plan:
