@@ -280,20 +280,8 @@ async def _scan(args: argparse.Namespace, units: list[int], profiles: list[Profi
         for n, unit in enumerate(units, 1):
             progress.show(n, unit, len(found))
             probed = n
-            answered = ""
-            match = None
-            for p in profiles:
-                is_gate = first_per_fc.get(p.quantities[p.identify["quantity"]].fc) is p
-                if not answered and not is_gate:
-                    continue  # nobody answered this function code's first probe
-                status, text = await _probe(tr, unit, p)
-                if status == "crc":
-                    noisy += 1
-                if status in ("match", "answer"):
-                    answered = answered or text
-                if status == "match":
-                    match = (p, text)
-                    break
+            answered, match, garbled = await _probe_unit(tr, unit, profiles, first_per_fc)
+            noisy += garbled
             if match is not None:
                 found.append((unit, match[0].name, "%s  (%s)" % (match[0].title, match[1])))
             elif answered:
@@ -307,7 +295,33 @@ async def _scan(args: argparse.Namespace, units: list[int], profiles: list[Profi
     finally:
         tr.close()
     progress.end()
-    elapsed = progress.elapsed()
+    return _scan_report(args, found, probed, noisy, progress.elapsed(), out)
+
+
+async def _probe_unit(tr: Transport, unit: int, profiles: list[Profile],
+                      first_per_fc: dict[int, Profile]
+                      ) -> tuple[str, tuple[Profile, str] | None, int]:
+    """Ask one unit id with each profile's identify register: what first answered, the
+    profile that matched (or None) and how many replies were garbled."""
+    answered = ""
+    garbled = 0
+    for p in profiles:
+        is_gate = first_per_fc.get(p.quantities[p.identify["quantity"]].fc) is p
+        if not answered and not is_gate:
+            continue  # nobody answered this function code's first probe
+        status, text = await _probe(tr, unit, p)
+        if status == "crc":
+            garbled += 1
+        if status in ("match", "answer"):
+            answered = answered or text
+        if status == "match":
+            return answered, (p, text), garbled
+    return answered, None, garbled
+
+
+def _scan_report(args: argparse.Namespace, found: list[tuple[int, str, str]], probed: int,
+                 noisy: int, elapsed: float, out: TextIO) -> int:
+    """What the scan found, as a table and a config block (or JSON); 1 when nothing."""
     where = args.serial or "%s:%d" % (args.host, args.tcp_port)
     link = _link(args)
     one_device = _one_device(found, probed)
