@@ -80,6 +80,10 @@ def _agent_config(port_broker: int, port_meters: int, units: list, state_dir: st
         where = 'address = "%s"' % u.address if dlt else "unit = %d" % u.unit_id
         lines += ["[[meters]]", 'id = "%s"' % u.name, 'bus = "street"', where,
                   'profile = "%s"' % u.profile.name]
+        if dlt:
+            # One round trip per quantity: read what the detector and the telemetry use,
+            # so a sweep keeps up with the demo's fast clock (as a slow line would).
+            lines.append('quantities = ["p_w", "pf", "e_import_kwh"]')
     return "\n".join(lines) + "\n"
 
 

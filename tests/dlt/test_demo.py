@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_demo_with_dlt645_meters_catches_the_miner() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "demo", "--protocol", "dlt645", "--duration", "18",
+        [sys.executable, "-m", "agent.cli", "demo", "--protocol", "dlt645", "--duration", "24",
          "--days", "7", "--miner-day", "2", "--meters", "6", "--no-table"],
         capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
