@@ -1,6 +1,9 @@
 """Wiring only: clock, tasks, checkpoints, shutdown.
 
-This is the one module that knows every stage. Data flows one way:
+This is the one module that knows every stage; each stage's work is elsewhere (a meter's
+pipeline in agent/meters.py, the checkpoint format in agent/statefile.py, the utility's
+commands in agent/commands.py, what a bus source is in agent/sources.py). Data flows one
+way:
 
     poller --RawPoll--> decode --Reading--> signature --Score--> policy --Event-->
     codec --Message--> outbox (SQLite) --> publisher --> broker
@@ -15,7 +18,6 @@ re-raises an alert under a new id.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import logging
 import threading
@@ -23,21 +25,21 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import agent.pipeline
 from agent.clock import Clock
-from agent.clockguard import ACCEPTED, CLOCK_FLOOR, HOLD, ClockGuard
-from agent.config import MeterPlan, Plan
-from agent.decode import Decoder
+from agent.clockguard import CLOCK_FLOOR, ClockGuard
+from agent.commands import Commands
+from agent.config import Plan
 from agent.healthlog import TransitionLog
 from agent.meter_health import Health
-from agent.model import Event, RawPoll, Reading, quality_names
+from agent.meters import MeterPipeline
+from agent.model import Event, RawPoll, Reading
 from agent.plausibility import HINT as PROFILE_HINT
-from agent.plausibility import ProfileCheck
 from agent.policy import Policy
 from agent.publish.codec import Codec
 from agent.publish.mqtt import Publisher
 from agent.publish.outbox import HELD, Outbox, OutboxFull
 from agent.signature import Detector
+from agent.sources import Source
 from agent.statefile import StateFile
 from agent.status import write_status
 
@@ -52,6 +54,11 @@ BAD_DATA_HINT = ("the meter answers but its values are not usable: check the pro
                  "order, scale), the wiring, and `loadwatch read` of this meter")
 
 
+def _log_failure(fut: asyncio.Future) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("checkpoint failed: %s", fut.exception())
+
+
 def _version() -> str:
     try:
         from importlib.metadata import version
@@ -59,89 +66,6 @@ def _version() -> str:
         return version("loadwatch")
     except Exception:  # not installed as a distribution (e.g. run from a source tree)
         return "0+unknown"
-
-
-class MeterPipeline(agent.pipeline.MeterPipeline):
-    """The shared per-meter pipeline (agent/pipeline.py, the MCU runs the same), plus what
-    only the agent needs: the meter's plan and decoder (Modbus or DL/T 645), RawPolls and
-    Readings as values, the profile check, the checkpoint entry and the status row."""
-
-    def __init__(self, plan: MeterPlan, detector: Detector, policy: Policy,
-                 telemetry_s: float, decides_alerts: bool = True):
-        self.decoder = Decoder(plan)
-        super().__init__(self.decoder.fields, detector, policy, telemetry_s,
-                         frozen_s=self.decoder.frozen_s, decides_alerts=decides_alerts,
-                         poll_s=plan.poll_s, unit=plan.unit)
-        self.plan = plan
-        self.clock_guard = ClockGuard(plan.id)  # replaced by _build_pipelines
-        self.bad_run = 0  # consecutive unusable readings
-        self.bad_quality: list[str] = []
-        # The policy state that goes with the last alert event on disk. While an alert
-        # event waits in memory (full disk), state.json gets this one, not the live one,
-        # so a crash then makes the restart decide that event again instead of losing it.
-        self.committed_policy: dict = policy.state()
-        self.alerts_held = False
-        self.last_reading: Reading | None = None
-        self.readings = 0
-        # A profile that does not fit the meter reads without errors; its structure
-        # gives it away (agent/plausibility.py). Non-empty while that persists.
-        self.profile_check = ProfileCheck()
-        self.mismatch = ""
-
-    def saved_entry(self) -> dict:
-        """What ``state.json`` keeps of this meter (see agent/statefile.py)."""
-        return {"detector": self.detector.state(),
-                "policy": self.committed_policy if self.alerts_held else self.policy.state(),
-                "slot": self.slot_state(), "clock": self.clock_guard.state()}
-
-    def _state_name(self, t: float | None = None) -> str:
-        if self.clock_guard.holding or (t is not None and not self.clock_guard.deciding(t)):
-            return "unknown"  # the clock cannot be trusted (see agent/clockguard.py)
-        return "ready" if self.detector.ready else "warming"
-
-    def process_poll(self, raw: RawPoll) -> list[Event]:
-        return self.process_reading(self.decoder.decode(raw, self.check))
-
-    def process_reading(self, reading: Reading) -> list[Event]:
-        self.last_reading = reading
-        self.readings += 1
-        verdict = self.clock_guard.check(reading.t)
-        if verdict == HOLD:  # nothing learned, nothing decided: the alert stays as it is
-            return []
-        if verdict == ACCEPTED:  # the open slot is on the old time base
-            self.reset_slot()
-        if reading.values:
-            self.mismatch = self.profile_check.update(reading.values, reading.quality)
-        if reading.scorable and "p_w" in reading.values:
-            self.bad_run = 0
-        else:
-            self.bad_run += 1
-            self.bad_quality = quality_names(reading.quality) or ["no p_w"]
-        events = self.process(reading.t, reading.values, reading.quality,
-                              decide=self.clock_guard.deciding(reading.t))
-        state = self._state_name(reading.t)
-        if state == "unknown":  # the shared pipeline knows nothing of the gateway's clock
-            for ev in events:
-                if ev.kind == "telemetry":
-                    ev.data["detector_state"] = state
-                elif ev.kind == "score":
-                    ev.data["state"] = state
-        return events
-
-    def snapshot(self) -> dict:
-        r = self.last_reading
-        return {
-            "meter": self.plan.id,
-            "profile": self.plan.profile.name,
-            "t": r.t if r else None,
-            "p_w": r.values.get("p_w") if r else None,
-            "quality": quality_names(r.quality) if r else [],
-            "score": self.detector.score,
-            "state": self._state_name(r.t if r else None),
-            "alert": self.policy.alert_id if self.policy.active else "",
-            "samples": self.samples,
-            "bad_samples": self.readings - self.samples,
-        }
 
 
 class Agent:
@@ -160,7 +84,7 @@ class Agent:
         self._listeners: list[Callable[[Event], None]] = []
         self._poll_listeners: list[Callable[[RawPoll, Reading | None, bool], None]] = []
         self._checkpoint_hooks: list[Callable[[], None]] = []
-        self._pollers: dict[str, object] = {}
+        self._pollers: dict[str, Source] = {}
         self._stop: asyncio.Event | None = None
         self._stop_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -169,6 +93,7 @@ class Agent:
         # an alert can trigger one on the loop thread; both use the same tmp file.
         self._checkpoint_lock = threading.Lock()
         self.started_at = time.time()
+        self.commands = Commands(self, _version())
         self._build_pipelines(self.statefile.load().meters)
 
     # ----------------------------------------------------------------- state on disk
@@ -389,11 +314,22 @@ class Agent:
                 except Exception:
                     log.exception("listener failed")
         if alert_changed:
-            # The policy's alert state must be on disk before a crash could make a restart
-            # raise the same alert again under a new onset.
-            self.checkpoint()
+            self._checkpoint_soon()
         if self.publisher is not None:
             self.publisher.wake()
+
+    def _checkpoint_soon(self) -> None:
+        """An alert changed: save the learned state now, but off the event loop, so the
+        fsyncs of state.json do not stall every bus. A crash before it lands loses
+        nothing: the alert's policy state went to disk with its events (``_store``, in the
+        outbox's one transaction), and ``open_outbox`` continues from it on restart.
+        Without a running loop (a caller driving the agent by hand) it saves at once."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.checkpoint()
+            return
+        loop.run_in_executor(None, self.checkpoint).add_done_callback(_log_failure)
 
     def on_poll(self, raw: RawPoll) -> None:
         pipeline = self.pipelines.get(raw.meter)
@@ -455,32 +391,17 @@ class Agent:
 
     def on_command(self, name: str, args: dict) -> dict:
         """Read-only commands from the utility (called on the publisher's thread)."""
-        if name == "ping":
-            return {"pong": True, "version": _version(), "uptime_s": time.time()
-                    - self.started_at}
-        if name == "state":
-            return {"meters": self.snapshot()}
-        if name == "read":
-            meter = args.get("meter")
-            if meter not in self.pipelines:
-                raise ValueError("unknown meter %r" % (meter,))
-            poller = self._pollers.get(self.pipelines[meter].plan.bus)
-            if poller is None or self._loop is None or not hasattr(poller, "poll_now"):
-                raise ValueError("meter %r cannot be read on demand" % (meter,))
-            fut = asyncio.run_coroutine_threadsafe(poller.poll_now(meter), self._loop)
-            try:
-                raw = fut.result(timeout=10.0)
-            except concurrent.futures.TimeoutError:
-                fut.cancel()
-                raise ValueError("meter %r: no result within 10 s (a slow or busy bus)"
-                                 % (meter,)) from None
-            if raw.error:
-                # A read that failed is not a result: ok false, with the meter's reason.
-                raise ValueError("meter %r could not be read: %s" % (meter, raw.error))
-            reading = Decoder(self.pipelines[meter].plan).decode(raw)
-            return {"meter": meter, "values": reading.values,
-                    "quality": quality_names(reading.quality), "error": raw.error}
-        raise ValueError("unknown command %r" % (name,))
+        return self.commands.answer(name, args)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the buses run on, while ``run()`` runs."""
+        return self._loop
+
+    def source_of(self, meter: str) -> Source | None:
+        """The source (bus poller or serial bridge) that reads ``meter``."""
+        p = self.pipelines.get(meter)
+        return None if p is None else self._pollers.get(p.plan.bus)
 
     def snapshot(self) -> list[dict]:
         with self._lock:

@@ -166,3 +166,15 @@ def test_failure_kinds_are_one_enumeration() -> None:
     assert TransportError(Failure.CRC, "x").kind == "crc"
     with pytest.raises(ValueError, match="not a failure kind"):
         TransportError("time-out", "x")
+
+
+def test_pollers_and_the_serial_bridge_are_sources() -> None:
+    """The runtime runs both through one protocol (agent/sources.py)."""
+    from agent.bridge.source import BridgeSource
+    from agent.modbus.poller import BusPoller
+    from agent.sources import OnDemand, Source
+
+    for cls in (BusPoller, BridgeSource):
+        assert all(callable(getattr(cls, name, None)) for name in ("run", "stop")), cls
+    assert issubclass(BusPoller, Source) and issubclass(BridgeSource, Source)
+    assert issubclass(BusPoller, OnDemand) and not issubclass(BridgeSource, OnDemand)
