@@ -75,7 +75,9 @@ class Agent:
         self.plan = plan
         self.clock = clock if clock is not None else Clock()
         self.statefile = StateFile(plan.state_dir)
-        self.codec = Codec(plan.broker.prefix, plan.site, plan.gateway)
+        # QoS is decided in one place: the codec, from [broker] telemetry_qos/score_qos.
+        self.codec = Codec(plan.broker.prefix, plan.site, plan.gateway,
+                           plan.broker.telemetry_qos, plan.broker.score_qos)
         self.outbox: Outbox | None = None
         self.publisher: Publisher | None = None
         self.pipelines: dict[str, MeterPipeline] = {}

@@ -14,7 +14,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from agent.failures import Failure
 from agent.link import TransportError
 from agent.modbus.transport import limit_one_request
-from agent.publish.mqtt import close_socket_now
+from agent.publish.paho import close_socket_now
 from agent.quality import ERROR_FLAGS
 from hil.broker import MosquittoBroker
 
@@ -178,3 +178,22 @@ def test_pollers_and_the_serial_bridge_are_sources() -> None:
         assert all(callable(getattr(cls, name, None)) for name in ("run", "stop")), cls
     assert issubclass(BusPoller, Source) and issubclass(BridgeSource, Source)
     assert issubclass(BusPoller, OnDemand) and not issubclass(BridgeSource, OnDemand)
+
+
+def test_each_library_has_one_import_site_in_agent() -> None:
+    """paho only in agent/publish/paho.py, pymodbus only in agent/modbus/transport.py."""
+    sites: dict[str, set[str]] = {"paho": set(), "pymodbus": set()}
+    for path in sorted((ROOT / "agent").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top in sites:
+                    sites[top].add(path.relative_to(ROOT).as_posix())
+    assert sites == {"paho": {"agent/publish/paho.py"},
+                     "pymodbus": {"agent/modbus/transport.py"}}

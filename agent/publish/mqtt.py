@@ -45,243 +45,47 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
-
 from agent.backoff import Backoff
-from agent.publish.codec import COMMANDS, Codec, Message
+from agent.publish.broker_errors import (
+    RC_NOT_AUTHORIZED,
+    RC_UNSUPPORTED_PROTOCOL,
+    describe_connack,
+    describe_connect_error,
+    rc_value,
+)
+from agent.publish.codec import Codec, Message
 from agent.publish.outbox import Outbox
+from agent.publish.paho import (
+    SESSION_EXPIRY_S,
+    PacketTypes,
+    Properties,
+    SubscribeOptions,
+    close_socket_now,
+    mqtt,
+)
+from agent.publish.requests import (
+    COMMAND_BURST,
+    COMMAND_QUEUE,
+    COMMAND_RATE_PER_S,
+    CommandError,
+    ReplyBudget,
+    parse_command,
+    peek_request_id,
+)
+from agent.publish.tls import make_tls_context
+
+__all__ = ["COMMAND_BURST", "COMMAND_QUEUE", "COMMAND_RATE_PER_S", "Publisher",
+           "close_socket_now", "describe_connect_error"]
 
 if TYPE_CHECKING:  # only for annotations: config pulls in the whole Modbus stack
     from agent.config import BrokerSettings
 
 log = logging.getLogger("loadwatch.mqtt")
 
-SESSION_EXPIRY_S = 24 * 3600
 CONNACK_TIMEOUT_S = 10.0
-MAX_COMMAND_BYTES = 4096
-MAX_COMMAND_DEPTH = 8  # nesting of JSON arrays/objects; a real request is flat (depth 1)
-COMMAND_QUEUE = 16
-# Replies (answers, errors and "busy" alike) are rate-limited by a token bucket: a burst of
-# COMMAND_BURST, then COMMAND_RATE_PER_S. A flood of requests beyond that gets no reply
-# at all (counted and logged once a minute), so it cannot turn the gateway into an
-# amplifier or starve the uplink of alerts.
-COMMAND_BURST = 20
-COMMAND_RATE_PER_S = 2.0
 ACK_BATCH = 64
 STABLE_SESSION_S = 10.0  # a session that lasted this long resets the back-off
 
-# MQTT 5 reason codes (OASIS MQTT 5.0, 3.2.2.2 CONNACK and 3.4.2.1 PUBACK); paho maps the
-# 3.1.1 CONNACK return codes 1..5 onto 0x84..0x88, so one table serves both.
-RC_UNSUPPORTED_PROTOCOL = 0x84
-RC_BAD_CLIENT_ID = 0x85
-RC_BAD_CREDENTIALS = 0x86
-RC_NOT_AUTHORIZED = 0x87
-RC_SERVER_UNAVAILABLE = 0x88
-
-
-
-def close_socket_now(client: mqtt.Client) -> None:
-    """Close a client's socket at once, without a DISCONNECT or waiting for anything: the
-    one call of a paho private method (``_reset_sockets``), for a link that never got its
-    CONNACK or is half dead. paho has no public equivalent (``disconnect()`` queues a
-    packet and waits for the loop); setup.cfg pins its minor version and
-    tests/test_seams.py fails loudly if the method goes."""
-    client._reset_sockets()
-
-class CommandError(ValueError):
-    """A command that cannot be run; its message goes into the error reply."""
-
-
-class ReplyBudget:
-    """A token bucket: ``take()`` is True while the burst or the refill rate allows one
-    more command (and so one more reply). ``now`` is a monotonic clock (a seam for tests)."""
-
-    def __init__(self, burst: int = COMMAND_BURST, rate_per_s: float = COMMAND_RATE_PER_S,
-                 now: Callable[[], float] = time.monotonic):
-        self.burst = float(burst)
-        self.rate_per_s = rate_per_s
-        self._now = now
-        self._tokens = float(burst)
-        self._at = now()
-
-    def take(self) -> bool:
-        t = self._now()
-        self._tokens = min(self.burst, self._tokens + (t - self._at) * self.rate_per_s)
-        self._at = t
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
-
-
-def _rc_value(reason_code: object) -> int:
-    value = getattr(reason_code, "value", reason_code)
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 0x80
-
-
-def describe_connect_error(exc: BaseException, broker: BrokerSettings) -> tuple[str, str]:
-    """(kind, message) for an exception raised while opening the connection."""
-    where = "%s:%d" % (broker.host, broker.port)
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = exc.verify_message or str(exc)
-        return "tls", ("TLS: the certificate of broker %s could not be verified (%s) against "
-                       "ca_file %s" % (where, reason, broker.ca_file or "(system CAs)"))
-    if isinstance(exc, ssl.SSLError):
-        reason = exc.reason or str(exc)
-        hint = ""
-        if "CERTIFICATE_REQUIRED" in str(reason).upper() or "CERTIFICATE" in str(reason).upper():
-            hint = " (does the broker require a client certificate: cert_file/key_file?)"
-        return "tls", "TLS handshake with broker %s failed: %s%s" % (where, reason, hint)
-    if isinstance(exc, ConnectionRefusedError):
-        return "refused", ("broker %s refused the connection (nothing listening: is the "
-                           "broker running, is the port right?)" % where)
-    if isinstance(exc, socket.gaierror):
-        return "dns", ("broker host %r: no such host (%s; check the name and the "
-                       "gateway's DNS)" % (broker.host, exc.strerror))
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return "timeout", ("timed out connecting to broker %s (no answer: a firewall, a "
-                           "wrong address, or no route?)" % where)
-    if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
-        return "io", ("broker %s closed the connection during the handshake (TLS expected? "
-                      "client certificate required?)" % where)
-    return "io", "cannot connect to broker %s: %s" % (where, exc)
-
-
-def describe_connack(rc: int, broker: BrokerSettings) -> tuple[str, str]:
-    where = "%s:%d" % (broker.host, broker.port)
-    if rc == RC_BAD_CREDENTIALS:
-        return "auth", ("broker %s rejected user %r: wrong user name or password "
-                        "(CONNACK 0x86 bad user name or password)" % (where, broker.username or ""))
-    if rc == RC_NOT_AUTHORIZED:
-        # Mosquitto answers a wrong password with 0x87 too (3.1.1: return code 5), so the
-        # two cannot be told apart from here.
-        return "auth", ("broker %s refused user %r: wrong user name or password, or the user "
-                        "is not authorised to connect (CONNACK 0x87 not authorised)"
-                        % (where, broker.username or "(anonymous)"))
-    if rc == RC_UNSUPPORTED_PROTOCOL:
-        return "protocol", "broker %s does not support this MQTT protocol version" % where
-    if rc == RC_BAD_CLIENT_ID:
-        return "client_id", "broker %s rejected client id %r" % (where, broker.client_id)
-    if rc == RC_SERVER_UNAVAILABLE:
-        return "unavailable", "broker %s is unavailable (CONNACK 0x88)" % where
-    return "refused", "broker %s refused the session (CONNACK 0x%02x)" % (where, rc)
-
-
-def make_tls_context(broker: BrokerSettings) -> ssl.SSLContext:
-    """Server verification on (system CAs unless ``ca_file``); client certificate if set.
-
-    OpenSSL's errors name no file ("[Errno 13] Permission denied", "no certificate or crl
-    found"), and the files may have changed since the config was checked: a ValueError
-    here names the setting and the path."""
-    try:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
-                                         cafile=broker.ca_file or None)
-    except (OSError, ssl.SSLError) as e:
-        raise ValueError("cannot use ca_file %s: %s" % (
-            broker.ca_file or "(system CAs)", _ssl_reason(e))) from None
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if broker.cert_file:
-        try:
-            ctx.load_cert_chain(broker.cert_file, broker.key_file or None)
-        except (OSError, ssl.SSLError) as e:
-            raise ValueError("cannot use cert_file %s / key_file %s: %s" % (
-                broker.cert_file, broker.key_file, _ssl_reason(e))) from None
-    if broker.insecure_skip_verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def json_depth(payload: bytes) -> int:
-    """The deepest nesting of arrays and objects in ``payload``, counted without parsing.
-
-    ``json.loads`` recurses once per level and raises RecursionError (not ValueError) near
-    1,000 levels, which 4 KB of ``[`` reach easily; so the depth is measured first, in
-    one pass over the bytes that skips string contents (and their escapes)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for b in payload:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif b == 0x5C:  # backslash
-                escaped = True
-            elif b == 0x22:  # closing quote
-                in_string = False
-        elif b == 0x22:
-            in_string = True
-        elif b in (0x5B, 0x7B):  # [ {
-            depth += 1
-            deepest = max(deepest, depth)
-        elif b in (0x5D, 0x7D):  # ] }
-            depth -= 1
-    return deepest
-
-
-def _load_body(payload: bytes) -> object:
-    """JSON from a request that passed the size check; CommandError for anything else."""
-    if json_depth(payload) > MAX_COMMAND_DEPTH:
-        raise CommandError("payload nested too deeply (at most %d levels)" % MAX_COMMAND_DEPTH)
-    try:
-        return json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise CommandError("payload is not valid UTF-8 JSON") from None
-
-
-def _ssl_reason(e: BaseException) -> str:
-    if isinstance(e, ssl.SSLError):
-        return str(e.reason or e)
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror
-    return str(e)
-
-
-def parse_command(name: str, payload: bytes) -> tuple[str | None, dict]:
-    """Validate a command request; (request id, args) or CommandError. Pure.
-
-    Only ``ping``, ``state`` (no arguments) and ``read`` (``meter``: a string) exist;
-    nothing else is accepted, so no request can reach a meter's write path or the config.
-    """
-    if len(payload) > MAX_COMMAND_BYTES:
-        raise CommandError("payload too large (%d bytes, at most %d)"
-                           % (len(payload), MAX_COMMAND_BYTES))
-    if name not in COMMANDS:
-        raise CommandError("unknown command %r (available: %s)" % (name[:64],
-                                                                    ", ".join(COMMANDS)))
-    if payload.strip() == b"":
-        return None, {}
-    body = _load_body(payload)
-    if not isinstance(body, dict):
-        raise CommandError("payload must be a JSON object")
-    request_id = body.pop("id", None)
-    if request_id is not None and not isinstance(request_id, str):
-        raise CommandError("'id' must be a string")
-    allowed = {"read": {"meter"}}.get(name, set())
-    extra = sorted(set(body) - allowed)
-    if extra:
-        raise CommandError("unexpected argument(s) %s for %s" % (", ".join(extra)[:200], name))
-    if name == "read" and not isinstance(body.get("meter"), str):
-        raise CommandError("read needs {\"meter\": \"<meter id>\"}")
-    return request_id, body
-
-
-def peek_request_id(payload: bytes) -> str | None:
-    """The request's ``id`` if one can be read safely, so even an error reply can be
-    matched to its request (never for oversized or malformed payloads)."""
-    if len(payload) > MAX_COMMAND_BYTES:
-        return None
-    try:
-        body = _load_body(payload)
-    except CommandError:
-        return None
-    rid = body.get("id") if isinstance(body, dict) else None
-    return rid if isinstance(rid, str) else None
 
 
 class Publisher:
@@ -653,11 +457,7 @@ class Publisher:
         self._last_fill = len(entries)
         for i, entry in enumerate(entries):
             msg = entry.message
-            qos = msg.qos
-            if msg.kind == "telemetry":
-                qos = self.broker.telemetry_qos
-            elif msg.kind == "score":
-                qos = self.broker.score_qos
+            qos = msg.qos  # decided once, by the codec (agent/publish/payloads.py)
             try:
                 info = client.publish(msg.topic, msg.payload, qos=qos, retain=msg.retain)
             except ValueError as e:  # an invalid topic: it can never be sent
@@ -771,7 +571,7 @@ class Publisher:
     # ----------------------------------------------------------------- paho callbacks
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        self._connack = _rc_value(reason_code)
+        self._connack = rc_value(reason_code)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._closed = True
@@ -780,11 +580,11 @@ class Publisher:
         self.connected.clear()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        self._acks.append((mid, _rc_value(reason_code), str(reason_code)))
+        self._acks.append((mid, rc_value(reason_code), str(reason_code)))
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         for rc in reason_codes:
-            if _rc_value(rc) >= 0x80:
+            if rc_value(rc) >= 0x80:
                 self._fail("acl", "broker refused the subscription to %s (%s): commands "
                            "will not be answered" % (self.codec.command_filter, rc))
 
@@ -866,104 +666,3 @@ class Publisher:
             info = client.publish(reply.topic, reply.payload, qos=1, retain=False)
             if info.rc == mqtt.MQTT_ERR_SUCCESS:
                 self._direct[info.mid] = "reply"
-
-
-class WatchError(RuntimeError):
-    """The watcher cannot connect or subscribe; the message is for the technician."""
-
-
-class Watcher:
-    """A plain subscriber for ``loadwatch watch`` (kept here: the only paho import).
-
-    ``on_message(topic, payload, retained)`` runs on the calling thread of ``run()``.
-    Reconnects on its own after a lost connection (capped back-off); a refused first
-    connection, bad credentials or a failed TLS handshake raise ``WatchError``.
-    """
-
-    def __init__(self, broker, topics: list[str],
-                 on_message: Callable[[str, bytes, bool], None], session: str = "",
-                 on_link: Callable[[str], None] | None = None):
-        self.broker = broker
-        self.topics = topics
-        self.on_message = on_message
-        # Told in one line when the broker goes away and when it is back: a watch that
-        # silently prints nothing looks exactly like a quiet grid.
-        self.on_link = on_link
-        self._lost = False
-        self._stopping = False
-        v5 = getattr(broker, "protocol", "auto") != "3.1.1"
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=session or "loadwatch-watch-%s" % os.urandom(4).hex(),
-            clean_session=None if v5 else not session,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
-        self.v5 = v5
-        self.session = session
-        self.client.reconnect_delay_set(1, 30)
-        if broker.username:
-            self.client.username_pw_set(broker.username, broker.password or None)
-        if broker.tls:
-            self.client.tls_set_context(make_tls_context(broker))
-            if broker.insecure_skip_verify:
-                self.client.tls_insecure_set(True)
-        self.error = ""
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = lambda c, u, m: self.on_message(m.topic, bytes(m.payload),
-                                                                 bool(m.retain))
-
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        rc = _rc_value(reason_code)
-        if rc >= 0x80:
-            self.error = describe_connack(rc, self.broker)[1]
-            client.disconnect()
-            return
-        if self._lost and self.on_link is not None:
-            self.on_link("connected to %s:%d again" % (self.broker.host, self.broker.port))
-        self._lost = False
-        client.subscribe([(t, 1) for t in self.topics])
-
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self._stopping or self.error or self._lost:
-            return
-        self._lost = True
-        if self.on_link is not None:
-            self.on_link("lost the connection to the broker %s:%d (%s); reconnecting, "
-                         "messages published meanwhile may be missed%s" % (
-                             self.broker.host, self.broker.port, reason_code,
-                             "" if self.session else " (use --session to keep them)"))
-
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        if reason_codes and all(_rc_value(rc) >= 0x80 for rc in reason_codes):
-            self.error = "broker refused the subscription to %s (not authorised?)" % (
-                ", ".join(self.topics))
-            client.disconnect()
-
-    def run(self) -> None:
-        try:
-            if self.v5:
-                props = Properties(PacketTypes.CONNECT)
-                if self.session:
-                    props.SessionExpiryInterval = SESSION_EXPIRY_S
-                self.client.connect(self.broker.host, self.broker.port,
-                                    self.broker.keepalive_s, clean_start=not self.session,
-                                    properties=props)
-            else:
-                self.client.connect(self.broker.host, self.broker.port,
-                                    self.broker.keepalive_s)
-        except Exception as e:  # classified for the user
-            raise WatchError(describe_connect_error(e, self.broker)[1]) from None
-        try:
-            self.client.loop_forever()
-        finally:
-            try:
-                self.client.disconnect()
-            except Exception:
-                pass
-        if self.error:
-            raise WatchError(self.error)
-
-    def stop(self) -> None:
-        self._stopping = True
-        self.client.disconnect()

@@ -6,7 +6,7 @@ all gateways), prints one line per message, and drops QoS-1 re-deliveries by the
 ``id``. Retained messages (the current alert of each meter, each gateway's status) are
 printed first and marked ``(retained)``. Ctrl-C exits cleanly.
 
-No paho here: the subscriber itself is ``agent.publish.mqtt.Watcher``.
+No paho here: the subscriber itself is ``agent.publish.watch_client.Watcher``.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def watch_main(args: argparse.Namespace) -> int:
-    from agent.publish.mqtt import Watcher, WatchError
+    from agent.publish.watch_client import Watcher, WatchError
 
     prefix = args.prefix.rstrip("/")
     if "#" in prefix:
