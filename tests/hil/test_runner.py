@@ -12,7 +12,7 @@ import pytest
 
 from agent.model import Event
 from hil.cli import add_hil_arguments, hil_main
-from hil.runner import Report, _Observer, judge
+from hil.judge import Observer, Report, judge
 from hil.scenario import DAY, ScenarioError, load, parse_text, shipped
 
 BASE = """
@@ -103,7 +103,7 @@ def health(meter: str, state: str, t: float, id: str) -> dict:
 
 
 def judged(sc, received, emitted=()):
-    obs = _Observer(sc)
+    obs = Observer(sc)
     for ev in emitted:
         obs.on_event(ev)
     rep = Report(sc)
