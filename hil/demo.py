@@ -31,6 +31,7 @@ from pathlib import Path
 from agent.clock import Clock
 from agent.config import load_text
 from agent.runtime import Agent
+from hil import toml_out
 from hil.broker import MosquittoBroker
 from hil.loads import demo_households
 from hil.meters import SimMeterServer, SimUnit
@@ -64,27 +65,33 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
 
 def _agent_config(port_broker: int, port_meters: int, units: list, state_dir: str,
                   tz_hours: float) -> str:
-    """The agent's TOML; ``units`` are SimUnits (Modbus TCP) or SimDlt645Meters (one
-    DL/T 645 line behind a transparent gateway)."""
+    """The agent's TOML, written from data (hil/toml_out.py, as the rig's); ``units`` are
+    SimUnits (Modbus TCP) or SimDlt645Meters (one DL/T 645 line behind a transparent
+    gateway)."""
     dlt = bool(units) and hasattr(units[0], "address")
-    lines = [
-        'site = "demo"', 'gateway = "demo-gw"', "tz_offset_hours = %r" % tz_hours,
-        "state_dir = %s" % json.dumps(state_dir), "poll_s = 300", "telemetry_every_s = 3600",
-        "checkpoint_every_s = 21600",
-        "[broker]", 'host = "127.0.0.1"', "port = %d" % port_broker, "tls = false",
-        "[[buses]]", 'name = "street"',
-        'kind = "rtu-over-tcp"\nprotocol = "dlt645"' if dlt else 'kind = "tcp"',
-        'host = "127.0.0.1"', "port = %d" % port_meters, "timeout_ms = 2000",
-    ]
+    bus: dict = {"name": "street", "kind": "rtu-over-tcp" if dlt else "tcp"}
+    if dlt:
+        bus["protocol"] = "dlt645"
+    bus.update(host="127.0.0.1", port=port_meters, timeout_ms=2000)
+    meters = []
     for u in units:
-        where = 'address = "%s"' % u.address if dlt else "unit = %d" % u.unit_id
-        lines += ["[[meters]]", 'id = "%s"' % u.name, 'bus = "street"', where,
-                  'profile = "%s"' % u.profile.name]
+        m: dict = {"id": u.name, "bus": "street"}
+        if dlt:
+            m["address"] = u.address
+        else:
+            m["unit"] = u.unit_id
+        m["profile"] = u.profile.name
         if dlt:
             # One round trip per quantity: read what the detector and the telemetry use,
             # so a sweep keeps up with the demo's fast clock (as a slow line would).
-            lines.append('quantities = ["p_w", "pf", "e_import_kwh"]')
-    return "\n".join(lines) + "\n"
+            m["quantities"] = ["p_w", "pf", "e_import_kwh"]
+        meters.append(m)
+    return toml_out.dumps({
+        "site": "demo", "gateway": "demo-gw", "tz_offset_hours": tz_hours,
+        "state_dir": state_dir, "poll_s": 300, "telemetry_every_s": 3600,
+        "checkpoint_every_s": 21600,
+        "broker": {"host": "127.0.0.1", "port": port_broker, "tls": False},
+        "buses": [bus], "meters": meters})
 
 
 class Table:
