@@ -19,20 +19,12 @@ class MQTTException(Exception):
 class MQTTClient:
     def __init__(self, client_id, server, port=0, user=None, password=None, keepalive=0,
                  ssl=None, ssl_params=None):
-        self.client_id = client_id
-        self.sock = None
-        self.server = server
-        self.port = port or 1883
-        self.ssl = ssl
-        self.pid = 0
-        self.cb = None
-        self.user = user
-        self.pswd = password
-        self.keepalive = keepalive
-        self.lw_topic = None
-        self.lw_msg = None
-        self.lw_qos = 0
-        self.lw_retain = False
+        # The attributes micropython-lib's umqtt.simple has (the app reads some of them).
+        self.client_id, self.server, self.port = client_id, server, port or 1883
+        self.user, self.pswd, self.keepalive = user, password, keepalive
+        self.ssl, self.sock, self.cb, self.pid = ssl, None, None, 0
+        # The last will, set by set_last_will() before connect().
+        self.lw_topic, self.lw_msg, self.lw_qos, self.lw_retain = None, None, 0, False
         self.timeout = 5.0
 
     def _send_str(self, s):
