@@ -55,6 +55,15 @@ def _shared(s):
     return s
 
 
+class SettingsError(ValueError):
+    """A setting the policy refuses; ``key`` names it, so a config error can name it too
+    without reading this message (agent/settings.py)."""
+
+    def __init__(self, key, message):
+        ValueError.__init__(self, message)
+        self.key = key
+
+
 def default_policy_settings():
     """Policy tunables as plain numbers (seconds, score points 0..100)."""
     return {
@@ -76,14 +85,15 @@ class Policy:
         if settings is not None:
             for k in settings:
                 if k not in s:
-                    raise ValueError("unknown policy setting %r" % (k,))
+                    raise SettingsError(k, "unknown policy setting %r" % (k,))
                 v = settings[k]
                 if isinstance(v, bool) or not isinstance(v, (int, float)):
-                    raise ValueError("policy setting %r must be a number, not %r" % (k, v))
+                    raise SettingsError(k, "policy setting %r must be a number, not %r"
+                                        % (k, v))
                 s[k] = float(v)
         if s["clear_at"] > s["raise_at"]:
-            raise ValueError("policy clear_at (%r) must not exceed raise_at (%r)"
-                             % (s["clear_at"], s["raise_at"]))
+            raise SettingsError("clear_at", "policy clear_at (%r) must not exceed raise_at "
+                                "(%r)" % (s["clear_at"], s["raise_at"]))
         self.meter = meter_id
         self._set = _shared(s)
         self.active = False

@@ -192,13 +192,13 @@ def check_settings(where: str, detector: dict, policy: dict, source: str) -> Non
         try:
             build(dict(settings))
         except (ValueError, TypeError) as e:
-            name = getattr(e, "key", None) or _refused_alone(build, settings)
+            name = getattr(e, "key", None) or refused_alone(build, settings)
             prefix = "" if where == "detector" else where + "."
             key = "%s%s" % (prefix, table) + (".%s" % name if name else "")
             raise ConfigError(key, str(e), source) from None
 
 
-def _refused_alone(build: Callable[[dict], object], settings: dict) -> str | None:
+def refused_alone(build: Callable[[dict], object], settings: dict) -> str | None:
     """The first setting (by name) that the component refuses alone, or None when only a
     combination is refused (the error then names the table)."""
     for name in sorted(settings):

@@ -161,7 +161,18 @@ def test_a_refused_setting_is_named_without_reading_the_error_message() -> None:
     with pytest.raises(ConfigError) as err:
         check_settings("classes.shop", {}, {"clear_at": 95.0}, "t.toml")
     assert err.value.key == "classes.shop.policy.clear_at"
-    # Only the combination is wrong: the table is named, no key guessed.
+    # Only the combination is wrong: the policy names the key itself.
     with pytest.raises(ConfigError) as err:
         check_settings("detector", {}, {"clear_at": 50.0, "raise_at": 40.0}, "t.toml")
-    assert err.value.key == "policy"
+    assert err.value.key == "policy.clear_at"
+
+
+def test_a_combination_no_single_setting_explains_names_only_the_table() -> None:
+    from agent.settings import refused_alone
+
+    def build(s: dict) -> None:
+        if s.get("a", 0) + s.get("b", 0) > 1:
+            raise ValueError("a and b together are too much")
+
+    assert refused_alone(build, {"a": 1, "b": 1}) is None
+    assert refused_alone(build, {"a": 2, "b": 0}) == "a"
