@@ -96,7 +96,7 @@ def test_broker_outage_loses_nothing(arun) -> None:
 
 
 def test_china_building_first_hours_over_a_paced_dlt645_line(arun) -> None:
-    """The full run (5 days, the rig caught on day 4) takes ~12 minutes because the
+    """The full run (5 days; the rig switches on at day 2) takes ~12 minutes because the
     2400-baud line is the limit: `loadwatch hil run china-building`, figures in README.
     Here its first 0.2 day: every flat's DL/T 645 meter is read through the transparent
     gateway on the paced line, hourly, without an error or a false alarm."""
