@@ -9,7 +9,9 @@ Every figure is measured here, side by side in one run, on generated 30-min AMI 
 (households with a morning and an evening peak and noise; one meter in 20 gets a miner
 of 0.5-3 kW from a random day on): ``replay`` for reference, the local engine on 1 and
 on 2 worker processes, and Spark ``local[2]`` on the same file. Rates are samples scored
-per second of wall time, reading and writing included (the command's own summary.json).
+per second of wall time, reading and writing included, and per second of CPU time used by
+the command's process tree (what one core delivers, whatever else the machine is doing;
+not shown for Spark, whose JVM is not a process the command waits for).
 Peak RSS is the sum over the command's process tree (parent and workers, and for Spark
 its JVM and Python workers), sampled every 0.2 s from /proc; shared pages count once per
 process, so the figure errs high.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -113,9 +116,15 @@ def _tree_rss(root: int) -> int:
     return total
 
 
-def run(args: list[str], exclude_java: bool = True) -> tuple[float, int, str]:
-    """Run ``loadwatch ARGS``; (wall s, peak tree RSS bytes, stdout)."""
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run(args: list[str]) -> tuple[float, int, str, float]:
+    """Run ``loadwatch ARGS``; (wall s, peak tree RSS bytes, stdout, CPU s of the tree)."""
     t0 = time.perf_counter()
+    c0 = _cpu()
     proc = subprocess.Popen([sys.executable, "-m", "agent.cli", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = [0]
@@ -132,17 +141,19 @@ def run(args: list[str], exclude_java: bool = True) -> tuple[float, int, str]:
     done.set()
     th.join()
     wall = time.perf_counter() - t0
+    cpu = _cpu() - c0  # the command and every process it waited for (workers, Spark's JVM)
     if proc.returncode != 0:
         raise SystemExit("loadwatch %s failed (%d):\n%s" % (" ".join(args), proc.returncode,
                                                             err[-2000:]))
-    return wall, peak[0], out
+    return wall, peak[0], out, cpu
 
 
 def screen(inp: Path, out: Path, *extra: str) -> dict:
-    wall, rss, _ = run(["screen", str(inp), "--out", str(out), "--quiet", *extra])
+    wall, rss, _, cpu = run(["screen", str(inp), "--out", str(out), "--quiet", *extra])
     with open(out / "summary.json") as f:
         s = json.load(f)
     s["wall_s"] = wall
+    s["cpu_s"] = cpu
     s["peak_rss_mb"] = rss / 1e6
     return s
 
@@ -188,31 +199,37 @@ def main() -> None:
     k = max(1, a.meters // 10)
     generate(small, k, a.days, csv=True)
     print("input: %d meters x %d days of 30-min data = %d samples" % (a.meters, a.days, n))
-    wall, _, _ = run(["replay", str(small)])
+    wall, _, _, rcpu = run(["replay", str(small)])
     replay_rate = k * a.days * 48 / wall
     one = screen(inp, work / "o1", "--workers", "1")
     two = screen(inp, work / "o2", "--workers", "2")
     q = work / "bench15.parquet"  # the province's 96-point curves, as long samples
     n15 = generate(q, a.meters, max(1, a.days // 2), step=900.0)
     one15 = screen(q, work / "o15", "--workers", "1")
-    rows = [("replay (1 core, %d meters of the same kind, CSV)" % k, replay_rate, None, None),
-            ("screen local, 1 worker", n / one["wall_s"], one["peak_rss_mb"], None),
-            ("screen local, 2 workers", n / two["wall_s"], two["peak_rss_mb"],
-             "%.2fx vs 1 worker" % (one["wall_s"] / two["wall_s"])),
+    rows = [("replay (1 core, %d meters of the same kind, CSV)" % k, replay_rate,
+             k * a.days * 48 / rcpu, None, None),
+            ("screen local, 1 worker", n / one["wall_s"], n / one["cpu_s"],
+             one["peak_rss_mb"], None),
+            ("screen local, 2 workers", n / two["wall_s"], n / two["cpu_s"],
+             two["peak_rss_mb"], "%.2fx vs 1 worker" % (one["wall_s"] / two["wall_s"])),
             ("screen local, 1 worker, 15-min data (%d samples)" % n15, n15 / one15["wall_s"],
-             one15["peak_rss_mb"], None)]
+             n15 / one15["cpu_s"], one15["peak_rss_mb"], None)]
     if not a.no_spark:
         sp = screen(inp, work / "os", "--engine", "spark", "--master", "local[2]")
-        rows.append(("screen spark local[2]", n / sp["wall_s"], sp["peak_rss_mb"],
+        rows.append(("screen spark local[2]", n / sp["wall_s"], None,
+                     sp["peak_rss_mb"],
                      "%.2fx vs local 2 workers" % (two["wall_s"] / sp["wall_s"])))
         same = (pq.read_table(work / "o2" / "alerts.parquet").sort_by("event_id")
                 .equals(pq.read_table(work / "os" / "alerts.parquet").sort_by("event_id")))
         print("spark and local alerts identical: %s" % same)
-    print("| engine | samples/s (wall, reading included) | peak RSS (process tree) | ratio |")
-    print("|---|---|---|---|")
-    for name, rate, rss, ratio in rows:
-        print("| %s | %.0f | %s | %s |" % (name, rate, "%.0f MB" % rss if rss else "-",
-                                          ratio or "-"))
+    print("| engine | samples/s (wall, reading included) | samples per CPU-second | "
+          "peak RSS (process tree) | ratio (wall) |")
+    print("|---|---|---|---|---|")
+    for name, rate, per_cpu, rss, ratio in rows:
+        print("| %s | %.0f | %s | %s | %s |" % (name, rate,
+                                                "%.0f" % per_cpu if per_cpu else "-",
+                                                "%.0f MB" % rss if rss else "-",
+                                                ratio or "-"))
     print("alerts raised: %d meters of %d" % (one["meters_alerted"], one["meters"]))
 
 
