@@ -45,7 +45,8 @@ def replay_events(path: Path, *extra: str) -> list[dict]:
 
 def screen(path: Path | list[Path], out: Path, *extra: str) -> tuple[list[dict], dict]:
     paths = [str(p) for p in (path if isinstance(path, list) else [path])]
-    r = cli("screen", *paths, "--out", str(out), "--quiet", *extra)
+    # Spark's JVM start alone took minutes on a saturated 2-core machine: a generous bound.
+    r = cli("screen", *paths, "--out", str(out), "--quiet", *extra, timeout=900)
     assert r.returncode == 0, r.stderr
     table = pq.read_table(out / "alerts.parquet").to_pylist()
     events = [{"kind": e["kind"], "meter": e["meter"], "t": e["time"], "score": e["score"],
