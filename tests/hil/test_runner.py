@@ -337,6 +337,7 @@ flag = "timeout"
 """
 
 
+@pytest.mark.serial  # a port that returns must be found again within the run: run alone
 def test_meter_and_bus_faults_reach_the_agent(arun) -> None:
     """Exception replies, a slow unit and an unplugged bus, each seen as the agent must."""
     from hil.runner import run_local

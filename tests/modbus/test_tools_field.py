@@ -10,6 +10,8 @@ import json
 import signal
 import sys
 
+import pytest
+
 from agent.clock import Clock
 from agent.config import load_text
 from agent.modbus.hints import HINT_NO_REPLY_TCP
@@ -136,6 +138,7 @@ def test_run_backs_off_a_unit_the_gateway_says_is_absent(arun) -> None:
     arun(main())
 
 
+@pytest.mark.serial  # times a live view and its Ctrl-C: run alone
 def test_read_json_repeat_is_a_live_view_until_ctrl_c(arun) -> None:
     async def main() -> None:
         clock = Clock()

@@ -75,6 +75,7 @@ def test_watch_clear_error_on_refused_connection():
     assert "refused the connection" in err and "Traceback" not in err
 
 
+@pytest.mark.serial  # a subprocess on a 20 s budget: run alone
 def test_watch_reads_password_from_a_file_not_argv(auth_broker, tmp_path):
     pw = tmp_path / "pw"
     pw.write_text("wrong\n")
