@@ -1,15 +1,22 @@
 """Slot aggregates for the telemetry topic (agent and MCU alike).
 
 The utility does not want every 10-s sample (the whole point of scoring on the gateway),
-but it does want a compact record per meter and slot: mean, min and max power, energy
-used, power factor and how many samples were good or bad. Pure: time comes in as ``t``.
-Slots are aligned to UNIX time, so all meters' slots line up.
+but it does want a compact record per meter and slot of every quantity the meter is read
+for: mean, min and max of each over the slot, how many samples were good or bad and their
+quality flags, and each energy counter's value at the slot's end (billing checks and Home
+Assistant's energy view need the counter itself, not only its increase). Pure: time comes
+in as ``t``. Slots are aligned to UNIX time, so all meters' slots line up.
 
 One source for both runtimes (MicroPython-safe: imports only array, agent.model and
-micropython). The numbers are a run of ``SIZE`` values of an ``array('d')`` at offset
-``o``, inside the meter's one array (agent/pipeline.py; a Slot object of its own would
-cost an instance, a map and an array header more per meter on MicroPython). Counts and
-flags are whole numbers, exact in a double.
+micropython). The numbers are a run of ``size(table, mask)`` values of an ``array('d')``
+at offset ``o``, inside the meter's one array (agent/pipeline.py; a Slot object of its own
+would cost an instance, a map and an array header more per meter on MicroPython).
+``table`` is the meter's field table (rows that start with the field's name; shared by
+every meter of a class, so nothing per meter); ``mask`` has bit i set when field i is
+published (the meter class's ``telemetry_quantities``) and is kept in the run itself.
+A measured quantity keeps 4 numbers (sum, min, max, misses), an energy counter 2 (first
+and last value of the slot): the MCU's default p_w, pf and import counter cost 10
+numbers. Counts and flags are whole numbers, exact in a double.
 """
 
 from agent.model import BAD_DATA, quality_names
@@ -26,138 +33,234 @@ _INF = float("inf")
 _NAN = float("nan")
 
 _SLOT_S = const(0)  # slot length, s
-_START = const(1)  # start of the open slot (valid when _HAS_START is 1)
-_HAS_START = const(2)  # 0 until the first reading
-_N_GOOD = const(3)  # readings with a usable power
-_N_BAD = const(4)  # other readings
-_P_SUM = const(5)  # sum, lowest and highest of the good powers, W
-_P_MIN = const(6)
-_P_MAX = const(7)
-_PF_SUM = const(8)  # sum of |pf| over the readings that carried one
-_N_PF = const(9)
-_E_FIRST = const(10)  # first and last import counter of the slot (NaN: none yet; the
-_E_LAST = const(11)  # readings are the decoder's clean values, never NaN)
-_FLAGS = const(12)  # quality flags of every reading, OR-ed
-SIZE = const(13)
+_START = const(1)  # start of the open slot (NaN until the first reading)
+_N_GOOD = const(2)  # readings with a usable power
+_N_BAD = const(3)  # other readings
+_FLAGS = const(4)  # quality flags of every reading, OR-ed
+_MASK = const(5)  # bit i: field i is aggregated
+_HEAD = const(6)
+_STAT = const(4)  # sum, min, max and misses (good readings without it) of a quantity
+_COUNTER = const(2)  # first and last value of an energy counter
+IMPORT = "e_import_kwh"
 
 
-def init(v, o, slot_s):
-    """An empty aggregate of ``slot_s``-second slots at v[o:o + SIZE]."""
+def is_counter(name):
+    """Energy counters (``e_*``) are reported by value, not by mean/min/max."""
+    return name.startswith("e_")
+
+
+def all_mask(table):
+    return (1 << len(table)) - 1
+
+
+def mask_of(table, published):
+    """The mask of the fields of ``table`` whose names are in ``published`` (None: all)."""
+    if published is None:
+        return all_mask(table)
+    m = 0
+    for i in range(len(table)):
+        if table[i][0] in published:
+            m |= 1 << i
+    return m
+
+
+def size(table, mask):
+    """How many numbers the slot of a meter with these fields keeps."""
+    n = _HEAD
+    for i in range(len(table)):
+        if (mask >> i) & 1:
+            n += _COUNTER if is_counter(table[i][0]) else _STAT
+    return n
+
+
+def init(v, o, slot_s, table, mask):
+    """An empty aggregate of ``slot_s``-second slots at v[o:o + size(table, mask)]."""
     if slot_s <= 0:
         raise ValueError("slot_s must be > 0")
     v[o + _SLOT_S] = slot_s
-    v[o + _START] = 0.0
-    v[o + _HAS_START] = 0.0
-    _reset(v, o)
+    v[o + _START] = _NAN
+    v[o + _MASK] = mask
+    _reset(v, o, table)
 
 
-def restart(v, o):
+def restart(v, o, table):
     """Empty the aggregate and forget its slot (the next reading opens one)."""
-    init(v, o, v[o + _SLOT_S])
+    v[o + _START] = _NAN
+    _reset(v, o, table)
 
 
-def _reset(v, o):
-    """Empty the aggregate, keeping its length and start."""
-    for i in range(o + _N_GOOD, o + SIZE):
-        v[i] = 0.0
-    v[o + _P_MIN] = _INF
-    v[o + _P_MAX] = -_INF
-    v[o + _E_FIRST] = _NAN
-    v[o + _E_LAST] = _NAN
+def _reset(v, o, table):
+    """Empty the aggregate, keeping its length, start and mask."""
+    v[o + _N_GOOD] = 0.0
+    v[o + _N_BAD] = 0.0
+    v[o + _FLAGS] = 0.0
+    mask = int(v[o + _MASK])
+    p = o + _HEAD
+    bit = 1
+    for row in table:
+        if mask & bit:
+            if row[0].startswith("e_"):
+                v[p] = _NAN
+                v[p + 1] = _NAN
+                p += _COUNTER
+            else:
+                v[p] = 0.0
+                v[p + 1] = _INF
+                v[p + 2] = -_INF
+                v[p + 3] = 0.0
+                p += _STAT
+        bit <<= 1
 
 
-def add(v, o, t, values, quality):
+def add(v, o, table, t, values, quality):
     """Add a reading; returns the closed slot's dict when the reading opens a new slot."""
     slot_s = v[o + _SLOT_S]
     start = (t // slot_s) * slot_s
     closed = None
-    if v[o + _HAS_START] == 0.0:
+    have = v[o + _START]
+    if have != have:
         v[o + _START] = start
-        v[o + _HAS_START] = 1.0
-    elif start > v[o + _START]:
-        closed = close(v, o)
+    elif start > have:
+        closed = close(v, o, table)
         v[o + _START] = start
-    elif start < v[o + _START]:
+    elif start < have:
         # Clock went backwards: count it as bad data in the current slot, learn nothing.
         v[o + _N_BAD] += 1.0
         return None
     if (quality & BAD_DATA) == 0 and "p_w" in values:
-        p = values["p_w"]
         v[o + _N_GOOD] += 1.0
-        v[o + _P_SUM] += p
-        v[o + _P_MIN] = min(v[o + _P_MIN], p)
-        v[o + _P_MAX] = max(v[o + _P_MAX], p)
-        pf = values.get("pf")
-        if pf is not None:
-            v[o + _PF_SUM] += abs(pf)
-            v[o + _N_PF] += 1.0
-        e = values.get("e_import_kwh")
-        if e is not None:
-            if v[o + _E_FIRST] != v[o + _E_FIRST]:
-                v[o + _E_FIRST] = e
-            v[o + _E_LAST] = e
+        mask = int(v[o + _MASK])
+        get = values.get
+        p = o + _HEAD
+        bit = 1
+        for row in table:  # hot: every reading, every field (bench/delivery.py CPU figure)
+            if mask & bit:
+                name = row[0]
+                x = get(name)
+                if name.startswith("e_"):  # an energy counter: first and last value
+                    if x is not None:
+                        if v[p] != v[p]:
+                            v[p] = x
+                        v[p + 1] = x
+                    p += 2
+                else:
+                    if x is None:
+                        v[p + 3] += 1.0  # missed: rare, so counting misses is cheaper
+                    else:
+                        v[p] += x
+                        if x < v[p + 1]:
+                            v[p + 1] = x
+                        if x > v[p + 2]:
+                            v[p + 2] = x
+                    p += 4
+            bit <<= 1
     else:
         v[o + _N_BAD] += 1.0
     v[o + _FLAGS] = int(v[o + _FLAGS]) | quality
     return closed
 
 
-def close(v, o):
-    """The aggregate of the open slot (None when it saw nothing), then empty it."""
+def close(v, o, table):
+    """The aggregate of the open slot (None when it saw nothing), then empty it.
+
+    ``stats`` maps each measured quantity to ``[mean, min, max, count]`` (None for the
+    first three when no good reading carried it), ``counters`` each energy counter to its
+    last good value (None without one); ``energy_kwh`` is the import counter's increase
+    over the slot and ``p_mean_w``/``p_min_w``/``p_max_w`` repeat the power's stats for
+    the agent's own consumers (the web history)."""
     g = int(v[o + _N_GOOD])
     n_bad = int(v[o + _N_BAD])
-    if v[o + _HAS_START] == 0.0 or (g + n_bad) == 0:
-        _reset(v, o)
+    start = v[o + _START]
+    if start != start or (g + n_bad) == 0:
+        _reset(v, o, table)
         return None
-    n_pf = int(v[o + _N_PF])
+    stats = {}
+    counters = {}
+    mask = int(v[o + _MASK])
+    p = o + _HEAD
+    energy = None
+    bit = 1
+    for row in table:
+        if mask & bit:
+            name = row[0]
+            if name.startswith("e_"):
+                last = v[p + 1]
+                counters[name] = last if last == last else None
+                if name == IMPORT and last == last:
+                    energy = last - v[p]
+                p += _COUNTER
+            else:
+                n = g - int(v[p + 3])
+                stats[name] = [v[p] / n, v[p + 1], v[p + 2], n] if n else [None, None, None, 0]
+                p += _STAT
+        bit <<= 1
+    pw = stats.get("p_w") or [None, None, None, 0]
     out = {
-        "slot_start": v[o + _START], "slot_s": v[o + _SLOT_S], "samples": g,
-        "bad_samples": n_bad,
-        "p_mean_w": v[o + _P_SUM] / g if g else None,
-        "p_min_w": v[o + _P_MIN] if g else None,
-        "p_max_w": v[o + _P_MAX] if g else None,
-        "pf_mean": v[o + _PF_SUM] / n_pf if n_pf else None,
-        "energy_kwh": (v[o + _E_LAST] - v[o + _E_FIRST])
-        if v[o + _E_FIRST] == v[o + _E_FIRST] else None,
-        # The meter's absolute import counter at the slot's last good reading: what a
-        # total_increasing energy sensor (Home Assistant) needs; None without one.
-        "e_import_kwh": v[o + _E_LAST] if v[o + _E_FIRST] == v[o + _E_FIRST] else None,
+        "slot_start": start, "slot_s": v[o + _SLOT_S], "samples": g, "bad_samples": n_bad,
+        "p_mean_w": pw[0], "p_min_w": pw[1], "p_max_w": pw[2], "energy_kwh": energy,
+        "stats": stats, "counters": counters,
         "quality": quality_names(int(v[o + _FLAGS])),
     }
-    _reset(v, o)
+    _reset(v, o, table)
     return out
 
 
-def state(v, o):
+def state(v, o, table):
     """The open slot as JSON-able finite numbers, checkpointed with the detector so a
     crash does not lose a partly filled slot (an hourly slot is rarely completed by a
-    gateway that restarts every few minutes)."""
-    good = v[o + _N_GOOD] > 0
-    has_e = v[o + _E_FIRST] == v[o + _E_FIRST]
-    return {"slot_s": v[o + _SLOT_S],
-            "slot_start": v[o + _START] if v[o + _HAS_START] else None,
+    gateway that restarts every few minutes). ``run`` is the per-field numbers in table
+    order, None where a number is not finite (an empty min, a counter not seen yet)."""
+    start = v[o + _START]
+    run = []
+    for i in range(o + _HEAD, o + size(table, int(v[o + _MASK]))):
+        x = v[i]
+        run.append(None if (x != x or x == _INF or x == -_INF) else x)
+    return {"slot_s": v[o + _SLOT_S], "slot_start": None if start != start else start,
             "n_good": int(v[o + _N_GOOD]), "n_bad": int(v[o + _N_BAD]),
-            "p_sum": v[o + _P_SUM], "p_min": v[o + _P_MIN] if good else None,
-            "p_max": v[o + _P_MAX] if good else None, "pf_sum": v[o + _PF_SUM],
-            "n_pf": int(v[o + _N_PF]), "e_first": v[o + _E_FIRST] if has_e else None,
-            "e_last": v[o + _E_LAST] if has_e else None, "flags": int(v[o + _FLAGS])}
+            "flags": int(v[o + _FLAGS]), "fields": [table[i][0] for i in range(len(table))
+                                                    if (int(v[o + _MASK]) >> i) & 1],
+            "run": run}
 
 
-def restore(v, o, saved):
+def restore(v, o, table, saved):
     """Continue the slot ``state()`` saved; ValueError/KeyError/TypeError when it does not
-    fit (another slot length: the slot is then simply started afresh), leaving v as is."""
+    fit (another slot length or other fields: the slot is then simply started afresh),
+    leaving v as is."""
     slot_s = v[o + _SLOT_S]
     if float(saved["slot_s"]) != slot_s:
         raise ValueError("telemetry slot was %r s, settings say %r s"
                          % (saved["slot_s"], slot_s))
-    start = saved["slot_start"]
+    mask = int(v[o + _MASK])
+    fields = [table[i][0] for i in range(len(table)) if (mask >> i) & 1]
+    if list(saved["fields"]) != fields:
+        raise ValueError("telemetry slot had other quantities")
+    run = saved["run"]
+    if len(run) != size(table, mask) - _HEAD:
+        raise ValueError("telemetry slot run has %d numbers, not %d"
+                         % (len(run), size(table, mask) - _HEAD))
+    numbers = []
+    p = 0
     n_good = int(saved["n_good"])
-    e_first, e_last = saved["e_first"], saved["e_last"]
-    numbers = [slot_s, 0.0 if start is None else float(start), 0.0 if start is None else 1.0,
-               n_good, int(saved["n_bad"]), float(saved["p_sum"]),
-               float(saved["p_min"]) if n_good > 0 else _INF,
-               float(saved["p_max"]) if n_good > 0 else -_INF, float(saved["pf_sum"]),
-               int(saved["n_pf"]), _NAN if e_first is None else float(e_first),
-               _NAN if e_last is None else float(e_last), int(saved["flags"])]
-    for i in range(SIZE):
-        v[o + i] = numbers[i]
+    for name in fields:
+        if is_counter(name):
+            numbers.append(_NAN if run[p] is None else float(run[p]))
+            numbers.append(_NAN if run[p + 1] is None else float(run[p + 1]))
+            p += _COUNTER
+        else:
+            missed = int(run[p + 3])
+            if not 0 <= missed <= n_good:
+                raise ValueError("telemetry slot: %s missed %d of %d readings"
+                                 % (name, missed, n_good))
+            seen = n_good - missed > 0
+            numbers.append(float(run[p]))
+            numbers.append(float(run[p + 1]) if seen else _INF)
+            numbers.append(float(run[p + 2]) if seen else -_INF)
+            numbers.append(missed)
+            p += _STAT
+    start = saved["slot_start"]
+    head = [slot_s, _NAN if start is None else float(start), n_good,
+            int(saved["n_bad"]), int(saved["flags"]), mask]
+    for i in range(_HEAD):
+        v[o + i] = head[i]
+    for i in range(len(numbers)):
+        v[o + _HEAD + i] = numbers[i]

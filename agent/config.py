@@ -74,6 +74,9 @@ class BrokerSettings:
         self.keepalive_s: int = kw.get("keepalive_s", 30)
         self.telemetry_qos: int = kw.get("telemetry_qos", 0)
         self.score_qos: int = kw.get("score_qos", 0)
+        # The score rides in each telemetry message; True also sends the full score
+        # (contributions, evidence) on meter/<id>/score, for subscribers who use it.
+        self.score_topic: bool = kw.get("score_topic", False)
         self.protocol: str = kw.get("protocol", "auto")
         # Settings that work but should not be used so (an inline password, a password
         # over plain TCP): check-config prints them, ``run`` logs them at start.
@@ -246,6 +249,10 @@ class Plan:
         out["tz_offset_s"] = self.tz_offset_s
         return out
 
+    def telemetry_quantities(self, meter_class: str) -> tuple[str, ...] | None:
+        """What a class's telemetry publishes (None: every quantity its meters read)."""
+        return self.classes.get(meter_class, {}).get("telemetry_quantities")
+
     def policy_settings(self, meter_class: str) -> dict:
         out = dict(self.policy)
         out.update(self.classes.get(meter_class, {}).get("policy", {}))
@@ -351,6 +358,7 @@ def _broker(root: SettingsTable, site: str, gateway: str, base: Path) -> BrokerS
         keepalive_s=t.get("keepalive_s", int, 30, lo=5, hi=3600),
         telemetry_qos=t.get("telemetry_qos", int, 0, choices=(0, 1)),
         score_qos=t.get("score_qos", int, 0, choices=(0, 1)),
+        score_topic=t.get("score_topic", bool, False),
         protocol=t.get("protocol", str, "auto", choices=("auto", "5", "3.1.1")),
         warnings=warnings,
         **files,

@@ -22,11 +22,13 @@ class MeterPipeline(agent.pipeline.MeterPipeline):
     Readings as values, the profile check, the checkpoint entry and the status row."""
 
     def __init__(self, plan: MeterPlan, detector: Detector, policy: Policy,
-                 telemetry_s: float, decides_alerts: bool = True):
+                 telemetry_s: float, decides_alerts: bool = True,
+                 telemetry_quantities: tuple[str, ...] | None = None):
         self.decoder = Decoder(plan)
         super().__init__(self.decoder.fields, detector, policy, telemetry_s,
                          frozen_s=self.decoder.frozen_s, decides_alerts=decides_alerts,
-                         poll_s=plan.poll_s, unit=plan.unit)
+                         poll_s=plan.poll_s, unit=plan.unit,
+                         telemetry_quantities=telemetry_quantities)
         self.plan = plan
         self.clock_guard = ClockGuard(plan.id)  # replaced by _build_pipelines
         self.bad_run = 0  # consecutive unusable readings

@@ -47,16 +47,19 @@ class MeterPipeline:
     """
 
     def __init__(self, table, detector, policy, telemetry_s, frozen_s=quality.FROZEN_S,
-                 decides_alerts=True, poll_s=0.0, unit=0, restored=False):
+                 decides_alerts=True, poll_s=0.0, unit=0, restored=False,
+                 telemetry_quantities=None):
         self.fields = table
         self.detector = detector
         self.policy = policy
         self._errs = None  # the health run's [last error, {kind: count}], see health.py
         nf = len(table)
         o = _CK + quality.check_size(nf)
-        v = array("d", [0.0] * (o + (aggregate.SIZE if telemetry_s > 0 else 0)))
+        # ``telemetry_quantities``: names published in telemetry (None: every field read).
+        mask = aggregate.mask_of(table, telemetry_quantities)
+        v = array("d", [0.0] * (o + (aggregate.size(table, mask) if telemetry_s > 0 else 0)))
         if telemetry_s > 0:
-            aggregate.init(v, o, telemetry_s)
+            aggregate.init(v, o, telemetry_s, table, mask)
         quality.check_init(v, _CK, nf, float(frozen_s))
         health.init(v, _H)
         v[_POLL_S] = float(poll_s)
@@ -115,14 +118,14 @@ class MeterPipeline:
         """The open telemetry slot (agent/aggregate.py), for the checkpoint; None
         without one."""
         o = self._slot()
-        return None if o is None else aggregate.state(self._v, o)
+        return None if o is None else aggregate.state(self._v, o, self.fields)
 
     def reset_slot(self):
         """Start the telemetry slot afresh (the gateway's clock moved to another time
         base: the open slot belongs to the old one)."""
         o = self._slot()
         if o is not None:
-            aggregate.restart(self._v, o)
+            aggregate.restart(self._v, o, self.fields)
 
     def restore_slot(self, saved):
         """Continue a checkpointed slot; ValueError/KeyError/TypeError when it does not
@@ -130,7 +133,7 @@ class MeterPipeline:
         o = self._slot()
         if o is None:
             raise ValueError("this meter makes no telemetry slot")
-        aggregate.restore(self._v, o, saved)
+        aggregate.restore(self._v, o, self.fields, saved)
 
     # ------------------------------------------------------------ the pipeline
 
@@ -151,7 +154,7 @@ class MeterPipeline:
         det = self.detector
         v = self._v
         o = self._slot()
-        closed = aggregate.add(v, o, t, values, flags) if o is not None else None
+        closed = aggregate.add(v, o, self.fields, t, values, flags) if o is not None else None
         if closed is not None:
             state = "ready" if det.ready else "warming"
             closed["score"] = round(det.score, 2)

@@ -77,7 +77,8 @@ class Agent:
         self.statefile = StateFile(plan.state_dir)
         # QoS is decided in one place: the codec, from [broker] telemetry_qos/score_qos.
         self.codec = Codec(plan.broker.prefix, plan.site, plan.gateway,
-                           plan.broker.telemetry_qos, plan.broker.score_qos)
+                           plan.broker.telemetry_qos, plan.broker.score_qos,
+                           score_topic=plan.broker.score_topic)
         self.outbox: Outbox | None = None
         self.publisher: Publisher | None = None
         self.pipelines: dict[str, MeterPipeline] = {}
@@ -120,7 +121,8 @@ class Agent:
                 detector = policy = None
             pipeline = MeterPipeline(
                 m, detector or Detector(dset), policy or Policy(m.id, pset),
-                self.plan.telemetry_every_s, decides_alerts=m.id not in bridged)
+                self.plan.telemetry_every_s, decides_alerts=m.id not in bridged,
+                telemetry_quantities=self.plan.telemetry_quantities(m.meter_class))
             # Only the wall clock has a floor: a simulated one may replay 2013's traces.
             floor = float("-inf") if self.clock.simulated else CLOCK_FLOOR
             pipeline.clock_guard = ClockGuard(m.id, floor)
@@ -268,6 +270,7 @@ class Agent:
             p = self.pipelines.get(ev.meter)
             if ev.is_alert and p is not None and p.decides_alerts:
                 states[POLICY_KEY % ev.meter] = json.dumps(p.policy.state(), allow_nan=False)
+        events = [ev for ev in events if self.codec.publishes(ev)]
         try:
             results = self.outbox.put_many([self.codec.event(ev) for ev in events], states)
         except OutboxFull as e:

@@ -214,6 +214,25 @@ def quirk_overrides(t: SettingsTable) -> dict:
     return quirks_table(t.table("quirks"))
 
 
+def telemetry_quantities(t: SettingsTable) -> tuple[str, ...] | None:
+    """``telemetry_quantities`` of a meter class: which of the quantities a meter is read
+    for its telemetry publishes ("all", the default: None). Names are the profiles'
+    standard ones (``v_v_l1``); one a meter does not read is simply not there."""
+    from agent.profiles import KNOWN_QUANTITIES
+
+    wanted = t.get("telemetry_quantities", (list, str), "all")
+    if wanted == "all":
+        return None
+    if isinstance(wanted, str) or not all(isinstance(n, str) for n in wanted):
+        raise t.error("telemetry_quantities", "%r must be a list of quantity names or "
+                      "\"all\"" % (wanted,))
+    unknown = [n for n in wanted if n not in KNOWN_QUANTITIES]
+    if unknown:
+        raise t.error("telemetry_quantities", "%s: not a quantity name (known: %s)" % (
+            ", ".join(unknown), ", ".join(sorted(KNOWN_QUANTITIES))))
+    return tuple(wanted)
+
+
 def scoring_settings(root: SettingsTable) -> tuple[dict, dict, dict[str, dict]]:
     """``[detector]``, ``[policy]`` and ``[classes.NAME.detector|policy]`` of a config,
     validated against the components' defaults and by building them once (the agent's
@@ -227,7 +246,8 @@ def scoring_settings(root: SettingsTable) -> tuple[dict, dict, dict[str, dict]]:
     for cname in list(ct.data):
         one = ct.table(cname)
         classes[cname] = {"detector": settings_table(one, "detector", det_defaults),
-                          "policy": settings_table(one, "policy", pol_defaults)}
+                          "policy": settings_table(one, "policy", pol_defaults),
+                          "telemetry_quantities": telemetry_quantities(one)}
         one.finish()
     ct.finish()
     check_settings("detector", detector, policy, root.source)

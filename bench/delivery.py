@@ -1,6 +1,13 @@
-"""Delivery benchmark: alert latency end to end, and the outbox's cost in throughput.
+"""Delivery benchmark: telemetry bytes and CPU, alert latency end to end, and the outbox's
+cost in throughput.
 
-    .venv/bin/python bench/delivery.py [--alerts 500] [--messages 5000]
+    .venv/bin/python bench/delivery.py [--alerts 500] [--messages 5000] [--payloads-only]
+
+0. Telemetry payloads (issue 17; bench/payloads.py), schema 2 against today's schema 1
+   (telemetry + score message per slot) on the same simulated readings, in this run:
+   bytes per meter per day at 15-min slots for 3-phase meters read for every quantity
+   (target <= 40 KB = 40,960 B), bytes per reading at 1-s slots for a 1-phase meter
+   (target <= 400), and CPU per reading (register decoding to messages; <= 1.1x today).
 
 Everything runs on loopback against a private Mosquitto (hil/broker.py), in one run:
 
@@ -61,8 +68,10 @@ def alert_event(i: int) -> Event:
 def telemetry_event(i: int) -> Event:
     return Event("telemetry", "m%d" % (i % 50), time.time(), "bench:tele:%d" % i, data={
         "slot_start": 0.0, "slot_s": 900.0, "samples": 90, "bad_samples": 0,
-        "p_mean_w": 1520.5, "p_min_w": 1400.0, "p_max_w": 1700.0, "pf_mean": 0.97,
-        "energy_kwh": 0.38, "quality": [], "score": 12.0, "detector_state": "ready"})
+        "p_mean_w": 1520.5, "p_min_w": 1400.0, "p_max_w": 1700.0, "energy_kwh": 0.38,
+        "stats": {"p_w": [1520.5, 1400.0, 1700.0, 90], "pf": [0.97, 0.95, 0.99, 90]},
+        "counters": {"e_import_kwh": 18344.72}, "quality": [], "score": 12.0,
+        "detector_state": "ready"})
 
 
 class Sink:
@@ -214,11 +223,45 @@ def fsync_ms(d: str) -> float:
     return statistics.median(times)
 
 
+def bench_payloads() -> None:
+    """Section 0: schema 2 against today's telemetry + score, bytes and CPU."""
+    from bench import payloads as pl
+
+    print("telemetry payloads, schema 2 vs today's (telemetry + score), same readings:")
+    print("  %-44s %10s %10s %7s  %s" % ("", "today", "schema 2", "ratio", "target"))
+    for prof in ("sdm630", "dtsu666"):  # Modbus: the simulated meter serves registers
+        table, rows = pl.readings(prof, 10.0, 8640)
+        old, _ = pl.run_old(table, rows, 900.0)
+        new, msgs = pl.run_new(table, rows, 900.0)
+        old_day, new_day = old * 96 / msgs, new * 96 / msgs  # 96 slots a day
+        print("  %-44s %8.0f B %8.0f B %6.2fx  <= 40,960 B: %s" % (
+            "B/meter/day, 15-min, %s (%d qty, 3-phase)" % (prof, len(table)), old_day,
+            new_day, new_day / old_day, "MET" if new_day <= 40960 else "MISSED"))
+    table, rows = pl.readings("sdm120", 1.0, 3600)
+    old, _ = pl.run_old(table, rows, 1.0)
+    new, msgs = pl.run_new(table, rows, 1.0)
+    print("  %-44s %8.0f B %8.0f B %6.2fx  <= 400 B: %s" % (
+        "B/reading, 1-s slots, sdm120 (%d qty, 1-phase)" % len(table), old / msgs,
+        new / msgs, new / old, "MET" if new / msgs <= 400 else "MISSED"))
+    for prof, step, n, slot in (("sdm120", 1.0, 1800, 1.0), ("sdm630", 10.0, 2700, 900.0)):
+        table, rows = pl.readings(prof, step, n)
+        old_us, new_us = pl.cpu_us(table, rows, slot, 5)
+        print("  %-44s %7.1f us %7.1f us %6.2fx  <= 1.1x: %s" % (
+            "CPU/reading, %s, %g-s slots" % (prof, slot), old_us, new_us, new_us / old_us,
+            "MET" if new_us / old_us <= 1.1 else "MISSED"))
+    print("  (payload bytes, JSON; CPU: best of 5, register decoding -> messages, no I/O)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--alerts", type=int, default=500, help="alerts for the latency run")
     ap.add_argument("--messages", type=int, default=5000, help="messages per rate run")
+    ap.add_argument("--payloads-only", action="store_true",
+                    help="only the telemetry payload figures (no broker)")
     args = ap.parse_args()
+    bench_payloads()
+    if args.payloads_only:
+        return 0
     workdir = tempfile.mkdtemp(prefix="loadwatch-bench-")
     try:
         with MosquittoBroker() as broker:

@@ -155,6 +155,7 @@ def load_text(text: str, source: str, base: Path | None = None) -> dict:
             "keepalive": t.get("keepalive_s", int, 30, lo=5, hi=3600),
             "telemetry_qos": t.get("telemetry_qos", int, 0, choices=(0, 1)),
             "score_qos": t.get("score_qos", int, 0, choices=(0, 1)),
+            "score_topic": t.get("score_topic", bool, False),
             "retry_max_s": t.get("retry_max_s", float, 60.0, lo=1.0, hi=3600.0),
         }
         if uplink == "mqtt":
@@ -249,6 +250,9 @@ def _meter(t: SettingsTable, base: Path, classes: dict, detector: dict, policy: 
     # used the 900 s default whatever the config said).
     out = {"id": mid, "unit": unit, "poll_s": poll_s, "profile": profile.name,
            "frozen_s": float(quirks.frozen_s), "detector": dset, "policy": pset}
+    tq = classes.get(meter_class, {}).get("telemetry_quantities")
+    if tq is not None:
+        out["telemetry_quantities"] = list(tq)
     if protocol == "dlt645":
         # reads [0x11, DI, bytes]; fields [name, 0x11, DI, "bcd<n>"|"bcds<n>", offset in
         # the DI's reply, scale per BCD unit] (firmware_bridge/device/meter.py)

@@ -104,7 +104,11 @@ def test_miner_is_caught_end_to_end(source: str, tmp_path: Path, arun, request) 
             continue
         jsonschema.validate(m["payload"], _schema_for(m["topic"]))
         kinds.add(m["topic"].rsplit("/", 1)[-1])
-    assert {"status", "telemetry", "score", "alert", "health"} <= kinds, kinds
+    # The score rides in each telemetry message (no score topic unless score_topic).
+    assert {"status", "telemetry", "alert", "health"} <= kinds and "score" not in kinds, kinds
+    mine = [m["payload"] for m in messages
+            if m["topic"].endswith("/meter/%s/telemetry" % households.miner_meter)]
+    assert any(p["ds"] == "ready" and p["sc"] >= 50 for p in mine), mine[-3:]
     assert duplicates == 0 or all(m["payload"].get("id") for m in messages)
 
     # The technician's status page shows what the stopped agent last saw.

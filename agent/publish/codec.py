@@ -66,10 +66,10 @@ class Codec(EventCodec):
     """
 
     def __init__(self, prefix: str, site: str, gateway: str, telemetry_qos: int = 0,
-                 score_qos: int = 0):
+                 score_qos: int = 0, score_topic: bool = False):
         if not prefix or any(c in prefix for c in "#+\x00") or prefix.endswith("/"):
             raise ValueError("%r is not a valid MQTT topic prefix" % prefix)
-        super().__init__(prefix, site, gateway, telemetry_qos, score_qos)
+        super().__init__(prefix, site, gateway, telemetry_qos, score_qos, score_topic)
 
     def meter_topic(self, meter: str, leaf: str) -> str:
         if not topic_id_ok(meter):

@@ -120,16 +120,15 @@ class Discovery:
         mid = self.meter_ids[m.id]
         dev = self._meter_device(m)
         telemetry = self.codec.meter_topic(m.id, "telemetry")
+        # Telemetry schema 2: the power is q.p (its mean first when a list: total, then
+        # phases), the import counter e.ei, the score sc (telemetry carries it always).
+        published = self.plan.telemetry_quantities(m.meter_class)
         msgs = [
-            self._config("sensor", "%s_power" % mid, {
-                "name": "Power", "device_class": "power", "state_class": "measurement",
-                "unit_of_measurement": "W", "state_topic": telemetry,
-                "value_template": "{{ value_json.p_mean_w }}", "device": dev}),
             self._config("sensor", "%s_score" % mid, {
                 "name": "Mining score", "state_class": "measurement",
                 "unit_of_measurement": "points", "icon": "mdi:pickaxe",
-                "state_topic": self.codec.meter_topic(m.id, "score"),
-                "value_template": "{{ value_json.score | round(1) }}", "device": dev}),
+                "state_topic": telemetry,
+                "value_template": "{{ value_json.sc | round(1) }}", "device": dev}),
             self._config("binary_sensor", "%s_alert" % mid, {
                 "name": "Mining alert", "device_class": "problem",
                 "state_topic": self.codec.meter_topic(m.id, "alert"),
@@ -152,9 +151,16 @@ class Discovery:
                                             "value_json.last_error} | tojson }}",
                 "device": dev}),
         ]
-        if "e_import_kwh" in m.quantities:
-            msgs.insert(1, self._config("sensor", "%s_energy" % mid, {
+        if "e_import_kwh" in m.quantities and (published is None
+                                               or "e_import_kwh" in published):
+            msgs.insert(0, self._config("sensor", "%s_energy" % mid, {
                 "name": "Energy", "device_class": "energy", "state_class": "total_increasing",
                 "unit_of_measurement": "kWh", "state_topic": telemetry,
-                "value_template": "{{ value_json.e_import_kwh }}", "device": dev}))
+                "value_template": "{{ value_json.e.ei }}", "device": dev}))
+        if published is None or "p_w" in published:
+            msgs.insert(0, self._config("sensor", "%s_power" % mid, {
+                "name": "Power", "device_class": "power", "state_class": "measurement",
+                "unit_of_measurement": "W", "state_topic": telemetry,
+                "value_template": "{{ value_json.q.p[0] if value_json.q.p is sequence "
+                                  "else value_json.q.p }}", "device": dev}))
         return msgs

@@ -59,8 +59,31 @@ def _fmt_num(v: object, unit: str = "", nd: int = 1) -> str:
     return "-"
 
 
+def _telemetry_v2(topic: str, payload: dict, tail: str) -> str:
+    """Telemetry of schema 2 names nothing but its slot: site, gateway and meter come from
+    the topic (<prefix>/meter/<id>/telemetry), the time is the slot's end."""
+    from agent.publish.payloads import iso_utc
+
+    parts = topic.split("/")
+    meter = parts[-2] if len(parts) >= 3 else "?"
+    where = "%s/%s" % (parts[-5], parts[-4]) if len(parts) >= 5 else "?/?"
+    ts, dt = payload.get("ts"), payload.get("dt")
+    when = iso_utc(ts + dt) if isinstance(ts, (int, float)) and isinstance(
+        dt, (int, float)) else "?"
+    p = (payload.get("q") or {}).get("p")
+    mean = p[0] if isinstance(p, list) and p else p  # W: the first value is the mean
+    e = payload.get("e") or {}
+    return "%s  TELEM  %s meter %s  mean %s  energy %s  import %s  score %s%s%s" % (
+        when, where, meter, _fmt_num(mean, " W", 0), _fmt_num(payload.get("de"), " kWh", 3),
+        _fmt_num(e.get("ei"), " kWh", 3), _fmt_num(payload.get("sc")),
+        "  flags " + ",".join(payload["qf"]) if payload.get("qf") else "", tail)
+
+
 def format_line(topic: str, payload: dict, retained: bool) -> str:
-    """One human line per message."""
+    """One human line per message (telemetry in either schema: 2, or 1 from an older
+    gateway)."""
+    if payload.get("schema") == 2 and "q" in payload and "kind" not in payload:
+        return _telemetry_v2(topic, payload, "  (retained)" if retained else "")
     kind = payload.get("kind", "?")
     where = "%s/%s" % (payload.get("site", "?"), payload.get("gateway", "?"))
     when = payload.get("time", "?")

@@ -119,7 +119,8 @@ class App:
             wifi_up(cfg, self.wdt)
             mq = cfg["mqtt"]
             codec = EventCodec(mq["prefix"], cfg["site"], cfg["gateway"],
-                          mq.get("telemetry_qos", 0), mq.get("score_qos", 0))
+                          mq.get("telemetry_qos", 0), mq.get("score_qos", 0),
+                          mq.get("score_topic", False))
             self.uplink = MqttUplink(mq, codec, self.queue, self.clock.now,
                                      self.status_extra)
         else:

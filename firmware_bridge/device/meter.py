@@ -34,7 +34,7 @@ class Meter(MeterPipeline):
         detector, policy, restored = _core(cfg["id"], cfg, saved)
         MeterPipeline.__init__(self, cfg["fields"], detector, policy, telemetry_s,
                                cfg.get("frozen_s", 900.0), True, cfg["poll_s"], cfg["unit"],
-                               restored)
+                               restored, cfg.get("telemetry_quantities"))
         # Meters of one class share their settings tables: the detector and the policy
         # keep one copy per distinct settings themselves (nothing reaches into them here).
         self.reads = cfg["reads"]

@@ -97,6 +97,8 @@ class MqttUplink:
         pass  # readings stay on the device; telemetry carries the slot aggregates
 
     def event(self, ev, t):
+        if not self.codec.publishes(ev):
+            return  # the score rides in the slot's telemetry message
         m = self.codec.event(ev)
         topic, payload, qos, retain = m.topic, m.payload, m.qos, m.retain
         if qos == 1 or retain:

@@ -31,11 +31,23 @@ def _health(meter: str, n: int, state: str) -> Event:
         "errors": {"timeout": n}, "consecutive_failures": n % 5, "backoff_s": 4.0})
 
 
+# A three-phase meter read for everything (an SDM630's 28 quantities): ~420-byte slots.
+_FAMILIES = {"v_v": 231.2, "i_a": 6.53, "p_w": 1520.5, "s_va": 1550.0, "q_var": 280.0,
+             "pf": 0.97}
+
+
 def _telemetry(meter: str, n: int) -> Event:
+    stats = {"f_hz": [50.01, 49.97, 50.04, 90]}
+    for fam, x in _FAMILIES.items():
+        for k, name in enumerate((fam, fam + "_l1", fam + "_l2", fam + "_l3")):
+            y = x * (1.0 + 0.013 * k + 0.0007 * (n % 97))
+            stats[name] = [y, y * 0.93, y * 1.21, 90]
     return Event("telemetry", meter, time.time(), "%s:telemetry:%d" % (meter, n), data={
         "slot_start": 900.0 * n, "slot_s": 900.0, "samples": 90, "bad_samples": 0,
-        "p_mean_w": 1520.5, "p_min_w": 1400.0, "p_max_w": 1700.0, "pf_mean": 0.97,
-        "energy_kwh": 0.38, "quality": [], "score": 12.0, "detector_state": "ready"})
+        "p_mean_w": 1520.5, "p_min_w": 1400.0, "p_max_w": 1700.0, "energy_kwh": 0.38,
+        "stats": stats, "counters": {"e_import_kwh": 18344.72 + n, "e_export_kwh": 12.5,
+                                     "e_total_kwh": 18357.22 + n},
+        "quality": [], "score": 12.0, "detector_state": "ready"})
 
 
 def _alert(n: int) -> Event:

@@ -195,60 +195,79 @@ def check_backwards_counts_are_per_counter_and_reset_by_progress():
 # --------------------------------------------------------------------------- aggregate
 
 
-def check_slot_aggregate_closes_on_the_next_slot():
+def slot(table, slot_s=900.0, published=None):
     from array import array
 
-    v = array("d", [0.0] * aggregate.SIZE)
-    aggregate.init(v, 0, 900.0)
-    expect(aggregate.add(v, 0, T0 + 1.0, {"p_w": 100.0, "pf": -0.9, "e_import_kwh": 5.0},
+    mask = aggregate.mask_of(table, published)
+    v = array("d", [0.0] * aggregate.size(table, mask))
+    aggregate.init(v, 0, slot_s, table, mask)
+    return v
+
+
+def check_slot_aggregate_closes_on_the_next_slot():
+    v = slot(TABLE)
+    expect(aggregate.add(v, 0, TABLE, T0 + 1.0, {"p_w": 100.0, "pf": -0.9,
+                                                "e_import_kwh": 5.0, "v_v": 230.0},
                          0) is None, "closed early")
-    aggregate.add(v, 0, T0 + 300.0, {"p_w": 300.0, "e_import_kwh": 5.25}, 0)
-    aggregate.add(v, 0, T0 + 600.0, {}, Q_TIMEOUT)
-    out = aggregate.add(v, 0, T0 + 900.0, {"p_w": 50.0}, 0)
+    aggregate.add(v, 0, TABLE, T0 + 300.0, {"p_w": 300.0, "e_import_kwh": 5.25,
+                                            "v_v": 232.0}, 0)
+    aggregate.add(v, 0, TABLE, T0 + 600.0, {}, Q_TIMEOUT)
+    out = aggregate.add(v, 0, TABLE, T0 + 900.0, {"p_w": 50.0}, 0)
     want = {"slot_start": T0, "slot_s": 900.0, "samples": 2, "bad_samples": 1,
-            "p_mean_w": 200.0, "p_min_w": 100.0, "p_max_w": 300.0, "pf_mean": 0.9,
-            "energy_kwh": 0.25, "e_import_kwh": 5.25, "quality": ["timeout"]}
+            "p_mean_w": 200.0, "p_min_w": 100.0, "p_max_w": 300.0, "energy_kwh": 0.25,
+            "stats": {"p_w": [200.0, 100.0, 300.0, 2], "pf": [-0.9, -0.9, -0.9, 1],
+                      "v_v": [231.0, 230.0, 232.0, 2]},
+            "counters": {"e_import_kwh": 5.25}, "quality": ["timeout"]}
     expect(out == want, "slot %r" % (out,))
-    out = aggregate.close(v, 0)
+    out = aggregate.close(v, 0, TABLE)
     expect(out["slot_start"] == T0 + 900.0 and out["samples"] == 1, "%r" % (out,))
-    expect(out["energy_kwh"] is None and out["pf_mean"] is None
-           and out["e_import_kwh"] is None, "%r" % (out,))
-    expect(aggregate.close(v, 0) is None, "an empty slot closes to None")
+    expect(out["energy_kwh"] is None and out["stats"]["pf"] == [None, None, None, 0]
+           and out["counters"] == {"e_import_kwh": None}, "%r" % (out,))
+    expect(aggregate.close(v, 0, TABLE) is None, "an empty slot closes to None")
+
+
+def check_slot_publishes_only_the_chosen_quantities():
+    v = slot(TABLE, published=("p_w", "e_import_kwh"))
+    expect(len(v) == 6 + 4 + 2, "run of %d numbers" % len(v))
+    aggregate.add(v, 0, TABLE, T0, {"p_w": 1.0, "pf": 0.5, "v_v": 230.0,
+                                    "e_import_kwh": 2.0}, 0)
+    out = aggregate.close(v, 0, TABLE)
+    expect(list(out["stats"]) == ["p_w"] and out["counters"] == {"e_import_kwh": 2.0},
+           "%r" % (out,))
 
 
 def check_open_slot_survives_a_checkpoint():
-    from array import array
-
-    v = array("d", [0.0] * aggregate.SIZE)
-    aggregate.init(v, 0, 900.0)
-    aggregate.add(v, 0, T0 + 1.0, {"p_w": 100.0, "pf": 0.9, "e_import_kwh": 5.0}, 0)
-    aggregate.add(v, 0, T0 + 2.0, {}, Q_TIMEOUT)
-    saved = json.loads(json.dumps(aggregate.state(v, 0)))
-    w = array("d", [0.0] * aggregate.SIZE)
-    aggregate.init(w, 0, 900.0)
-    aggregate.restore(w, 0, saved)
-    expect(aggregate.close(w, 0) == aggregate.close(v, 0), "restored slot differs")
-    empty = array("d", [0.0] * aggregate.SIZE)
-    aggregate.init(empty, 0, 900.0)
-    aggregate.restore(w, 0, json.loads(json.dumps(aggregate.state(empty, 0))))
-    expect(aggregate.close(w, 0) is None, "an empty saved slot restores empty")
-    other = array("d", [0.0] * aggregate.SIZE)
-    aggregate.init(other, 0, 60.0)
+    v = slot(TABLE)
+    aggregate.add(v, 0, TABLE, T0 + 1.0, {"p_w": 100.0, "pf": 0.9, "e_import_kwh": 5.0},
+                  0)
+    aggregate.add(v, 0, TABLE, T0 + 2.0, {}, Q_TIMEOUT)
+    saved = json.loads(json.dumps(aggregate.state(v, 0, TABLE)))
+    w = slot(TABLE)
+    aggregate.restore(w, 0, TABLE, saved)
+    expect(aggregate.close(w, 0, TABLE) == aggregate.close(v, 0, TABLE),
+           "restored slot differs")
+    empty = slot(TABLE)
+    aggregate.restore(w, 0, TABLE, json.loads(json.dumps(aggregate.state(empty, 0, TABLE))))
+    expect(aggregate.close(w, 0, TABLE) is None, "an empty saved slot restores empty")
+    fewer = slot(TABLE, published=("p_w",))
     try:
-        aggregate.restore(other, 0, saved)
+        aggregate.restore(fewer, 0, TABLE, saved)
+        raise CheckFailed("a slot of other quantities was restored")
+    except ValueError:
+        pass
+    other = slot(TABLE, 60.0)
+    try:
+        aggregate.restore(other, 0, TABLE, saved)
     except ValueError:
         return
     raise CheckFailed("a slot of another length was restored")
 
 
 def check_slot_ignores_a_clock_going_back():
-    from array import array
-
-    v = array("d", [0.0] * aggregate.SIZE)
-    aggregate.init(v, 0, 60.0)
-    aggregate.add(v, 0, T0 + 65.0, {"p_w": 10.0}, 0)
-    expect(aggregate.add(v, 0, T0 + 5.0, {"p_w": 99.0}, 0) is None, "went back")
-    out = aggregate.close(v, 0)
+    v = slot(TABLE, 60.0)
+    aggregate.add(v, 0, TABLE, T0 + 65.0, {"p_w": 10.0}, 0)
+    expect(aggregate.add(v, 0, TABLE, T0 + 5.0, {"p_w": 99.0}, 0) is None, "went back")
+    out = aggregate.close(v, 0, TABLE)
     expect(out["samples"] == 1 and out["bad_samples"] == 1 and out["p_max_w"] == 10.0,
            "%r" % (out,))
 
@@ -390,6 +409,51 @@ def check_codec_topics_and_qos():
     body = json.loads(m.payload)
     expect(m.qos == 0 and not m.retain and body["evidence"] == {"x": None}, "%r" % (body,))
     expect(c.event(Event("telemetry", "m1", T0, "i", data={})).qos == 1, "telemetry_qos")
+    expect(not c.publishes(ev) and EventCodec("lw", "s", "g", score_topic=True).publishes(ev),
+           "the score topic is an option")
+
+
+THREE = [["v_v_l1"], ["v_v_l2"], ["v_v_l3"], ["p_w"], ["p_w_l1"], ["p_w_l2"], ["p_w_l3"],
+         ["i_a_l1"], ["f_hz"], ["e_import_kwh"], ["e_export_kwh"]]
+
+
+def check_compact_telemetry_of_a_three_phase_meter():
+    from agent.model import Event
+
+    v = slot(THREE)
+    for k, (p1, volts) in enumerate(((900.0, 230.04), (1100.0, 229.0), (1000.0, 231.0))):
+        values = {"v_v_l1": volts, "v_v_l2": 231.0, "v_v_l3": 229.5, "p_w": 3 * p1,
+                  "p_w_l1": p1, "p_w_l2": p1, "p_w_l3": p1, "f_hz": 50.004,
+                  "e_import_kwh": 100.0 + k * 0.25}
+        if k:
+            values["i_a_l1"] = 4.0 + k
+        aggregate.add(v, 0, THREE, T0 + 10.0 * k, values, Q_NEGATIVE if k == 2 else 0)
+    data = aggregate.close(v, 0, THREE)
+    data["score"] = 41.26
+    data["detector_state"] = "ready"
+    c = EventCodec("lw/v1/s/g", "s", "g")
+    m = c.event(Event("telemetry", "m1", T0 + 900.0, "m1:telemetry:%d" % int(T0), data=data))
+    body = json.loads(m.payload)
+    want = {"schema": 2, "id": "m1:telemetry:%d" % int(T0), "ts": int(T0), "dt": 900,
+            "n": 3, "nb": 0,
+            "q": {"v": [2300, 10, 10, 2310, 0, 0, 2295, 0, 0],
+                  "p": [3000, 300, 300, 1000, 100, 100, 1000, 100, 100, 1000, 100, 100],
+                  "i1": [550, 50, 50], "f": [5000, 0, 0]},
+            "e": {"ei": 100.5, "ee": None}, "de": 0.5, "c": {"i1": 2},
+            "qf": ["negative_power"], "sc": 41.3, "ds": "ready"}
+    expect(body == want, "%r" % (body,))
+    expect(m.topic == "lw/v1/s/g/meter/m1/telemetry" and b"units" not in m.payload,
+           "%r" % (m,))
+    v = slot(THREE, 1.0)
+    aggregate.add(v, 0, THREE, T0, {"v_v_l1": 230.0, "v_v_l2": 231.0, "v_v_l3": 232.0,
+                                    "p_w": 5.0, "f_hz": 49.99}, 0)
+    one = json.loads(c.event(Event("telemetry", "m1", T0 + 1.0, "i",
+                                   data=aggregate.close(v, 0, THREE))).payload)
+    # The layout follows what the meter is read for, not what one reading carried.
+    expect(one["q"] == {"v": [2300, 2310, 2320], "p": [5, None, None, None], "f": 4999,
+                        "i1": None} and one["e"] == {"ei": None, "ee": None}
+           and one["c"] == {"p1": 0, "p2": 0, "p3": 0, "i1": 0} and one["dt"] == 1,
+           "one sample: %r" % (one,))
 
 
 # --------------------------------------------------------------------------- runner

@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from publish_helpers import broker_settings  # noqa: F401 - re-exported for the tests
 
-from agent.publish import SCHEMA_OF_KIND, load_schema
+from agent.publish import SCHEMA_OF_KIND, load_schema, schema_name
 from hil.broker import MosquittoBroker
 
 PREFIX = "lw/v1/s1/g1"
@@ -34,6 +34,9 @@ def schema_errors(topic: str, payload: object) -> list[str]:
     else:
         kind = payload.get("kind") if isinstance(payload, dict) else None
         name = SCHEMA_OF_KIND.get(kind or "", "")
+        if isinstance(payload, dict) and kind is None and payload.get("schema") == 2:
+            name = schema_name(payload)  # compact telemetry: its topic is its kind
+            kind = "telemetry"
         if not name:
             return ["%s: no kind in %r" % (topic, payload)]
         leaf = topic.rsplit("/", 1)[-1]

@@ -40,8 +40,10 @@ def telemetry(meter: str, n: int, t: float | None = None) -> Event:
     t = time.time() if t is None else t
     return Event("telemetry", meter, t, "%s:telemetry:%d" % (meter, n), data={
         "slot_start": 900.0 * int(t // 900), "slot_s": 900.0, "samples": 90, "bad_samples": 0,
-        "p_mean_w": 1520.5, "p_min_w": 1400.0, "p_max_w": 1700.0, "pf_mean": 0.97,
-        "energy_kwh": 0.38, "quality": [], "score": 12.0, "detector_state": "ready"})
+        "p_mean_w": 1520.5, "p_min_w": 1400.0, "p_max_w": 1700.0, "energy_kwh": 0.38,
+        "stats": {"p_w": [1520.5, 1400.0, 1700.0, 90], "pf": [0.97, 0.95, 0.99, 90]},
+        "counters": {"e_import_kwh": 18344.72}, "quality": [], "score": 12.0,
+        "detector_state": "ready"})
 
 
 def score(meter: str, n: int, t: float | None = None) -> Event:

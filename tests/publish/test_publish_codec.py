@@ -30,9 +30,13 @@ def test_every_event_kind_has_its_topic_qos_retain_and_valid_payload(make, leaf,
     assert msg.topic == "%s/meter/m1/%s" % (PREFIX, leaf)
     assert (msg.qos, msg.retain, msg.id, msg.meter) == (qos, retain, ev.id, "m1")
     body = decode(msg)
+    assert schema_errors(msg.topic, body) == []
+    if leaf == "telemetry":  # schema 2: the topic names kind, meter, site and gateway
+        assert body["schema"] == 2 and body["id"] == ev.id
+        assert not {"kind", "time", "t", "site", "gateway", "meter", "units"} & set(body)
+        return
     assert body["schema"] == 1 and body["id"] == ev.id and body["kind"] == ev.kind
     assert body["time"].endswith("Z") and body["t"] == ev.t
-    assert schema_errors(msg.topic, body) == []
 
 
 def test_alert_carries_alert_id_evidence_contributions_and_state():
@@ -96,13 +100,15 @@ def test_events_of_the_real_policy_and_aggregate_fit_the_contract():
         events += policy.update(Score(t, value, True, 1.4, None, contributions, evidence))
         t += 900.0
     assert events[0].kind == "raised" and events[-1].kind == "cleared"
-    slot = array("d", [0.0] * aggregate.SIZE)
-    aggregate.init(slot, 0, 900.0)
+    table = [["p_w"], ["pf"], ["v_v_l1"], ["v_v_l2"], ["v_v_l3"], ["e_import_kwh"]]
+    mask = aggregate.all_mask(table)
+    slot = array("d", [0.0] * aggregate.size(table, mask))
+    aggregate.init(slot, 0, 900.0, table, mask)
     closed = None
     for i in range(200):
-        closed = aggregate.add(slot, 0, t + i * 10.0, {"p_w": 1500.0, "pf": 0.97,
-                                                        "e_import_kwh": 10.0 + i / 360},
-                               0) or closed
+        closed = aggregate.add(slot, 0, table, t + i * 10.0,
+                               {"p_w": 1500.0, "pf": 0.97, "v_v_l1": 230.0, "v_v_l2": 231.0,
+                                "v_v_l3": 229.0, "e_import_kwh": 10.0 + i / 360}, 0) or closed
     assert closed is not None
     events.append(Event("telemetry", "m1", t, "m1:telemetry:1", data=closed))
     events.append(Event("health", "m1", t, "m1:health:1", data=Health("m1", t).as_dict()))

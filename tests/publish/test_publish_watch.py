@@ -66,6 +66,46 @@ def test_watch_prints_alerts_and_status_once_each(broker, tmp_path):
         ob.close()
 
 
+def test_watch_reads_telemetry_of_both_schemas(broker, tmp_path):
+    """Schema 2 from this gateway, schema 1 as an older gateway still sends it."""
+    import json
+
+    import paho.mqtt.client as mqtt
+    from publish_helpers import telemetry
+
+    pub, ob, c = start_publisher(broker_settings(broker.port), tmp_path / "o.db")
+    proc = run_watch("--port", str(broker.port), "--prefix", "lw/v1/+/+", "--all",
+                     "--count", "3")
+    old = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="old-gw")
+    try:
+        assert pub.connected.wait(10)
+        time.sleep(1.5)  # watch subscribed (its first line is the retained status)
+        put(pub, ob, c, telemetry("m1", 1, t=1772413300.0))
+        v1 = {"schema": 1, "id": "m2:telemetry:1", "kind": "telemetry",
+              "time": "2026-03-02T01:00:00.000Z", "t": 1772413200.0, "site": "s2",
+              "gateway": "g2", "meter": "m2", "slot_start": 1772412300.0, "slot_s": 900.0,
+              "samples": 90, "bad_samples": 0, "p_mean_w": 812.0, "energy_kwh": 0.2,
+              "units": {"p_mean_w": "W"}}
+        old.connect("127.0.0.1", broker.port)
+        old.loop_start()
+        old.publish("lw/v1/s2/g2/meter/m2/telemetry", json.dumps(v1), qos=1).wait_for_publish(5)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        old.loop_stop()
+        pub.stop(2)
+        ob.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    lines = [ln for ln in out.splitlines() if "TELEM" in ln]
+    assert len(lines) == 2, out
+    new = next(ln for ln in lines if "meter m1" in ln)
+    assert new.startswith("2026-03-02T01:15:00.000Z  TELEM  s1/g1 meter m1  mean 1521 W")
+    assert "energy 0.380 kWh  import 18344.720 kWh  score 12.0" in new, new
+    older = next(ln for ln in lines if "meter m2" in ln)
+    assert "s2/g2 meter m2  mean 812 W  energy 0.200 kWh" in older, older
+
+
 def test_watch_clear_error_on_refused_connection():
     from hil.broker import free_port
 
