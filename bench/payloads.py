@@ -35,23 +35,25 @@ SITE, GATEWAY, METER = "north", "gw-17", "home-04"
 PREFIX = "loadwatch/v1/%s/%s" % (SITE, GATEWAY)
 
 
-def readings(profile: str, step_s: float, n: int, seed: int = 4) -> tuple[list, list]:
-    """The compact field table of every quantity ``profile`` has, and ``n`` polls of it
-    every ``step_s`` as ``(t, blocks)`` (the registers of each planned read)."""
+def readings(profile: str, step_s: float, n: int, seed: int = 4,
+             names: tuple[str, ...] | None = None) -> tuple[list, list]:
+    """The compact field table of the quantities ``names`` (None: every one ``profile``
+    has), and ``n`` polls of them every ``step_s`` as ``(t, blocks)`` (the registers of
+    each planned read)."""
     prof = load_profile(profile)
+    wanted = [f for f in prof.quantities.values() if names is None or f.name in names]
     load = Sum(SyntheticHousehold(seed=seed, tz_hours=8.0),
                antminer_s9(seed=seed, tz_hours=8.0, start=T0 - DAY))
     clock = SimpleNamespace(t=T0, t0=T0 - DAY)
     clock.now = lambda: clock.t
     unit = SimUnit(1, prof, load, clock)
-    reads = plan_reads(prof.quantities.values(), prof.quirks.max_gap,
-                       prof.quirks.max_registers)
+    reads = plan_reads(wanted, prof.quirks.max_gap, prof.quirks.max_registers)
     out = []
     for k in range(n):
         clock.t = t = T0 + k * step_s
         out.append((t, [(r.fc, r.address, unit.registers(r.fc, r.address, r.count))
                         for r in reads]))
-    return fields(list(prof.quantities.values())), out
+    return fields(wanted), out
 
 
 def run_new(table: list, rows: list, slot_s: float) -> tuple[int, int]:
