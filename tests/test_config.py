@@ -176,3 +176,32 @@ def test_a_combination_no_single_setting_explains_names_only_the_table() -> None
 
     assert refused_alone(build, {"a": 1, "b": 1}) is None
     assert refused_alone(build, {"a": 2, "b": 0}) == "a"
+
+
+_TELEMETRY_BASE = ('site = "s"\ngateway = "g"\n[broker]\nhost = "127.0.0.1"\n%s\n'
+                   '[[buses]]\nname = "b"\nkind = "tcp"\nhost = "127.0.0.1"\n'
+                   '[[meters]]\nid = "m"\nbus = "b"\nprofile = "sdm630"\nclass = "flat"\n'
+                   'quantities = "all"\n[classes.flat]\n%s\n')
+
+
+def test_telemetry_quantities_per_class_and_the_score_topic() -> None:
+    plan = load_text(_TELEMETRY_BASE % ("score_topic = true",
+                                        'telemetry_quantities = ["p_w", "v_v_l1"]'), "x.toml")
+    assert plan.telemetry_quantities("flat") == ("p_w", "v_v_l1")
+    assert plan.telemetry_quantities("residential") is None  # not set: all
+    assert plan.broker.score_topic is True
+    plan = load_text(_TELEMETRY_BASE % ("", ""), "x.toml")
+    assert plan.telemetry_quantities("flat") is None and plan.broker.score_topic is False
+
+
+@pytest.mark.parametrize("value, says", [
+    ('["p_w", "volts"]', "volts: not a quantity name"),
+    ('"some"', "must be a list of quantity names or \"all\""),
+    ("[1]", "must be a list of quantity names"),
+])
+def test_telemetry_quantities_refused_with_its_key_and_file(value: str, says: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_text(_TELEMETRY_BASE % ("", "telemetry_quantities = %s" % value), "x.toml")
+    message = str(err.value)
+    assert "classes.flat.telemetry_quantities" in message and "x.toml" in message, message
+    assert says in message and "\n" not in message, message

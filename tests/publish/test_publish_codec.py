@@ -139,3 +139,31 @@ def test_alert_payload_carries_the_detectors_schedule() -> None:
     assert schema_errors(c.event(events[0]).topic, body) == []
     body["schedule"]["start_hour"] = 25
     assert schema_errors(c.event(events[0]).topic, body) != []
+
+
+def test_a_class_publishes_only_its_telemetry_quantities(tmp_path) -> None:
+    """The real agent: an SDM630 read for everything, its class publishing power and the
+    L1 voltage only; what is published validates against schema 2."""
+    from agent.config import load_text
+    from agent.model import Reading
+    from agent.runtime import Agent
+
+    cfg = ('site = "s"\ngateway = "g"\nstate_dir = "%s"\ntelemetry_every_s = 60\n'
+           '[broker]\nhost = "127.0.0.1"\n[[buses]]\nname = "b"\nkind = "tcp"\n'
+           'host = "127.0.0.1"\n[[meters]]\nid = "m1"\nbus = "b"\nprofile = "sdm630"\n'
+           'class = "flat"\nquantities = "all"\n[classes.flat]\n'
+           'telemetry_quantities = ["p_w", "v_v_l1", "e_import_kwh"]\n' % tmp_path)
+    agent = Agent(load_text(cfg, "t.toml"))
+    bodies = []
+    agent.add_listener(lambda ev: bodies.append(json.loads(agent.codec.event(ev).payload))
+                       if ev.kind == "telemetry" else None)
+    t0 = 1772413200.0
+    for k in range(13):
+        values = {"p_w": 1000.0 + k, "v_v_l1": 230.0, "v_v_l2": 231.0, "i_a": 4.0,
+                  "e_import_kwh": 100.0 + k / 100, "f_hz": 50.0 + k / 1000}
+        agent.on_reading(Reading("m1", t0 + 10.0 * k, values))
+    assert len(bodies) == 2, bodies
+    body = bodies[0]
+    assert set(body["q"]) == {"p", "v1"} and set(body["e"]) == {"ei"}, body
+    assert body["q"]["p"] == [1003, 3, 2] and body["n"] == 6 and "c" not in body, body
+    assert schema_errors("lw/v1/s/g/meter/m1/telemetry", body) == []
