@@ -34,6 +34,7 @@ from agent.runtime import Agent
 from hil import toml_out
 from hil.broker import MosquittoBroker
 from hil.loads import demo_households
+from hil.loads.miners import SCHEDULES
 from hil.meters import SimMeterServer, SimUnit
 from hil.subscriber import Recorder
 
@@ -51,6 +52,10 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--meters", type=int, default=6, help="number of meters, >= 2 (default 6)")
     p.add_argument("--miner-day", type=float, default=3.0,
                    help="simulated day on which the 1.4 kW miner is switched on (default 3)")
+    p.add_argument("--miner-schedule", choices=SCHEDULES, default="constant",
+                   help="when the miner runs: constant (24/7, default), night (22:00-07:00 "
+                   "local, the valley tariff), duty (off 17:00-21:00 over the peak) or ramp "
+                   "(one hash board more every ~2 days)")
     p.add_argument("--data", default=None,
                    help="folder with the public traces (sgsc25_halfhourly.csv.gz); default "
                    "../shared/data when present, else synthetic households")
@@ -163,15 +168,19 @@ async def run_demo(args: argparse.Namespace) -> int:
               "below %.1f or more --days" % (args.miner_day, days, days), file=sys.stderr)
         return 2
     households = demo_households(args.meters, data_dir=data_dir, seed=args.seed,
-                                 miner_index=args.meters // 2, miner_day=args.miner_day)
+                                 miner_index=args.meters // 2, miner_day=args.miner_day,
+                                 miner_schedule=args.miner_schedule)
     t0 = households.t0
     clock = Clock(speed=speed, t0=t0)
     table = Table(not args.no_table)
     table.message("loadwatch demo: %d %smeters (%s), %.1f simulated days in %.0f s (x%.0f)" % (
         args.meters, "DL/T 645 " if args.protocol == "dlt645" else "",
         households.description, args.days, args.duration, speed))
-    table.message("miner: %s gets a 1.4 kW ASIC (Antminer S9) from day %g" % (
-        households.miner_meter, args.miner_day))
+    table.message("miner: %s gets a 1.4 kW ASIC (Antminer S9) from day %g%s" % (
+        households.miner_meter, args.miner_day,
+        {"constant": "", "night": ", running only 22:00-07:00 local",
+         "duty": ", off 17:00-21:00 local", "ramp": ", one hash board at a time"}[
+            args.miner_schedule]))
 
     workdir = tempfile.mkdtemp(prefix="loadwatch-demo-")
     stop = asyncio.Event()

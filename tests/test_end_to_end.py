@@ -140,6 +140,21 @@ def _descendants(pid: int) -> set[int]:
     return out
 
 
+def test_demo_catches_a_night_only_miner() -> None:
+    """``--miner-schedule night``: the S9 runs only 22:00-07:00 local, so the 24-h floor
+    never moves; the detector's night block catches it after its second night. (Seed 3
+    picks homes whose winter nights are quiet enough to see it by day 5.)"""
+    out = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "demo", "--duration", "40", "--days", "6",
+         "--miner-day", "2", "--meters", "6", "--seed", "3", "--miner-schedule", "night",
+         "--no-table"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "running only 22:00-07:00 local" in out.stdout
+    assert "the miner was caught." in out.stdout
+    assert "every night since" in out.stdout
+
+
 def test_demo_command_shows_the_miner_caught() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "agent.cli", "demo", "--duration", "18", "--days", "7",

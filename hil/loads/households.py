@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hil.loads.base import DAY, Load, Sum
-from hil.loads.miners import antminer_s9
+from hil.loads.miners import miner_for_size
 from hil.loads.synthetic import SyntheticHousehold
 from hil.loads.traces import SGSC_FILE, SGSC_TZ_HOURS, Trace, read_sgsc
 
@@ -82,8 +82,10 @@ def _lived_in(s: Any, a: float, b: float) -> bool:
 
 
 def demo_households(n: int, data_dir: str | Path | None = None, seed: int = 1,
-                    miner_index: int = 0, miner_day: float = 3.0) -> DemoHouseholds:
-    """``n`` meters; meter ``miner_index`` gets an S9 from ``t0 + miner_day`` days.
+                    miner_index: int = 0, miner_day: float = 3.0,
+                    miner_schedule: str = "constant") -> DemoHouseholds:
+    """``n`` meters; meter ``miner_index`` gets an S9 from ``t0 + miner_day`` days, run on
+    ``miner_schedule`` (hil/loads/miners.py: constant, duty, night or ramp).
 
     With SGSC data, ``t0`` is local midnight of 3 June 2013 (a day every long trace covers)
     and the homes are the customers with data and consumption (>= 50 W a week) through the
@@ -124,7 +126,8 @@ def demo_households(n: int, data_dir: str | Path | None = None, seed: int = 1,
     for i, (home, load) in enumerate(homes):
         name = "home-%02d" % (i + 1)
         if i == miner_index:
-            load = Sum(load, antminer_s9(seed=seed * 7 + 1, tz_hours=tz, start=miner_from))
+            load = Sum(load, miner_for_size(1.4, seed=seed * 7 + 1, tz_hours=tz,
+                                            start=miner_from, schedule=miner_schedule))
             miner_name = name
         meters.append(DemoMeter(name, PROFILES[i % 2], load, home))
     return DemoHouseholds(meters, t0, tz, description, miner_name, miner_from)
