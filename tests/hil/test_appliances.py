@@ -12,6 +12,8 @@ from hil.loads.appliances import (
     GrowLights,
     HeatPump,
     HomeServer,
+    NightStorageHeater,
+    PoolPump,
     WaterHeater,
     Weather,
 )
@@ -31,10 +33,10 @@ def all_models(seed: int) -> list[Load]:
                                                                  seed=seed),
             WaterHeater(seed=seed), WaterHeater(controlled=True, seed=seed),
             GrowLights(seed=seed), GrowLights(photoperiod_h=12, seed=seed),
-            HomeServer(seed=seed)]
+            HomeServer(seed=seed), NightStorageHeater(seed=seed), PoolPump(seed=seed)]
 
 
-@pytest.mark.parametrize("index", range(8))
+@pytest.mark.parametrize("index", range(10))
 def test_pure_deterministic_and_seeded(index: int) -> None:
     """Same t -> same value in any call order and from a fresh instance; seeds differ."""
     times = [T0 + i * 397.0 for i in range(2000)]
@@ -54,7 +56,8 @@ def test_pure_deterministic_and_seeded(index: int) -> None:
 
 
 def test_registry_names_every_model() -> None:
-    assert set(APPLIANCES) == {"heat_pump", "ev", "water_heater", "grow_lights", "home_server"}
+    assert set(APPLIANCES) == {"heat_pump", "ev", "water_heater", "grow_lights", "home_server",
+                               "storage_heater", "pool_pump"}
 
 
 def test_heat_pump_matches_opsd_winter_and_is_off_in_summer() -> None:
@@ -126,3 +129,33 @@ def test_home_server_is_a_small_jittery_floor() -> None:
     ps = [p for _, p, _ in rows]
     assert 49.0 <= min(ps) and max(ps) <= 152.0
     assert sum(ps) / len(ps) < 110.0
+
+
+def test_storage_heater_charges_off_peak_for_as_long_as_the_weather_needs() -> None:
+    """Element power only from 23:00 (local) for up to 8 h, longer before colder days,
+    nothing in mild weather; resistive (pf 1)."""
+    cold = NightStorageHeater(seed=2, tz_hours=1.0, weather=Weather(mean_c=-2.0, seed=2))
+    mild = NightStorageHeater(seed=2, tz_hours=1.0, weather=Weather(mean_c=4.0, seed=2))
+    rows = minutes(cold, 6)
+    on = [(t, p, pf) for t, p, pf in rows if p > 0.0]
+    assert on and all(pf == 1.0 and p == cold.element_w for _, p, pf in on)
+    assert all(local_hour(t, 1.0) >= 23.0 or local_hour(t, 1.0) < 7.0 for t, _, _ in on)
+    hours_cold = sum(1 for _, p, _ in rows if p > 0.0) / 60.0
+    hours_mild = sum(1 for _, p, _ in minutes(mild, 6) if p > 0.0) / 60.0
+    assert hours_cold > hours_mild + 3.0
+    assert not any(p > 0.0 for _, p, _ in minutes(
+        NightStorageHeater(seed=2, weather=Weather(mean_c=25.0, seed=2)), 3))
+
+
+def test_pool_pump_runs_a_fixed_timer_block_at_motor_power_factor() -> None:
+    pump = PoolPump(rated_w=1100.0, hours=6.0, on_hour=9.0, pf=0.8, seed=3, tz_hours=10.0)
+    for t, p, pf in minutes(pump, 3):
+        h = local_hour(t, 10.0)
+        if 9.0 <= h < 15.0:
+            assert 1000.0 < p < 1200.0 and pf == 0.8
+        else:
+            assert p == 0.0
+    picked = [PoolPump(seed=k) for k in range(40)]
+    assert all(750.0 <= x.rated_w <= 1500.0 and 4.0 <= x.hours <= 8.0 and
+               0.78 <= x.pf <= 0.85 for x in picked)
+    assert any(x.on_hour >= 22.0 for x in picked) and any(x.on_hour < 12.0 for x in picked)

@@ -174,6 +174,13 @@ def test_evasion_schedules() -> None:
     duty = antminer_s9(seed=1, schedule="duty", start=start, restarts_per_day=0.0)
     on = [duty.power(start + i * 60.0)[0] > 1000.0 for i in range(int(3 * DAY / 60.0))]
     assert sum(on) / len(on) == pytest.approx(2.0 / 3.0, abs=0.02)
+    # the benchmark's duty cycle: off 17:00-21:00 local every day, on the other 20 h
+    peak = miner_for_size(1.4, seed=1, schedule="duty", tz_hours=10.0, start=start,
+                          restarts_per_day=0.0)
+    for k in range(96):
+        t = start + DAY + k * 900.0 + 60.0
+        h = local_hour(t, 10.0)
+        assert (peak.power(t)[0] > 1000.0) == (not 17.0 <= h < 21.0), h
     ramp = gpu_rig(6, 145.0, 130.0, schedule="ramp", start=start, ramp_days=6.0,
                    restarts_per_day=0.0, noise=0.0)
     daily = [ramp.power(start + d * DAY + 43200.0)[0] for d in range(8)]
