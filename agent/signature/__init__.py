@@ -567,16 +567,24 @@ class Detector:
         gap = idx - last - 1
         if gap <= 0:
             return
-        if ring[LMEAN] >= 0 and (t - f[TCLOSE]) <= self._s["max_hold_s"]:
-            # A held slot is a closed slot: it joins its hour as usual.
+        hold = 0
+        if ring[LMEAN] >= 0:
+            # The last sample stands for the empty slots after it, up to max_hold_s of them
+            # (a sparse poller's hourly samples still fill their hours); later ones stay
+            # empty.
+            hold = int(self._s["max_hold_s"] // self._s["slot_s"])
+            if hold > gap:
+                hold = gap
+        if hold > 0:
             w = ring[LMEAN]
-            if gap == 1:  # (30-min samples in 15-min slots: every sample holds one)
+            if hold == 1:  # (30-min samples in 15-min slots: every sample holds one)
                 self._slot_into_hour(last + 1, w, t)
             else:
-                if gap > NHOUR * self._spb:
-                    gap = NHOUR * self._spb
-                for k in range(1, gap + 1):
+                if hold > NHOUR * self._spb:
+                    hold = NHOUR * self._spb
+                for k in range(1, hold + 1):
                     self._slot_into_hour(last + k, w, t)
+        if hold == gap:
             f[LIDX] = last + gap
         else:
             f[LIDX] = idx - 1
