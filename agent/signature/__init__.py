@@ -59,16 +59,13 @@ from agent.signature.layout import (
     EV_WARM,
     EVK,
     EVN,
-    FG_BASE,
     FG_DAYS,
     FG_EDGE,
     FG_FLAT,
-    FG_FLOOR,
     FG_LEN,
     FG_LEVEL,
     FG_SCHED,
     FG_START,
-    FG_T,
     FG_VAR,
     FG_Z,
     FIG,
@@ -99,10 +96,10 @@ from agent.signature.layout import (
     SCORE,
     SEND,
     SIDX,
+    SPB,
     SPF,
     SS,
     TCLOSE,
-    TEVAL,
     TLAST,
     UIDX,
     UP,
@@ -271,7 +268,6 @@ class Detector:
             if len(_TABLES) < 8:
                 _TABLES.append(tb)
         self._s = tb
-        self._spb = n  # slots per hour
         self._f = array("d", [0.0] * NF) if _PACKED else [0.0] * NF
         self._ring = array("i", [NO_DATA] * NR)
         _UID[0] += 1
@@ -279,6 +275,7 @@ class Detector:
         if not _SHARE_OUT:
             self._out = None  # CPython: this detector's own output cache
         self._reset()
+        self._ring[SPB] = n
 
     @property
     def score(self):
@@ -318,9 +315,8 @@ class Detector:
         f[TCLOSE] = -_INF
         f[JIT] = -1.0
         f[PF] = -1.0
-        f[TEVAL] = -_INF
-        f[HIDX] = -1.0
-        f[LHOUR] = -1.0
+        ring[HIDX] = -1
+        ring[LHOUR] = -1
         f[HMIN] = _INF
         f[HMIN2] = _INF
         f[WID] = _INF
@@ -375,13 +371,15 @@ class Detector:
         ints = [int(x) for x in il]
         for k in range(UIDX):
             f[k] = vals[k]
-        for k in (SIDX, LIDX, HIDX, LHOUR, DAYIDX):
+        for k in (SIDX, LIDX):
             if f[k] != int(f[k]):
                 raise ValueError("detector state: slot/hour/day numbers must be whole")
             if not _PACKED:
                 f[k] = int(f[k])
+        spb = iv[SPB]
         for k in range(NR):
             iv[k] = ints[k]
+        iv[SPB] = spb  # (from the settings, whatever the state says)
         iv[READY] = 1 if iv[DAYS] >= self._s["warmup_days"] else 0
 
     # ------------------------------------------------------------------ per sample
@@ -480,12 +478,11 @@ class Detector:
             iv[k] = NO_DATA
         iv[LMEAN] = NO_DATA
         f[TCLOSE] = -_INF
-        f[TEVAL] = -_INF
-        f[HIDX] = -1.0
-        f[LHOUR] = -1.0
+        iv[HIDX] = -1
+        iv[LHOUR] = -1
         f[HMIN] = _INF
         f[HMIN2] = _INF
-        f[HCNT] = 0.0
+        iv[HCNT] = 0
         iv[HAVEDAY] = 0
         iv[UPB] = 0
         f[BL_DAYS] = 0.0
@@ -519,7 +516,7 @@ class Detector:
         judged block and near its level: that is where a rig shows itself (a kettle on
         top of a rig, and the hours outside the block, are the household)."""
         f = self._f
-        h = (sidx // self._spb) % NHOUR
+        h = (sidx // self._ring[SPB]) % NHOUR
         lvl = f[FIG + FG_LEVEL]
         lo = 0.5 * lvl
         if lo < self._s["step_lo_kw"]:
@@ -538,17 +535,18 @@ class Detector:
     def _slot_into_hour(self, sidx, w, t):
         """Fold one closed (or held) slot mean into its hour; close the hour at its end."""
         f = self._f
-        spb = self._spb
+        ring = self._ring
+        spb = ring[SPB]
         hn = sidx // spb
-        if f[HIDX] != hn:
-            if f[HIDX] >= 0.0:
-                self._close_hour(int(f[HIDX]), t)  # its last slot never came
-            f[HIDX] = hn
+        if ring[HIDX] != hn:
+            if ring[HIDX] >= 0:
+                self._close_hour(ring[HIDX], t)  # its last slot never came
+            ring[HIDX] = hn
             f[HMIN] = w
             f[HMIN2] = _INF
-            f[HCNT] = 1.0
+            ring[HCNT] = 1
         else:
-            f[HCNT] += 1.0
+            ring[HCNT] += 1
             if w < f[HMIN]:
                 f[HMIN2] = f[HMIN]
                 f[HMIN] = w
@@ -580,8 +578,8 @@ class Detector:
             if hold == 1:  # (30-min samples in 15-min slots: every sample holds one)
                 self._slot_into_hour(last + 1, w, t)
             else:
-                if hold > NHOUR * self._spb:
-                    hold = NHOUR * self._spb
+                if hold > NHOUR * ring[SPB]:
+                    hold = NHOUR * ring[SPB]
                 for k in range(1, hold + 1):
                     self._slot_into_hour(last + k, w, t)
         if hold == gap:
@@ -591,7 +589,7 @@ class Detector:
             ring[LMEAN] = NO_DATA
             # Hours of the gap hold nothing: say so now rather than at the next hour close.
             hn = (idx * self._s["slot_s"]) // 3600
-            kept = f[LHOUR] - (hn - NHOUR)
+            kept = ring[LHOUR] - (hn - NHOUR)
             if kept < f[COVER] * NHOUR:
                 f[COVER] = (kept if kept > 0.0 else 0.0) / NHOUR
                 if f[COVER] < self._s["min_cover"]:
@@ -603,38 +601,38 @@ class Detector:
     def _close_hour(self, hn, t):
         f = self._f
         ring = self._ring
-        f[HIDX] = -1.0
-        last = int(f[LHOUR])
+        ring[HIDX] = -1
+        last = ring[LHOUR]
         if last >= 0 and hn <= last:
             return
         # The hour's floor: its second-lowest slot mean, so that one slot dipped by a rig
         # restart (a few minutes) does not move it; the lowest when it had two slots.
-        w = f[HMIN2] if f[HCNT] >= 3.0 else f[HMIN]
+        w = f[HMIN2] if ring[HCNT] >= 3 else f[HMIN]
         day = hn // NHOUR
         if ring[HAVEDAY] == 0:
             ring[HAVEDAY] = 1
-            f[DAYIDX] = day
+            ring[DAYIDX] = day
         elif hn - last > 2 * NHOUR:
             # Two days without data: nothing of the last 24 h is left to judge.
             for k in range(NHOUR):
                 ring[HV + k] = NO_DATA
-            f[DAYIDX] = day
+            ring[DAYIDX] = day
         else:
             for k in range(last + 1, hn):  # hours skipped without data
-                if k // NHOUR > f[DAYIDX]:
+                if k // NHOUR > ring[DAYIDX]:
                     self._close_day()
                 ring[HV + k % NHOUR] = NO_DATA
-            if day > f[DAYIDX]:
+            if day > ring[DAYIDX]:
                 self._close_day()
         ring[HV + hn % NHOUR] = int(w)
-        f[LHOUR] = hn
+        ring[LHOUR] = hn
         self._evaluate(hn % NHOUR, t)
         if hn % NHOUR == NHOUR - 1:
             self._close_day()
 
     def _close_day(self):
         day_closed(self._f, self._ring, self._s)
-        self._f[DAYIDX] += 1
+        self._ring[DAYIDX] += 1
         self._ring[UPB] = -1  # the baselines moved: the next hour is judged in full
 
     def _unchanged(self, h_now, t):
@@ -676,7 +674,6 @@ class Detector:
         if ring[EVK] == EV_FIG and f[LVLH] == 0.0 \
                 and ring[HV + h_now] < 1000.0 * s["level_kw"] and self._unchanged(h_now, t):
             return
-        f[TEVAL] = t
         have = 0
         floor = _INF
         for k in range(HV, NR):
@@ -782,15 +779,8 @@ class Detector:
         f[g + FG_LEVEL] = best[4]
         f[g + FG_FLAT] = best[5]
         f[g + FG_EDGE] = best[6]
-        f[g + FG_FLOOR] = floor
-        bmin = _INF
-        for h in range(NHOUR):
-            if f[DH + h] > 0.0 and f[BH + h] < bmin:
-                bmin = f[BH + h]
-        f[g + FG_BASE] = bmin if bmin < _INF else 0.0
         f[g + FG_DAYS] = best[7]
         f[g + FG_VAR] = best[8]
-        f[g + FG_T] = t
         f[g + FG_SCHED] = best[9]
         f[g + FG_Z] = best[10]
         pers = best[11]
@@ -832,14 +822,26 @@ class Detector:
         f = self._f
         s = self._s
         g = FIG
+        # The 24-h floor and the lowest learned hour baseline (kW), for the figures.
+        floor = _INF
+        for k in range(HV, NR):
+            if 0 <= self._ring[k] < floor:
+                floor = self._ring[k]
+        floor = floor / 1000.0 if floor < _INF else 0.0
+        base = _INF
+        for h in range(NHOUR):
+            if f[DH + h] > 0.0 and f[BH + h] < base:
+                base = f[BH + h]
+        if base == _INF:
+            base = 0.0
         level = f[g + FG_LEVEL]
         jit = f[JIT]
         pfe = f[PF]
         days = self._ring[DAYS]
         var = f[g + FG_VAR]
         ev = {
-            "floor_kw": rnd(f[g + FG_FLOOR], 1000),
-            "baseline_kw": rnd(f[g + FG_BASE], 1000),
+            "floor_kw": rnd(floor, 1000),
+            "baseline_kw": rnd(base, 1000),
             "step_kw": rnd(level, 1000),
             "persist_h": rnd(f[UP], 10),
             "block_start_h": int(f[g + FG_START]) if f[g + FG_SCHED] >= 0.0 else None,
@@ -883,16 +885,16 @@ class Detector:
                 txt += ", level within %d %%" % int(var * 100.0 + 0.5)
             parts.append(txt + ")")
         else:
-            parts.append("floor %.2f kW (baseline %.2f kW)" % (f[g + FG_FLOOR], f[g + FG_BASE]))
+            parts.append("floor %.2f kW (baseline %.2f kW)" % (floor, base))
         if f[BL_RISE] > 0.0 and f[g + FG_DAYS] >= 1.0:
             parts.append("rising in steps")
         if jit >= 0.0:
             parts.append("jitter %.1f%%" % (jit * 100.0))
         if pfe >= 0.0:
             parts.append("pf %.2f" % pfe)
-        if f[g + FG_FLOOR] >= s["level_kw"]:
+        if floor >= s["level_kw"]:
             parts.append("sustained %.1f kW above the %.1f kW class level"
-                         % (f[g + FG_FLOOR], s["level_kw"]))
+                         % (floor, s["level_kw"]))
         ev["summary"] = ", ".join(parts)
         return ev
 

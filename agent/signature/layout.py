@@ -40,40 +40,35 @@ PF = const(12)  # EMA of power factor (-1: not seen)
 SCORE = const(13)  # the score, 0..100 (read as .score)
 LVLH = const(14)  # hours the 24-h floor has stayed above level_kw (backstop)
 COVER = const(15)  # share of the last 24 hours holding data at the last evaluation
-# The open hour: the two lowest slot means so far and how many slots it has had.
+# The open hour: the two lowest slot means so far (how many slots it has had: HCNT).
 HMIN = const(16)
 HMIN2 = const(17)
-HCNT = const(18)
 # The block streak: the same block seen on consecutive days (closed when the block ends).
-BL_START = const(19)  # start hour of day (0..23)
-BL_LEN = const(20)  # length, hours
-BL_LEVEL = const(21)  # level at its last close, kW
-BL_DAYS = const(22)  # repetitions seen in a row (0: no streak)
-BL_VAR = const(23)  # largest day-to-day level change over the streak, share of the level
-BL_LAST = const(24)  # time of its last close
-BL_FLAT = const(25)  # flatness of its last close (share of hours at the level)
-BL_EDGE = const(26)  # edge contrast of its last close (outside excess / level, 0 = sharp)
-BL_RISE = const(27)  # 1 if the level has stepped up inside the streak (rig added: ramp)
-UP = const(28)  # hours the judged block has been risen (persistence, at the last evaluation)
-ONSET = const(29)  # time the judged block's run began (valid while UP > 0)
-TEVAL = const(30)  # time of the last evaluation (-inf: none yet)
-BL_SHIFT = const(31)  # largest edge shift (hours) between repetitions of the streak
-C = const(32)  # contributions of the last evaluation, in FEATURES order (NFEAT values)
+BL_START = const(18)  # start hour of day (0..23)
+BL_LEN = const(19)  # length, hours
+BL_LEVEL = const(20)  # level at its last close, kW
+BL_DAYS = const(21)  # repetitions seen in a row (0: no streak)
+BL_VAR = const(22)  # largest day-to-day level change over the streak, share of the level
+BL_LAST = const(23)  # time of its last close
+BL_FLAT = const(24)  # flatness of its last close (share of hours at the level)
+BL_EDGE = const(25)  # edge contrast of its last close (outside excess / level, 0 = sharp)
+BL_RISE = const(26)  # 1 if the level has stepped up inside the streak (rig added: ramp)
+UP = const(27)  # hours the judged block has been risen (persistence, at the last evaluation)
+ONSET = const(28)  # time the judged block's run began (valid while UP > 0)
+BL_SHIFT = const(29)  # largest edge shift (hours) between repetitions of the streak
+C = const(30)  # contributions of the last evaluation, in FEATURES order (NFEAT values)
 NFEAT = const(9)
-FIG = const(41)  # figures of the last evaluation for evidence() (NFIG values, FG_*)
-NFIG = const(12)
-BH = const(53)  # protected baseline floor of each local hour, kW (NHOUR values)
-DH = const(77)  # learned day-to-day deviation of each hour's floor, kW (NHOUR values)
+FIG = const(39)  # figures of the last evaluation for evidence() (NFIG values, FG_*)
+NFIG = const(9)
+BH = const(48)  # protected baseline floor of each local hour, kW (NHOUR values)
+DH = const(72)  # learned day-to-day deviation of each hour's floor, kW (NHOUR values)
 # Slot, hour and day numbers grow with time, so they are kept as doubles (exact to 2**53).
-SIDX = const(101)  # local slot number (floor((t + tz) / slot_s)) of the open slot
-LIDX = const(102)  # local slot number of the last closed slot
-HIDX = const(103)  # local hour number of the open hour (-1: none open)
-LHOUR = const(104)  # local hour number of the last closed hour (-1: none yet)
-DAYIDX = const(105)  # local day number whose close is pending
-BL_SINCE = const(106)  # when the streak's first block began
-WID = const(107)  # the widening threshold of the last evaluation, kW (inf: none)
-UIDX = const(108)  # this detector's number (keys the shared output cache; not saved)
-NF = const(109)
+SIDX = const(96)  # local slot number (floor((t + tz) / slot_s)) of the open slot
+LIDX = const(97)  # local slot number of the last closed slot
+BL_SINCE = const(98)  # when the streak's first block began
+WID = const(99)  # the widening threshold of the last evaluation, kW (inf: none)
+UIDX = const(100)  # this detector's number (keys the shared output cache; not saved)
+NF = const(101)
 
 # ``ring``: an array('i') of small ints, then the floor (W) of each of the last 24 hours.
 LMEAN = const(0)  # last closed slot mean (W), held across empty slots; NO_DATA: none
@@ -85,8 +80,13 @@ EVK = const(5)  # what evidence() describes (EV_*)
 EVN = const(6)  # evaluation number (keys the shared output cache)
 READY = const(7)  # 1 once warmed up (read as .ready)
 UPB = const(8)  # the last evaluation's up hours (bit h: local hour h), bit 24: streak alive
-HV = const(9)  # floor of each local hour, latest instance within the last 24 h (NHOUR)
-NR = const(33)
+SPB = const(9)  # slots per hour (from slot_s; here rather than an attribute: see above)
+HCNT = const(10)  # slots the open hour has had
+HIDX = const(11)  # local hour number of the open hour (-1: none open)
+LHOUR = const(12)  # local hour number of the last closed hour (-1: none yet)
+DAYIDX = const(13)  # local day number whose close is pending
+HV = const(14)  # floor of each local hour, latest instance within the last 24 h (NHOUR)
+NR = const(38)
 
 EV_WARM = const(0)  # evidence(): warming up with no history yet,
 EV_FIG = const(1)  # ... the figures of the last evaluation,
@@ -99,10 +99,7 @@ FG_LEN = const(1)  # its length, hours
 FG_LEVEL = const(2)  # its level, kW
 FG_FLAT = const(3)  # share of its hours at the level
 FG_EDGE = const(4)  # edge contrast
-FG_FLOOR = const(5)  # lowest hour floor of the last 24 h, kW
-FG_BASE = const(6)  # lowest learned hour baseline, kW
-FG_DAYS = const(7)  # repetitions seen
-FG_VAR = const(8)  # day-to-day level change, share
-FG_T = const(9)  # time of the evaluation
-FG_SCHED = const(10)  # 1: the block is a schedule (< 22 h), 0: 24/7, -1: no block
-FG_Z = const(11)  # level against the block hours' usual day-to-day movement
+FG_DAYS = const(5)  # repetitions seen
+FG_VAR = const(6)  # day-to-day level change, share
+FG_SCHED = const(7)  # 1: the block is a schedule (< 22 h), 0: 24/7, -1: no block
+FG_Z = const(8)  # level against the block hours' usual day-to-day movement
