@@ -120,7 +120,7 @@ try:
     _PACKED = True  # MicroPython: float state in an array('d'), no boxed float per value
 except ImportError:  # CPython
     _SHARE_OUT = False  # CPython: one output cache per detector (no rebuild per sample)
-    _PACKED = False  # CPython: float state in a list, whose indexing is ~2x faster
+    _PACKED = False  # CPython: float and int state in lists, whose indexing is faster
 
     def const(x):
         return x
@@ -269,7 +269,7 @@ class Detector:
                 _TABLES.append(tb)
         self._s = tb
         self._f = array("d", [0.0] * NF) if _PACKED else [0.0] * NF
-        self._ring = array("i", [NO_DATA] * NR)
+        self._ring = array("i", [NO_DATA] * NR) if _PACKED else [NO_DATA] * NR
         _UID[0] += 1
         self._f[UIDX] = _UID[0]  # identifies this detector in the shared output cache
         if not _SHARE_OUT:
