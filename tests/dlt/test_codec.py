@@ -3,31 +3,18 @@ Hypothesis round trips (CPython)."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import re
-import subprocess
 from pathlib import Path
 
 import pytest
+from dual_runtime import check_names, load_checks, passed_on_micropython
 from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.dlt645 import codec
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-
-
-def _load_checks():
-    spec = importlib.util.spec_from_file_location("dlt645_codec_checks", HERE / "codec_checks.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-CHECKS = _load_checks()
-NAMES = [name for name, _ in CHECKS.all_checks()]
+CHECKS = load_checks(HERE / "codec_checks.py", "dlt645_codec_checks")
+NAMES = check_names(CHECKS)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -36,14 +23,8 @@ def test_check_on_cpython(name: str) -> None:
 
 
 def test_checks_on_micropython(micropython_bin: str) -> None:
-    env = dict(os.environ, MICROPYPATH=str(ROOT))
-    proc = subprocess.run([micropython_bin, str(HERE / "codec_checks.py")], cwd=str(ROOT),
-                          env=env, capture_output=True, text=True, timeout=60)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
-    m = re.search(r"(\d+) checks passed, 0 failed", out)
-    assert m is not None, out
-    assert int(m.group(1)) == len(NAMES) >= 14
+    passed = passed_on_micropython(micropython_bin, HERE / "codec_checks.py", timeout_s=60)
+    assert passed == len(NAMES) >= 14
 
 
 addresses = st.text(alphabet="0123456789", min_size=12, max_size=12)
