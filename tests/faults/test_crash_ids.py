@@ -39,7 +39,7 @@ def second_ids(payloads: list[dict]) -> int:
     last field of the id), so one (alert, number) pair must carry one id."""
     ids: dict[tuple[str, str], set[str]] = {}
     for p in payloads:
-        if p["kind"] in ("raised", "updated", "cleared"):
+        if p.get("kind") in ("raised", "updated", "cleared"):
             ids.setdefault((p["alert_id"], p["id"].rsplit(":", 1)[-1]), set()).add(p["id"])
     return sum(len(v) - 1 for v in ids.values())
 
@@ -57,7 +57,7 @@ def test_kill_right_after_each_alert_never_sends_an_event_under_a_second_id(tmp_
     _run(state_dir, outbox, t, end, die=False)
     with Outbox(outbox) as ob:
         payloads = [json.loads(e.message.payload) for e in ob.begin(100000)]
-    alerts = [p for p in payloads if p["kind"] in ("raised", "updated", "cleared")]
+    alerts = [p for p in payloads if p.get("kind") in ("raised", "updated", "cleared")]
     dup = second_ids(payloads)
     raised = [p for p in alerts if p["kind"] == "raised"]
     record("SIGKILL right after each alert", runs=kills, alerts=len(alerts),

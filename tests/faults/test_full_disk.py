@@ -47,7 +47,7 @@ def _until_full(feed: h.Feed, ob: Outbox, t: float) -> float:
 def _alert_order_problems(delivered: list[dict]) -> list[str]:
     problems, seen = [], {}
     for p in delivered:
-        if p["kind"] not in ("raised", "updated", "cleared"):
+        if p.get("kind") not in ("raised", "updated", "cleared"):
             continue
         first = seen.setdefault(p["alert_id"], p["kind"])
         if first != "raised":
@@ -83,7 +83,7 @@ def test_full_outbox_disk_holds_alerts_and_never_advances_saved_state(tmp_path, 
     assert ob.stats()["state"] == "ok" and ob.held() == 0
     delivered = _drain(ob)
     decided = [e.id for e in feed.alerts()]
-    got = [p["id"] for p in delivered if p["kind"] in ("raised", "updated", "cleared")]
+    got = [p["id"] for p in delivered if p.get("kind") in ("raised", "updated", "cleared")]
     lost = [i for i in decided if i not in got]
     order = _alert_order_problems(delivered)
     record("full outbox disk (split outbox)", runs=1, alerts=len(decided), lost=len(lost),
@@ -122,7 +122,7 @@ def test_crash_while_the_outbox_disk_is_full_loses_no_alert(tmp_path, small_fs):
     feed2.run(t, h.T0 + 8 * h.DAY)
     delivered = _drain(ob2)
     kinds = [p["kind"] for p in delivered if p.get("meter") == h.MINER and
-             p["kind"] in ("raised", "updated", "cleared")]
+             p.get("kind") in ("raised", "updated", "cleared")]
     record("crash with alerts held (full disk)", runs=1, alerts=len(held),
            lost=0 if kinds[:1] == ["raised"] else len(held), crash_loops=0,
            note="held %d alert events at the kill; after restart: %s" % (len(held), kinds))
