@@ -8,6 +8,8 @@ makes later tests flaky in ways that are very hard to trace back.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import json
 import os
 import sys
 import threading
@@ -18,6 +20,44 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT.parent / "shared" / "data").resolve()
+
+
+def _campaign():
+    """tests/faults/campaign.py, as the one module ``from campaign import ...`` gives the
+    campaigns (this conftest is loaded first, also by a pytest-xdist controller that never
+    imports tests/faults/conftest.py)."""
+    mod = sys.modules.get("campaign")
+    if mod is None:
+        spec = importlib.util.spec_from_file_location(
+            "campaign", Path(__file__).with_name("faults") / "campaign.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["campaign"] = mod
+        spec.loader.exec_module(mod)
+    return mod
+
+
+def pytest_sessionfinish(session) -> None:
+    """In a pytest-xdist worker: hand the campaign rows recorded here to the controller."""
+    out = getattr(session.config, "workeroutput", None)
+    if out is not None:
+        out["campaign_rows"] = json.dumps(_campaign().as_json())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """In the pytest-xdist controller: keep the rows a finished worker recorded."""
+    plain = getattr(node, "workeroutput", {}).get("campaign_rows")
+    if plain:
+        _campaign().adopt(json.loads(plain))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """The fault campaigns' one table (issue 11), whenever a campaign ran."""
+    campaign = _campaign()
+    rs = campaign.rows()
+    if rs:
+        terminalreporter.write_sep("=", "fault campaigns (tests/faults, issue 11)")
+        terminalreporter.write_line(campaign.table(rs))
 
 
 def _children() -> set[int]:

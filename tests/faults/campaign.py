@@ -67,6 +67,16 @@ def rows() -> list[Row]:
     return list(_ROWS)
 
 
+def as_json() -> list[list]:
+    """The rows as plain lists, for a pytest-xdist worker to hand to the controller."""
+    return [[r.name, r.figures, r.note] for r in _ROWS]
+
+
+def adopt(plain: list[list]) -> None:
+    """Keep rows another process recorded (``as_json()``), without printing them again."""
+    _ROWS.extend(Row(name, dict(figures), note) for name, figures, note in plain)
+
+
 def _cell(v: int | None) -> str:
     return "-" if v is None else str(v)
 

@@ -2,8 +2,9 @@
 filled up, and the session's campaign table printed at the end of the run.
 
 Run every campaign with its table: ``make faults`` (= ``pytest -q -s tests/faults``); the
-table is printed by ``pytest_terminal_summary`` below whenever a campaign ran, so it also
-appears at the end of ``make test``. The row API is in ``campaign.py``.
+table is printed by ``pytest_terminal_summary`` in ``tests/conftest.py`` whenever a campaign
+ran (also at the end of ``make test``, whose pytest-xdist workers hand their rows to the
+controller). The row API is in ``campaign.py``.
 """
 
 from __future__ import annotations
@@ -14,20 +15,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from campaign import rows, table
 
 # A directory on a small file system prepared by hand, for machines where the tests cannot
 # mount one themselves (not root): e.g.
 #   sudo mkdir -p /mnt/lwfull && sudo mount -t tmpfs -o size=4m tmpfs /mnt/lwfull
 #   sudo chmod 1777 /mnt/lwfull && LOADWATCH_SMALL_FS=/mnt/lwfull make faults
 SMALL_FS_ENV = "LOADWATCH_SMALL_FS"
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    rs = rows()
-    if rs:
-        terminalreporter.write_sep("=", "fault campaigns (tests/faults, issue 11)")
-        terminalreporter.write_line(table(rs))
 
 
 class SmallFs:
