@@ -34,8 +34,8 @@ def size(level, move, hours, s):
     """0..1: how much the block's rise counts, in kW and against the hours' usual move.
 
     The move is of one hour; a block of n hours that all rose together is that much less
-    likely by chance, as the mean of n noisy hours moves sqrt(n) times less (counted
-    from 8 h, up to 24)."""
+    likely by chance, as the mean of n noisy hours moves sqrt(n) times less (n counted
+    as at least 8 h and at most 24)."""
     if level <= 0.0:
         return 0.0
     k = hours / 8.0
