@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 from typing import TextIO
 
 from agent.dlt645 import codec
@@ -30,6 +29,7 @@ from agent.failures import Failure
 from agent.link import TransportError
 from agent.modbus.hints import HINT_CRC, HINT_ERR_645, HINT_NO_REPLY_645
 from agent.profiles import Profile, ProfileError, load_profile
+from agent.scanprogress import ScanProgress
 
 DEFAULT_PROFILE = "dlt645_single"
 MAX_RANGE = 100_000
@@ -183,37 +183,6 @@ def read_main(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------- scan
 
 
-class Progress:
-    """One progress line with an ETA on stderr (redrawn in place on a terminal)."""
-
-    def __init__(self, total: int, stream: TextIO = sys.stderr, width: int = 30):
-        self.total = total
-        self.stream = stream
-        self.width = width
-        self.tty = stream.isatty()
-        self.t0 = time.monotonic()
-        self.last = 0.0
-
-    def show(self, done: int, address: str, found: int) -> None:
-        now = time.monotonic()
-        if not self.tty and done not in (1, self.total) and now - self.last < 1.0:
-            return
-        self.last = now
-        fill = int(self.width * done / max(1, self.total))
-        rate = (now - self.t0) / max(1, done - 1) if done > 1 else 0.0
-        left = rate * (self.total - done + 1)
-        eta = "ETA %d:%02d" % (left // 60, left % 60) if done > 1 else "ETA -"
-        line = "[%s%s] %d/%d addresses, %s, %d found, %s" % (
-            "#" * fill, "." * (self.width - fill), done, self.total, address, found, eta)
-        self.stream.write(("\r" + line) if self.tty else (line + "\n"))
-        self.stream.flush()
-
-    def end(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 async def _scan_broadcast(args: argparse.Namespace, out: TextIO) -> int:
     tr = transport(args)
     try:
@@ -262,12 +231,12 @@ async def _scan_list(args: argparse.Namespace, addresses: list[str], out: TextIO
         await tr.connect()
     except TransportError as e:
         return _fail("scan", str(e))
-    progress = Progress(len(addresses))
+    progress = ScanProgress(len(addresses), "addresses")
     found: list[tuple[str, str]] = []
     noisy = 0
     try:
         for n, address in enumerate(addresses, 1):
-            progress.show(n, address, len(found))
+            progress.show(n, "address %s" % address, len(found))
             try:
                 found.append((address, await _probe(tr, address)))
             except TransportError as e:

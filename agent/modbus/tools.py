@@ -38,6 +38,7 @@ from agent.modbus.transport import Transport, TransportError
 from agent.plausibility import HINT as PROFILE_HINT
 from agent.plausibility import implausible
 from agent.profiles import Profile, ProfileError, available_profiles, load_profile
+from agent.scanprogress import ScanProgress, clock
 
 EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
                    4: "device failure", 6: "device busy", 10: "gateway path unavailable",
@@ -155,47 +156,6 @@ def _fail(command: str, message: str) -> int:
 # ----------------------------------------------------------------------- scan
 
 
-class Progress:
-    """A one-line progress bar on stderr (redrawn in place on a terminal)."""
-
-    def __init__(self, total: int, stream: TextIO = sys.stderr, width: int = 30):
-        self.total = total
-        self.stream = stream
-        self.width = width
-        self.tty = stream.isatty()
-        self.last = 0.0
-        self.started = time.monotonic()
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def show(self, done: int, unit: int, found: int) -> None:
-        now = time.monotonic()
-        if not self.tty and done not in (1, self.total) and now - self.last < 1.0:
-            return
-        self.last = now
-        fill = int(self.width * done / max(1, self.total))
-        elapsed = now - self.started
-        # The units before this one took `elapsed`: the rest will take about as long each.
-        eta = elapsed / (done - 1) * (self.total - done + 1) if done > 1 else None
-        line = "[%s%s] %3d/%d units, unit %d, %d found, %s elapsed, ETA %s" % (
-            "#" * fill, "." * (self.width - fill), done, self.total, unit, found,
-            _clock(elapsed), _clock(eta) if eta is not None else "?")
-        self.stream.write(("\r" + line) if self.tty else (line + "\n"))
-        self.stream.flush()
-
-    def end(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _clock(seconds: float) -> str:
-    whole = round(seconds)
-    return "%d:%02d" % divmod(whole, 60) if whole < 3600 else \
-        "%d:%02d:%02d" % (whole // 3600, whole % 3600 // 60, whole % 60)
-
-
 def common_first(units: list[int]) -> list[int]:
     """The same ids, the common ones (COMMON_UNITS) first: a meter is found early."""
     chosen = set(units)
@@ -268,7 +228,7 @@ async def _scan(args: argparse.Namespace, units: list[int], profiles: list[Profi
         await tr.connect()
     except TransportError as e:
         return _fail("scan", str(e))
-    progress = Progress(len(units))
+    progress = ScanProgress(len(units), "units")
     found: list[tuple[int, str, str]] = []
     noisy = 0
     probed = 0
@@ -278,7 +238,7 @@ async def _scan(args: argparse.Namespace, units: list[int], profiles: list[Profi
         first_per_fc.setdefault(p.quantities[p.identify["quantity"]].fc, p)
     try:
         for n, unit in enumerate(units, 1):
-            progress.show(n, unit, len(found))
+            progress.show(n, "unit %d" % unit, len(found))
             probed = n
             answered, match, garbled = await _probe_unit(tr, unit, profiles, first_per_fc)
             noisy += garbled
@@ -346,7 +306,7 @@ def _scan_report(args: argparse.Namespace, found: list[tuple[int, str, str]], pr
         return 0 if found else 1
     if not found:
         out.write("no unit answered on %s (%d unit ids in %s).\n%s\n" % (
-            where, probed, _clock(elapsed),
+            where, probed, clock(elapsed),
             HINT_NO_REPLY if link != "tcp" else HINT_NO_REPLY_TCP))
         for note in notes:
             out.write("note: %s\n" % note)
@@ -355,7 +315,7 @@ def _scan_report(args: argparse.Namespace, found: list[tuple[int, str, str]], pr
     for unit, name, text in found:
         out.write("%-5d %-11s %s\n" % (unit, name, text))
     out.write("%d unit(s) found on %s (%d unit ids in %s)\n" % (len(found), where, probed,
-                                                               _clock(elapsed)))
+                                                               clock(elapsed)))
     for note in notes:
         out.write("note: %s\n" % note)
     out.write("\n# paste into the agent's config (check ids and poll_s):\n")
