@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from agent.cliargs import deprecated_alias, tcp_port
-from agent.modbus.transport import serial_open_error
+from agent.link import serial_open_error
 from hil.scenario import ScenarioError, load, shipped
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from agent.dlt645 import codec
 from agent.failures import Failure
-from agent.link import TransportError
+from agent.link import Line, TransportError, check_serial_port
 from agent.model import RawItem
 
 KINDS = ("rtu", "rtu-over-tcp")
@@ -49,24 +49,16 @@ class _Receiver(asyncio.Protocol):
         self.owner._lost()
 
 
-class Dlt645Transport:
+class Dlt645Transport(Line):
     """One DL/T 645 line; not safe for concurrent requests (the poller locks the bus)."""
+
+    tcp_label = "transparent gateway"
 
     def __init__(self, kind: str, *, host: str = "", port: int | str | None = None,
                  baud: int = 2400, parity: str = "E", stopbits: int = 1, bytesize: int = 8,
                  timeout_s: float = 1.0):
-        if kind not in KINDS:
-            raise ValueError("a DL/T 645 line is one of %s, got %r" % (KINDS, kind))
-        self.kind = kind
-        self.host = host
-        self.port = port
-        self.baud = baud
-        self.parity = parity
-        self.stopbits = stopbits
-        self.bytesize = bytesize
-        self.timeout_s = timeout_s
-        self.bytes_out = 0
-        self.bytes_in = 0
+        super().__init__(kind, KINDS, host=host, port=port, baud=baud, parity=parity,
+                         stopbits=stopbits, bytesize=bytesize, timeout_s=timeout_s)
         self._rx = bytearray()
         self._rx_since_send = 0
         self._event: asyncio.Event | None = None
@@ -75,12 +67,6 @@ class Dlt645Transport:
         self._tcp: asyncio.Transport | None = None
 
     # --------------------------------------------------------------- connection
-
-    def describe(self) -> str:
-        if self.kind == "rtu":
-            return "%s at %d baud %d%s%d" % (self.port, self.baud, self.bytesize, self.parity,
-                                            self.stopbits)
-        return "%s:%s (transparent gateway)" % (self.host, self.port)
 
     @property
     def connected(self) -> bool:
@@ -122,13 +108,7 @@ class Dlt645Transport:
         if self.kind == "rtu":
             import serial  # pyserial: a dependency of the agent already (pymodbus uses it)
             path = str(self.port)
-            if not os.path.exists(path):
-                raise TransportError(Failure.IO, "serial port %s does not exist (adapter "
-                                     "unplugged? see ls /dev/ttyUSB* /dev/serial/by-id/)"
-                                     % path)
-            if not os.access(path, os.R_OK | os.W_OK):
-                raise TransportError(Failure.IO, "no permission to open %s (add the user to the "
-                                     "'dialout' group, or run as a user that may)" % path)
+            check_serial_port(path)
             try:
                 ser = serial.Serial(path, baudrate=self.baud, bytesize=self.bytesize,
                                     parity=self.parity, stopbits=self.stopbits, timeout=0,

@@ -20,9 +20,7 @@ reset before each request.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import os
 import socket
 import time
 from typing import Any
@@ -32,7 +30,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from agent.failures import Failure
-from agent.link import TransportError
+from agent.link import Line, TransportError, check_serial_port, serial_open_error
 from agent.modbus.replies import RTU, SOCKET, wrong_reply
 from agent.model import RawBlock
 
@@ -94,54 +92,19 @@ class _OneLineDecodeErrors(logging.Filter):
 logging.getLogger("asyncio").addFilter(_OneLineDecodeErrors())
 
 
-def serial_open_error(path: str) -> str:
-    """Why ``path`` cannot be opened as a serial port ("" when it can), with the errno:
-    pymodbus only says that it could not connect, which leaves a technician guessing
-    between an unplugged adapter, a busy port, a permission and a file that is no tty."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-    except OSError as e:
-        hint = {errno.ENOENT: " (adapter unplugged? see ls /dev/ttyUSB* /dev/serial/by-id/)",
-                errno.EACCES: " (add the user to the 'dialout' group)",
-                errno.EBUSY: " (another program has it open: see fuser %s)" % path,
-                errno.ENXIO: " (the device behind it is gone: adapter unplugged?)",
-                errno.EIO: " (the adapter stopped answering: replug it)"}.get(e.errno, "")
-        return "errno %d, %s%s" % (e.errno, e.strerror, hint)
-    try:
-        import termios
-
-        termios.tcgetattr(fd)
-    except termios.error as e:
-        code = e.args[0] if e.args else errno.ENOTTY
-        return "%s is not a serial port (errno %d, %s)" % (path, code, os.strerror(code))
-    finally:
-        os.close(fd)
-    return ""
-
-
 # Modbus exceptions a gateway sends on behalf of a meter that did not answer (Modbus
 # Application Protocol v1.1b3, section 7): they mean "absent", not "present but refusing".
 GATEWAY_NO_ANSWER = {10: "gateway path unavailable", 11: "gateway target did not respond"}
 
 
-class Transport:
+class Transport(Line):
     """One Modbus connection; not safe for concurrent requests (the poller locks)."""
 
     def __init__(self, kind: str, *, host: str = "", port: int | str | None = None,
                  baud: int = 9600, parity: str = "N", stopbits: int = 1, bytesize: int = 8,
                  timeout_s: float = 1.0):
-        if kind not in KINDS:
-            raise ValueError("transport kind must be one of %s, got %r" % (KINDS, kind))
-        self.kind = kind
-        self.host = host
-        self.port = port
-        self.baud = baud
-        self.parity = parity
-        self.stopbits = stopbits
-        self.bytesize = bytesize
-        self.timeout_s = timeout_s
-        self.bytes_out = 0
-        self.bytes_in = 0
+        super().__init__(kind, KINDS, host=host, port=port, baud=baud, parity=parity,
+                         stopbits=stopbits, bytesize=bytesize, timeout_s=timeout_s)
         self._rx_since_send = 0
         self._tx = b""
         self._rx = b""
@@ -149,12 +112,6 @@ class Transport:
         self._client: AsyncModbusSerialClient | AsyncModbusTcpClient | None = None
 
     # --------------------------------------------------------------- connection
-
-    def describe(self) -> str:
-        if self.kind == "rtu":
-            return "%s at %d baud %d%s%d" % (self.port, self.baud, self.bytesize, self.parity,
-                                            self.stopbits)
-        return "%s:%s (%s)" % (self.host, self.port, self.kind)
 
     @property
     def connected(self) -> bool:
@@ -200,27 +157,13 @@ class Transport:
             self.host, port=int(self.port or 502), framer=framer, timeout=self.timeout_s,
             retries=0, reconnect_delay=0, trace_packet=self._trace)
 
-    def _check_serial_port(self) -> None:
-        """Name the usual serial mistakes before pymodbus turns them into 'cannot connect'."""
-        path = str(self.port)
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.access(parent, os.X_OK):
-            raise TransportError(Failure.IO, "no permission to open %s (cannot enter %s)"
-                                 % (path, parent))
-        if not os.path.exists(path):
-            raise TransportError(Failure.IO, "serial port %s does not exist (adapter unplugged? "
-                                 "see ls /dev/ttyUSB* /dev/serial/by-id/)" % path)
-        if not os.access(path, os.R_OK | os.W_OK):
-            raise TransportError(Failure.IO, "no permission to open %s (add the user to the "
-                                 "'dialout' group, or run as a user that may)" % path)
-
     async def connect(self) -> None:
         """Open the port or socket; raises TransportError(Failure.IO) when it is not there."""
         if self.connected:
             return
         self.close()
         if self.kind == "rtu":
-            self._check_serial_port()
+            check_serial_port(str(self.port))
         client = self._make_client()
         try:
             ok = await client.connect()

@@ -10,8 +10,8 @@ import socket
 
 import pytest
 
-from agent.link import TransportError
-from agent.modbus.transport import Transport, serial_open_error
+from agent.link import TransportError, serial_open_error
+from agent.modbus.transport import Transport
 
 
 async def _error(tr: Transport) -> str:
