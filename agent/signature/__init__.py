@@ -26,29 +26,14 @@ The score is 0..100 with each feature's share reported by ``contributions()``; a
 
 from array import array
 
-from agent.signature.daylearn import block_closed, day_closed, streak_alive
-from agent.signature.features import (
-    bridged,
-    describe,
-    runs,
-    usual_move,
-    weather_shape,
-    widen,
-    window,
-)
+from agent.signature.daylearn import blocks_ended, day_closed, streak_alive
+from agent.signature.features import bridged, floor_cover, runs, widen, window
 from agent.signature.layout import (
     BACK,
     BH,
     BL_DAYS,
-    BL_EDGE,
-    BL_FLAT,
-    BL_LEN,
-    BL_LEVEL,
     BL_RISE,
-    BL_SHIFT,
     BL_SINCE,
-    BL_START,
-    BL_VAR,
     COVER,
     DAYIDX,
     DAYS,
@@ -109,8 +94,8 @@ from agent.signature.layout import (
     N,
     S,
 )
-from agent.signature.mathx import civil, clamp01, ifloor, rnd
-from agent.signature.scoring import FEATURES, points, size
+from agent.signature.mathx import civil, ifloor, rnd
+from agent.signature.scoring import FEATURES, judge
 from agent.signature.verdict import Schedule, Score
 
 try:
@@ -665,7 +650,9 @@ class Detector:
         return (ub & 0xFFFFFF) == 0xFFFFFF and h_now % 6 != 5
 
     def _evaluate(self, h_now, t):
-        """Features and the score from the last 24 hour floors; once per closed hour."""
+        """Features and the score from the last 24 hour floors; once per closed hour: the
+        coverage gate, the window's up hours (features.py), the blocks that ended
+        (daylearn.py), the candidate judged (scoring.py), its figures kept (``_keep``)."""
         s = self._s
         f = self._f
         ring = self._ring
@@ -674,21 +661,12 @@ class Detector:
         if ring[EVK] == EV_FIG and f[LVLH] == 0.0 \
                 and ring[HV + h_now] < 1000.0 * s["level_kw"] and self._unchanged(h_now, t):
             return
-        have = 0
-        floor = _INF
-        for k in range(HV, NR):
-            w = ring[k]
-            if w >= 0:
-                have += 1
-                if w < floor:
-                    floor = w
-        cover = have / NHOUR
+        cover, floor = floor_cover(ring)
         f[COVER] = cover
         if cover < s["min_cover"]:
             ring[EVK] = EV_COVER
             ring[EVN] += 1
             return
-        floor /= 1000.0
         if floor >= s["level_kw"]:
             f[LVLH] += 1.0
         else:
@@ -697,73 +675,16 @@ class Detector:
         up, f[WID] = widen(e, up, s)
         u = bridged(e, up)
         a, n, cn = runs(u)
-        min_h = int(s["min_block_h"])
-        # A block has ended when the newest hour (with data) is down: the streak learns it.
-        if not up[NHOUR - 1] and e[NHOUR - 1] is not None:
-            b = NHOUR - 2
-            while b >= 0 and u[b]:
-                b -= 1
-            m = NHOUR - 2 - b
-            if m >= min_h:
-                hs = (h_now + 2 + b) % NHOUR
-                lv, fl, ed, _ = describe(e, up, b + 1, m, s, f, hs)
-                block_closed(f, s, t, hs, m, lv, fl, ed)
-        if h_now == NHOUR - 1 and cn >= NHOUR:
-            lv, fl, ed, _ = describe(e, up, 0, NHOUR, s, f, 0)
-            block_closed(f, s, t, 0, NHOUR, lv, fl, 0.0)
+        blocks_ended(e, up, u, cn, h_now, t, f, s)
         alive = streak_alive(f, t)
-        jit = f[JIT]
-        pfe = f[PF]
-        lvl_pts = 100.0 * clamp01(f[LVLH] / s["persist_full_h"]) \
-            if floor >= s["level_kw"] else 0.0
-        # Weak evidence: the most risen run of the window, whatever its length.
-        rise = 0.0
-        if n >= min_h:
-            lv, _, _, _ = describe(e, up, a, n, s)
-            start = (h_now + 1 + a) % NHOUR
-            rise = size(lv, usual_move(f, s, start, n), n, s)
-        # Candidate 1, the run going on now (24/7, or a schedule's first days):
-        # persistence in hours, plus whole days of a 24-h streak.
-        best = None
-        if cn >= min_h:
-            ca = NHOUR - cn
-            start = (h_now + 1 + ca) % NHOUR
-            lv, fl, ed, _ = describe(e, up, ca, cn, s, f, start)
-            mv = usual_move(f, s, start, cn)
-            all_day = alive and f[BL_LEN] >= NHOUR
-            pers = cn + (NHOUR * f[BL_DAYS] if all_day else 0.0)
-            g = size(lv, mv, cn, s) * _ramp2(pers, s["persist_lo_h"], s["persist_full_h"])
-            sh = weather_shape(e, ca, cn, start, lv, f, s)
-            if sh >= 0.0:
-                g *= 1.0 - s["shape_veto"] * (1.0 - _ramp2r(sh, s["shape_good"],
-                                                             s["shape_bad"]))
-            var = f[BL_VAR] if all_day else -1.0
-            if cn >= NHOUR:
-                ed = 0.0
-            total, c = points(g, fl, var, ed, f[BL_SHIFT] if all_day else 0.0, jit, pfe, rise,
-                              lvl_pts, s)
-            best = (total, c, start, cn, lv, fl, ed, f[BL_DAYS] if all_day else 0.0, var,
-                    1.0 if cn < NHOUR else 0.0, lv / mv, pers)
-        # Candidate 2, the streak of a scheduled block: full at its second repetition.
-        if alive and f[BL_LEN] < NHOUR:
-            bl = int(f[BL_LEN])
-            bs = int(f[BL_START])
-            lv = f[BL_LEVEL]
-            mv = usual_move(f, s, bs, bl)
-            # Mining pays by the hour: a miner who hides in the cheap hours takes all of
-            # them (a valley tariff's 7-8 h), not a few; households, pumps and chargers
-            # make the short blocks.
-            g = size(lv, mv, bl, s) * _ramp2(f[BL_DAYS], 1.0, 2.0) \
-                * _ramp2(bl, s["sched_lo_h"], s["sched_full_h"])
-            var = f[BL_VAR] if f[BL_DAYS] >= 2.0 else -1.0
-            total, c = points(g, f[BL_FLAT], var, f[BL_EDGE], f[BL_SHIFT], jit, pfe, rise,
-                              lvl_pts, s)
-            if best is None or total > best[0]:
-                best = (total, c, bs, bl, lv, f[BL_FLAT], f[BL_EDGE], f[BL_DAYS], var, 1.0,
-                        lv / mv, f[BL_DAYS] * bl)
-        if best is None:
-            total, c = points(0.0, 0.0, -1.0, 1.0, 0.0, jit, pfe, rise, lvl_pts, s)
-            best = (total, c, -1.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, -1.0, 0.0, 0.0)
+        self._keep(judge(e, up, a, n, cn, h_now, alive, floor, f, s), t, h_now, up, alive)
+
+    def _keep(self, best, t, h_now, up, alive):
+        """Store the judged candidate (scoring.judge's tuple): the score, its contributions
+        (0 while warming up), the figures evidence() reads, the run's onset and
+        persistence, and the up hours that ``_unchanged`` compares the next hour with."""
+        f = self._f
+        ring = self._ring
         total = best[0]
         c = best[1]
         if ring[READY] == 0:
@@ -945,20 +866,3 @@ class Detector:
         Built on demand and shared until the next evaluation: treat as read-only."""
         return self._outputs()[2]
 
-
-def _ramp2r(x, good, bad):
-    """1 at or below good, 0 at or above bad, linear between."""
-    if x <= good:
-        return 1.0
-    if x >= bad:
-        return 0.0
-    return (bad - x) / (bad - good)
-
-
-def _ramp2(x, lo, hi):
-    """0 below lo, then linear to 1 at hi (persistence and repetitions start at lo)."""
-    if x < lo:
-        return 0.0
-    if x >= hi:
-        return 1.0
-    return (x - lo) / (hi - lo)

@@ -15,6 +15,7 @@
   hour's usual day-to-day movement is learned from the days it was not protected.
 """
 
+from agent.signature.features import describe
 from agent.signature.layout import (
     BH,
     BL_DAYS,
@@ -109,6 +110,28 @@ def block_closed(f, s, t, start_h, n, level, flat, edge):
     f[BL_FLAT] = flat
     f[BL_EDGE] = edge
     f[BL_LAST] = t
+
+
+def blocks_ended(e, up, u, cn, h_now, t, f, s):
+    """Give the streak the blocks that the hour just closed (local hour ``h_now``) ended.
+
+    ``e``/``up`` are the window's rises and up hours (features.window, widened), ``u`` the
+    same bridged over hours without data, ``cn`` the length of the run ending now. A block
+    has ended when the newest hour (with data) is down; a 24-h run is closed as a block at
+    the end of each local day, so a 24/7 rig repeats too."""
+    min_h = int(s["min_block_h"])
+    if not up[NHOUR - 1] and e[NHOUR - 1] is not None:
+        b = NHOUR - 2
+        while b >= 0 and u[b]:
+            b -= 1
+        m = NHOUR - 2 - b
+        if m >= min_h:
+            hs = (h_now + 2 + b) % NHOUR
+            lv, fl, ed, _ = describe(e, up, b + 1, m, s, f, hs)
+            block_closed(f, s, t, hs, m, lv, fl, ed)
+    if h_now == NHOUR - 1 and cn >= NHOUR:
+        lv, fl, ed, _ = describe(e, up, 0, NHOUR, s, f, 0)
+        block_closed(f, s, t, 0, NHOUR, lv, fl, 0.0)
 
 
 def day_closed(f, ring, s):

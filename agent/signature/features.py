@@ -20,6 +20,20 @@ Only ``math``-free integer and float arithmetic over 24 values: this runs once p
 from agent.signature.layout import BH, DH, HV, NHOUR
 
 
+def floor_cover(ring):
+    """(share of the last 24 hours holding data, the lowest of their floors in kW; inf
+    when none holds data): the coverage gate and the 24-h floor of the level backstop."""
+    have = 0
+    floor = float("inf")
+    for k in range(HV, HV + NHOUR):
+        w = ring[k]
+        if w >= 0:
+            have += 1
+            if w < floor:
+                floor = w
+    return have / NHOUR, floor / 1000.0
+
+
 def window(f, ring, s, h_now):
     """Rise (kW, None where no data) and up flag of the last 24 hours, oldest first."""
     lo = s["step_lo_kw"]

@@ -24,6 +24,24 @@ def ramp(x, lo, hi):
     return clamp01((x - lo) / (hi - lo))
 
 
+def rises(x, lo, hi):
+    """0 below lo, then linear to 1 at hi (persistence and repetitions start at lo)."""
+    if x < lo:
+        return 0.0
+    if x >= hi:
+        return 1.0
+    return (x - lo) / (hi - lo)
+
+
+def falls(x, good, bad):
+    """1 at or below good, 0 at or above bad, linear between."""
+    if x <= good:
+        return 1.0
+    if x >= bad:
+        return 0.0
+    return (bad - x) / (bad - good)
+
+
 def rnd(x, scale):
     """Round half away from zero to 1/scale without round(x, n) (differs across ports)."""
     if x < 0:

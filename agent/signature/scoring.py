@@ -22,9 +22,30 @@ looks (vacant homes are flat too). Inside the gate the block's qualities add poi
 ``rise`` is weak, ungated evidence (at most ``w_rise``, below any alert) so that a small
 or not yet repeated rise still ranks above the same home without it; ``level`` is the
 backstop for a floor no household of the class reaches (farms, a rig present from day one).
+
+Two blocks are candidates at each evaluation (``judge``): the run of up hours going on now
+(a 24/7 rig, or a schedule's first days) and the streak of a scheduled block; the one that
+scores higher is judged. A candidate is the tuple (score, contributions, start hour,
+length h, level kW, flatness, edge, days seen, level change, schedule flag 1/0/-1, level
+against the usual move, persistence h) that the detector keeps as its figures.
 """
 
-from agent.signature.mathx import clamp01, ramp
+from agent.signature.features import describe, usual_move, weather_shape
+from agent.signature.layout import (
+    BL_DAYS,
+    BL_EDGE,
+    BL_FLAT,
+    BL_LEN,
+    BL_LEVEL,
+    BL_SHIFT,
+    BL_START,
+    BL_VAR,
+    JIT,
+    LVLH,
+    NHOUR,
+    PF,
+)
+from agent.signature.mathx import clamp01, falls, ramp, rises
 
 FEATURES = ("step", "persistence", "flatness", "constancy", "edges", "jitter",
             "power_factor", "rise", "level")
@@ -78,3 +99,72 @@ def points(gate, flat, var, edge, shift, jit, pf, rise, level_pts, s):
             c[i] *= m
         total = 100.0
     return total, c
+
+
+def judge(e, up, a, n, cn, h_now, alive, floor, f, s):
+    """The candidate judged at local hour ``h_now``: the higher-scoring of the run going on
+    now and the streak of a scheduled block, or none (the score of the weak evidence).
+
+    ``e``/``up`` are the window's rises and up hours, (``a``, ``n``) its longest run,
+    ``cn`` the run ending now, ``alive`` whether the streak is, ``floor`` the 24-h floor."""
+    lvl_pts = 100.0 * clamp01(f[LVLH] / s["persist_full_h"]) \
+        if floor >= s["level_kw"] else 0.0
+    # Weak evidence: the most risen run of the window, whatever its length.
+    rise = 0.0
+    if n >= int(s["min_block_h"]):
+        lv, _, _, _ = describe(e, up, a, n, s)
+        start = (h_now + 1 + a) % NHOUR
+        rise = size(lv, usual_move(f, s, start, n), n, s)
+    best = run_now(e, up, cn, h_now, alive, rise, lvl_pts, f, s)
+    if alive and f[BL_LEN] < NHOUR:
+        other = streak(rise, lvl_pts, f, s)
+        if best is None or other[0] > best[0]:
+            best = other
+    if best is None:
+        total, c = points(0.0, 0.0, -1.0, 1.0, 0.0, f[JIT], f[PF], rise, lvl_pts, s)
+        best = (total, c, -1.0, 0.0, 0.0, 0.0, 1.0, 0.0, -1.0, -1.0, 0.0, 0.0)
+    return best
+
+
+def run_now(e, up, cn, h_now, alive, rise, lvl_pts, f, s):
+    """The run of ``cn`` up hours going on now (24/7, or a schedule's first days) as a
+    candidate, or None when shorter than a block: persistence in hours, plus whole days
+    of a 24-h streak; a rise that follows the outdoor temperature loses its gate."""
+    if cn < int(s["min_block_h"]):
+        return None
+    ca = NHOUR - cn
+    start = (h_now + 1 + ca) % NHOUR
+    lv, fl, ed, _ = describe(e, up, ca, cn, s, f, start)
+    mv = usual_move(f, s, start, cn)
+    all_day = alive and f[BL_LEN] >= NHOUR
+    pers = cn + (NHOUR * f[BL_DAYS] if all_day else 0.0)
+    g = size(lv, mv, cn, s) * rises(pers, s["persist_lo_h"], s["persist_full_h"])
+    sh = weather_shape(e, ca, cn, start, lv, f, s)
+    if sh >= 0.0:
+        g *= 1.0 - s["shape_veto"] * (1.0 - falls(sh, s["shape_good"], s["shape_bad"]))
+    var = f[BL_VAR] if all_day else -1.0
+    if cn >= NHOUR:
+        ed = 0.0
+    total, c = points(g, fl, var, ed, f[BL_SHIFT] if all_day else 0.0, f[JIT], f[PF], rise,
+                      lvl_pts, s)
+    return (total, c, start, cn, lv, fl, ed, f[BL_DAYS] if all_day else 0.0, var,
+            1.0 if cn < NHOUR else 0.0, lv / mv, pers)
+
+
+def streak(rise, lvl_pts, f, s):
+    """The streak of a scheduled block (live, shorter than 24 h) as a candidate: full at
+    its second repetition and from ``sched_full_h`` hours long."""
+    bl = int(f[BL_LEN])
+    bs = int(f[BL_START])
+    lv = f[BL_LEVEL]
+    mv = usual_move(f, s, bs, bl)
+    # Mining pays by the hour: a miner who hides in the cheap hours takes all of them (a
+    # valley tariff's 7-8 h), not a few; households, pumps and chargers make the short
+    # blocks.
+    g = size(lv, mv, bl, s) * rises(f[BL_DAYS], 1.0, 2.0) \
+        * rises(bl, s["sched_lo_h"], s["sched_full_h"])
+    var = f[BL_VAR] if f[BL_DAYS] >= 2.0 else -1.0
+    total, c = points(g, f[BL_FLAT], var, f[BL_EDGE], f[BL_SHIFT], f[JIT], f[PF], rise,
+                      lvl_pts, s)
+    return (total, c, bs, bl, lv, f[BL_FLAT], f[BL_EDGE], f[BL_DAYS], var, 1.0, lv / mv,
+            f[BL_DAYS] * bl)
