@@ -94,22 +94,50 @@ def _reset(v, o, table):
     v[o + _N_GOOD] = 0.0
     v[o + _N_BAD] = 0.0
     v[o + _FLAGS] = 0.0
+    plan = _plan(v, o, table)
+    for _name, p, lo, hi in plan[1]:
+        v[p] = 0.0
+        v[lo] = _INF
+        v[hi] = -_INF
+        v[p + 3] = 0.0
+    for _name, p in plan[2]:
+        v[p] = _NAN
+        v[p + 1] = _NAN
+
+
+# Where each published field's numbers sit, per table, mask and offset: one plan per meter
+# class (its meters share the table, the mask and, with the same fields, the offset), so
+# nothing per meter, and the hot loop of add() walks only what it aggregates instead of
+# testing every field's mask bit and name on every reading. Keyed by id(table); the
+# entry holds the table, so the id cannot be reused by another table while it is cached,
+# and its offset and mask, so a table used with another mask gets its own plan made.
+_PLANS = {}
+
+
+def _plan(v, o, table):
+    """``(table, ((name, p, p + 1, p + 2), ...) of the measured quantities (where its sum,
+    min and max are), ((name, p), ...) of the counters, o, mask)``, p being where the
+    field's numbers start in v."""
+    plan = _PLANS.get(id(table))
+    if plan is not None and plan[0] is table and plan[3] == o and plan[4] == v[o + _MASK]:
+        return plan
     mask = int(v[o + _MASK])
+    stats = []
+    counters = []
     p = o + _HEAD
-    bit = 1
-    for row in table:
-        if mask & bit:
-            if row[0].startswith("e_"):
-                v[p] = _NAN
-                v[p + 1] = _NAN
+    for i in range(len(table)):
+        if (mask >> i) & 1:
+            name = table[i][0]
+            if is_counter(name):
+                counters.append((name, p))
                 p += _COUNTER
             else:
-                v[p] = 0.0
-                v[p + 1] = _INF
-                v[p + 2] = -_INF
-                v[p + 3] = 0.0
+                stats.append((name, p, p + 1, p + 2))
                 p += _STAT
-        bit <<= 1
+    if len(_PLANS) >= 32:  # bounded should tables come and go (tests, reloads)
+        _PLANS.clear()
+    plan = _PLANS[id(table)] = (table, tuple(stats), tuple(counters), o, v[o + _MASK])
+    return plan
 
 
 def add(v, o, table, t, values, quality):
@@ -129,31 +157,27 @@ def add(v, o, table, t, values, quality):
         return None
     if (quality & BAD_DATA) == 0 and "p_w" in values:
         v[o + _N_GOOD] += 1.0
-        mask = int(v[o + _MASK])
+        plan = _plan(v, o, table)
         get = values.get
-        p = o + _HEAD
-        bit = 1
-        for row in table:  # hot: every reading, every field (bench/delivery.py CPU figure)
-            if mask & bit:
-                name = row[0]
-                x = get(name)
-                if name.startswith("e_"):  # an energy counter: first and last value
-                    if x is not None:
-                        if v[p] != v[p]:
-                            v[p] = x
-                        v[p + 1] = x
-                    p += 2
-                else:
-                    if x is None:
-                        v[p + 3] += 1.0  # missed: rare, so counting misses is cheaper
-                    else:
-                        v[p] += x
-                        if x < v[p + 1]:
-                            v[p + 1] = x
-                        if x > v[p + 2]:
-                            v[p + 2] = x
-                    p += 4
-            bit <<= 1
+        # Hot: every reading, every published quantity (bench/delivery.py CPU figure).
+        for name, p, lo, hi in plan[1]:
+            x = get(name)
+            if x is None:
+                v[p + 3] += 1.0  # missed: rare, so counting misses is cheaper
+                continue
+            v[p] += x
+            if x < v[lo]:  # a new low; the slot's first reading is its high too
+                if v[hi] < x:
+                    v[hi] = x
+                v[lo] = x
+            elif x > v[hi]:
+                v[hi] = x
+        for name, p in plan[2]:  # energy counters: first and last value
+            x = get(name)
+            if x is not None:
+                if v[p] != v[p]:
+                    v[p] = x
+                v[p + 1] = x
     else:
         v[o + _N_BAD] += 1.0
     v[o + _FLAGS] = int(v[o + _FLAGS]) | quality
@@ -176,24 +200,16 @@ def close(v, o, table):
         return None
     stats = {}
     counters = {}
-    mask = int(v[o + _MASK])
-    p = o + _HEAD
     energy = None
-    bit = 1
-    for row in table:
-        if mask & bit:
-            name = row[0]
-            if name.startswith("e_"):
-                last = v[p + 1]
-                counters[name] = last if last == last else None
-                if name == IMPORT and last == last:
-                    energy = last - v[p]
-                p += _COUNTER
-            else:
-                n = g - int(v[p + 3])
-                stats[name] = [v[p] / n, v[p + 1], v[p + 2], n] if n else [None, None, None, 0]
-                p += _STAT
-        bit <<= 1
+    plan = _plan(v, o, table)
+    for name, p, lo, hi in plan[1]:
+        n = g - int(v[p + 3])
+        stats[name] = [v[p] / n, v[lo], v[hi], n] if n else [None, None, None, 0]
+    for name, p in plan[2]:
+        last = v[p + 1]
+        counters[name] = last if last == last else None
+        if name == IMPORT and last == last:
+            energy = last - v[p]
     pw = stats.get("p_w") or [None, None, None, 0]
     out = {
         "slot_start": start, "slot_s": v[o + _SLOT_S], "samples": g, "bad_samples": n_bad,

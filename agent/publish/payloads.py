@@ -20,9 +20,12 @@ SCHEMA_VERSION = 1
 TELEMETRY_SCHEMA = 2
 _INF = float("inf")
 try:
-    json.dumps(1.0, allow_nan=False)
+    # One encoder made once: json.dumps with any keyword builds a new JSONEncoder on every
+    # call, which cost a third of a telemetry message's encoding (bench/delivery.py).
+    _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
     _STRICT_JSON = True
-except TypeError:  # MicroPython: no allow_nan, so always clean first
+except (AttributeError, TypeError):  # MicroPython: no JSONEncoder, no allow_nan
+    _ENCODER = None
     _STRICT_JSON = False
 
 SCORE_UNITS = {"score": "points (0-100)", "contributions": "points (0-100, summing to score)"}
@@ -158,9 +161,13 @@ def telemetry_body(data: dict) -> dict:
     ``q`` holds each measured family under its short key: one quantity (a total or a
     single-phase meter's) is ``[mean, below, above]`` (mean - min, max - mean), the three
     phases are the three triples of L1, L2, L3 in one list of 9, the total and the phases
-    one list of 12 (total first). Any other mix of phases is sent per phase under key +
-    phase digit (``v1``). A slot of one sample (1-s slots) sends the means alone. ``c``
-    names the quantities with fewer samples than ``n``; ``e`` the counters' last values."""
+    one list of 10: the total's mean, then the phases' triples. The total's own spread is
+    left out there: the meter computes the total from the phases (sum, average or P/S), so
+    its mean is what the phases cannot give exactly, while its min and max within the slot
+    are the least used figures and cost a sixth of a 3-phase record (bench/delivery.py).
+    Any other mix of phases is sent per phase under key + phase digit (``v1``). A slot of
+    one sample (1-s slots) sends the means alone. ``nb`` is left out when 0, ``c`` when
+    every quantity was in every good sample; ``e`` holds the counters' last values."""
     samples = data.get("samples", 0)
     single = samples == 1
     stats = data.get("stats") or {}
@@ -177,7 +184,7 @@ def telemetry_body(data: dict) -> dict:
             out = []
             for name, ck in members:
                 st = stats[name]
-                if single:
+                if single or ck == key:  # a total beside its phases: the mean alone
                     out.append(_triple(st, res, True))
                 else:
                     out.extend(_triple(st, res, False))
@@ -191,8 +198,10 @@ def telemetry_body(data: dict) -> dict:
             if st[3] != samples:
                 counts = counts or {}
                 counts[key] = st[3]
-    body = {"ts": _num(data.get("slot_start")), "dt": _num(data.get("slot_s")), "n": samples,
-            "nb": data.get("bad_samples", 0), "q": q}
+    body = {"ts": _num(data.get("slot_start")), "dt": _num(data.get("slot_s")), "n": samples}
+    if data.get("bad_samples"):
+        body["nb"] = data["bad_samples"]
+    body["q"] = q
     counters = data.get("counters")
     if counters:
         e = {}
@@ -218,7 +227,7 @@ def telemetry_body(data: dict) -> dict:
 def encode(payload: dict) -> bytes:
     if _STRICT_JSON:
         try:  # the common case: already plain JSON, no walk over the tree needed
-            return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+            return _ENCODER.encode(payload).encode()
         except (ValueError, TypeError):  # NaN/inf or an odd type somewhere: clean first
             pass
     return json.dumps(clean(payload), separators=(",", ":")).encode()

@@ -435,15 +435,22 @@ def check_compact_telemetry_of_a_three_phase_meter():
     m = c.event(Event("telemetry", "m1", T0 + 900.0, "m1:telemetry:%d" % int(T0), data=data))
     body = json.loads(m.payload)
     want = {"schema": 2, "id": "m1:telemetry:%d" % int(T0), "ts": int(T0), "dt": 900,
-            "n": 3, "nb": 0,
+            "n": 3,  # no "nb": no bad reading
             "q": {"v": [2300, 10, 10, 2310, 0, 0, 2295, 0, 0],
-                  "p": [3000, 300, 300, 1000, 100, 100, 1000, 100, 100, 1000, 100, 100],
+                  # the total's mean alone, then the phases' triples
+                  "p": [3000, 1000, 100, 100, 1000, 100, 100, 1000, 100, 100],
                   "i1": [550, 50, 50], "f": [5000, 0, 0]},
             "e": {"ei": 100.5, "ee": None}, "de": 0.5, "c": {"i1": 2},
             "qf": ["negative_power"], "sc": 41.3, "ds": "ready"}
     expect(body == want, "%r" % (body,))
     expect(m.topic == "lw/v1/s/g/meter/m1/telemetry" and b"units" not in m.payload,
            "%r" % (m,))
+    v = slot(THREE)
+    aggregate.add(v, 0, THREE, T0, {"p_w": 5.0}, 0)
+    aggregate.add(v, 0, THREE, T0 + 10.0, {}, Q_TIMEOUT)
+    bad = json.loads(c.event(Event("telemetry", "m1", T0 + 900.0, "b",
+                                   data=aggregate.close(v, 0, THREE))).payload)
+    expect(bad["n"] == 1 and bad["nb"] == 1, "a bad reading is counted: %r" % (bad,))
     v = slot(THREE, 1.0)
     aggregate.add(v, 0, THREE, T0, {"v_v_l1": 230.0, "v_v_l2": 231.0, "v_v_l3": 232.0,
                                     "p_w": 5.0, "f_hz": 49.99}, 0)
