@@ -78,7 +78,16 @@ def default_policy_settings():
 
 
 class Policy:
-    """Alert state of one meter. ``update`` returns a (usually empty) list of Events."""
+    """Alert state of one meter. ``update`` returns a (usually empty) list of Events.
+
+    Kept small for the MCU (bench/footprint.py): ``active`` is a class default until an
+    alert is first raised, and ``alert_id`` is not stored but made from the meter id and
+    the onset kept in ``_n`` (an alert id string of its own would cost ~64 B a meter on
+    MicroPython, and each instance attribute a 16-byte map entry).
+    """
+
+    active = False  # until the first alert: one instance attribute less
+    _aid = None  # a restored alert id that its own onset would not give (see from_state)
 
     def __init__(self, meter_id, settings=None):
         s = default_policy_settings()
@@ -96,9 +105,17 @@ class Policy:
                                 "(%r)" % (s["clear_at"], s["raise_at"]))
         self.meter = meter_id
         self._set = _shared(s)
-        self.active = False
-        self.alert_id = ""
         self._n = array("d", [0.0] * _NN) if _PACKED else [0.0] * _NN
+
+    @property
+    def alert_id(self):
+        """``<meter>:<onset>`` of the open alert ("" when none): the onset is when the
+        score first held at raise_at, which stays put while the alert is open."""
+        if not self.active:
+            return ""
+        if self._aid is not None:
+            return self._aid
+        return "%s:%d" % (self.meter, int(self._n[_ABOVE_T]))
 
     def state(self):
         """Alert state as JSON-able plain values."""
@@ -124,8 +141,8 @@ class Policy:
             raise ValueError("policy state must be a dict, not %r" % (type(state),))
         if state.get("v") != 1:
             raise ValueError("policy state version %r is not 1" % (state.get("v"),))
-        p.active = bool(state["active"])
-        p.alert_id = str(state["alert_id"])
+        active = bool(state["active"])
+        alert_id = str(state["alert_id"])
         n = state["n"]
         if len(n) != 8:
             raise ValueError("policy state has %d numbers, expected 8" % len(n))
@@ -138,6 +155,10 @@ class Policy:
         pn[_UPD_SCORE] = float(n[5])
         pn[_UPD_STEP] = float(n[6])
         pn[_SEQ] = int(n[7])
+        if active:
+            p.active = True
+            if alert_id != p.alert_id:
+                p._aid = alert_id  # kept as saved (a state from elsewhere): ids continue
         return p
 
     def _event(self, kind, sc):
@@ -172,8 +193,7 @@ class Policy:
                     n[_ABOVE] = 1
                     n[_ABOVE_T] = t
                 if t - n[_ABOVE_T] >= s["hold_s"]:
-                    self.active = True
-                    self.alert_id = "%s:%d" % (self.meter, int(n[_ABOVE_T]))
+                    self.active = True  # alert_id is now <meter>:<n[_ABOVE_T]>
                     n[_BELOW] = 0
                     n[_UPD_T] = t
                     n[_UPD_SCORE] = score
@@ -190,7 +210,7 @@ class Policy:
             if t - n[_BELOW_T] >= s["clear_hold_s"]:
                 out = [self._event("cleared", sc)]
                 self.active = False
-                self.alert_id = ""
+                self._aid = None
                 n[_ABOVE] = 0
                 n[_BELOW] = 0
                 return out
