@@ -5,7 +5,10 @@
 Builds the firmware (``firmware_bridge.build``) for esp32, rp2 and the unix port, then
 runs the unix build's .mpy files in the real MicroPython unix port:
 
-* **bytecode**: total .mpy bytes per board (target < 64 KB), split core / device app;
+* **bytecode**: total .mpy bytes per board (target < 64 KB), split core / device app, for
+  the default config (serial uplink, Modbus: what ``firmware build`` ships for it), and on
+  the ESP32 also for the largest config (MQTT uplink, DL/T 645 meters) and for every
+  module with line numbers (``--all-modules --lines``, what every build shipped before);
 * **heap at idle**: ``gc.mem_alloc()`` after importing the app (modules are loaded into
   the heap on a board too, unless frozen into the firmware image);
 * **heap per meter**: ``mem_alloc`` delta over N meters, each fed ``--days`` of 10-minute
@@ -81,6 +84,9 @@ def heap_per_meter(n, tel_s):
             m = ms[k]
             v, q = m.decode(t, [(3, 0, regs(power(t, k)))], "")
             m.process(t, v, q)
+    # The harness's own leftovers (the last meter's config copy, the last reading's
+    # values) are not the meters' heap: drop them before counting.
+    c = m = v = q = None
     gc.collect()
     per = (gc.mem_alloc() - before) / n
     ms = None
@@ -137,6 +143,23 @@ def cpython_core_us(samples: int) -> float:
     return (time.perf_counter() - start) * 1e6 / len(pw)
 
 
+# The largest config the build ships for: MQTT uplink (payload codec) and DL/T 645 meters
+# (master and codec).
+LARGEST = """
+site = "s"
+gateway = "g"
+uplink = "mqtt"
+[mqtt]
+host = "broker.example"
+[rs485]
+protocol = "dlt645"
+[[meters]]
+id = "m1"
+address = "000012340001"
+profile = "dlt645_single"
+"""
+
+
 def _label(n: int) -> str:
     # The first meter of a settings class also holds the tables the others share.
     return "heap per meter, %d meter%s" % (n, " (+shared)" if n == 1 else "s")
@@ -153,9 +176,16 @@ def main() -> int:
     samples = int(args.days * 86400 / STEP)
     with tempfile.TemporaryDirectory() as tmp:
         sizes = {}
-        for board in ("esp32", "rp2", "unix"):
+        for board in ("esp32", "rp2"):
             m = build(board, out=Path(tmp) / board)
             sizes[board] = (m["mpy_bytes"], m["core_mpy_bytes"])
+        m = build("esp32", out=Path(tmp) / "largest",
+                  device_config=devconfig.load_text(LARGEST, "largest"))
+        sizes["esp32 mqtt+dlt645"] = (m["mpy_bytes"], m["core_mpy_bytes"])
+        m = build("esp32", out=Path(tmp) / "all", everything=True, lines=True)
+        sizes["esp32 all+lines"] = (m["mpy_bytes"], m["core_mpy_bytes"])
+        # The heap figures import both uplinks' modules (as they always have): every module.
+        build("unix", out=Path(tmp) / "unix", everything=True)
         meter_cfg = devconfig.load(None)["meters"][0]
         mp_args = json.dumps({"meter": meter_cfg, "t0": T0, "step": STEP,
                               "samples": samples, "ns": ns})
@@ -172,24 +202,24 @@ def main() -> int:
           % (subprocess.run([args.micropython, "-c", "import sys; print(sys.version)"],
                             capture_output=True, text=True).stdout.strip(), samples, STEP))
     print()
-    print("%-34s %12s %12s %8s" % ("figure", "measured", "target", "ratio"))
-    for board in ("esp32", "rp2"):
+    print("%-44s %12s %12s %8s" % ("figure", "measured", "target", "ratio"))
+    for board in sizes:
         total, core = sizes[board]
-        print("%-34s %10d B %10d B %8.2f" % (".mpy total, %s (core %d B)" % (board, core),
+        print("%-44s %10d B %10d B %8.2f" % (".mpy total, %s (core %d B)" % (board, core),
                                               total, TARGET_MPY, total / TARGET_MPY))
-    print("%-34s %10d B %12s %8s" % ("heap at idle (app imported)", mp["idle"], "-", "-"))
+    print("%-44s %10d B %12s %8s" % ("heap at idle (app imported)", mp["idle"], "-", "-"))
     for n in ns:
         per = mp["heap"][str(n)]
-        print("%-34s %10.0f B %10d B %8.2f" % (_label(n), per,
+        print("%-44s %10.0f B %10d B %8.2f" % (_label(n), per,
                                               TARGET_METER, per / TARGET_METER))
     per = mp["serial_heap"]
-    print("%-34s %10.0f B %10d B %8.2f" % ("  same, serial uplink (no slots)", per,
+    print("%-44s %10.0f B %10d B %8.2f" % ("  same, serial uplink (no slots)", per,
                                           TARGET_METER, per / TARGET_METER))
-    print("%-34s %10d B %12s %8s" % ("saved state per meter (JSON)", mp["state_bytes"], "-",
+    print("%-44s %10d B %12s %8s" % ("saved state per meter (JSON)", mp["state_bytes"], "-",
                                      "-"))
-    print("%-34s %10.1f us %12s %8s" % ("device pipeline per sample (MP)", mp["pipeline_us"],
+    print("%-44s %10.1f us %12s %8s" % ("device pipeline per sample (MP)", mp["pipeline_us"],
                                        "-", "-"))
-    print("%-34s %10.1f us %10.1f us %8.2f" % ("core per sample: MP vs CPython",
+    print("%-44s %10.1f us %10.1f us %8.2f" % ("core per sample: MP vs CPython",
                                                mp["core_us"], cp_us, mp["core_us"] / cp_us))
     return 0
 

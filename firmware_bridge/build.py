@@ -9,6 +9,18 @@ compiled to bytecode with ``mpy-cross`` at the package paths they have in the re
 MicroPython runs main.py at boot and never main.mpy. ``-march`` is set per board (it only
 matters for @native/@viper code, but keeps the .mpy honest about its target).
 
+Small by default, because a board loads every .mpy into its heap (unless it is frozen into
+the firmware image) and flash is a few hundred KB:
+
+* only the modules the config uses: the DL/T 645 master and codec for a
+  ``protocol = "dlt645"`` bus, the MQTT uplink and payload codec for ``uplink = "mqtt"``,
+  the serial uplink and frame codec for ``uplink = "serial"`` (the config is part of the
+  build, so another protocol or uplink is another build); ``everything=True``
+  (``--all-modules``) ships them all;
+* ``mpy-cross -O3``: no source line numbers (a traceback names the file and function,
+  every line as 1); ``lines=True`` (``--lines``) keeps them, for a debugging build. -O3
+  also drops ``assert`` statements; the shipped code has none.
+
 The manifest (manifest.json) lists every file with its size and SHA-256; ``firmware
 flash`` checks those hashes on the board after copying.
 """
@@ -54,6 +66,17 @@ CORE = [
 ]
 APP = ["app.py", "devclock.py", "dlt645_master.py", "meter.py", "modbus_rtu.py", "store.py",
        "uplink_mqtt.py", "uplink_serial.py"]
+# Device paths shipped only when the config uses them: (config key, value) -> paths.
+# The app imports each of them only on that path (app.py; agent/quality.py imports the
+# DL/T 645 codec only for a DL/T 645 field).
+ONLY_FOR = {
+    ("protocol", "dlt645"): ("agent/dlt645/__init__.py", "agent/dlt645/codec.py",
+                             "dlt645_master.py"),
+    ("uplink", "mqtt"): ("agent/publish/__init__.py", "agent/publish/payloads.py",
+                         "uplink_mqtt.py"),
+    ("uplink", "serial"): ("agent/bridge/__init__.py", "agent/bridge/framing.py",
+                           "uplink_serial.py"),
+}
 # The unix port has no UART/Pin/WDT hardware and no umqtt: small shims stand in.
 UNIX_SHIMS = ["machine.py", "umqtt/__init__.py", "umqtt/simple.py"]
 
@@ -74,9 +97,22 @@ def find_tool(name: str) -> str | None:
     return shutil.which(name)
 
 
-def sources(board: str) -> list[tuple[Path, str]]:
-    out = [(ROOT / src, dst) for src, dst in CORE]
-    out += [(DEVICE / name, name) for name in APP]
+def unused(cfg: dict) -> set[str]:
+    """Device paths that a device with this config never imports."""
+    used = {"protocol": cfg.get("rs485", {}).get("protocol", "modbus"),
+            "uplink": cfg.get("uplink", "serial")}
+    out: set[str] = set()
+    for (key, value), paths in ONLY_FOR.items():
+        if used[key] != value:
+            out.update(paths)
+    return out
+
+
+def sources(board: str, cfg: dict | None = None) -> list[tuple[Path, str]]:
+    """(source, device path) of every file to ship; with ``cfg``, only what it uses."""
+    skip = unused(cfg) if cfg is not None else set()
+    out = [(ROOT / src, dst) for src, dst in CORE if dst not in skip]
+    out += [(DEVICE / name, name) for name in APP if name not in skip]
     if board == "unix":
         out += [(DEVICE / "shims" / name, name) for name in UNIX_SHIMS]
     out.append((DEVICE / "main.py", "main.py"))
@@ -109,8 +145,12 @@ def _prepare_out(out_dir: Path) -> None:
 
 
 def build(board: str = "esp32", config: str | None = None, out: str | Path | None = None,
-          mpy_cross: str | None = None, device_config: dict | None = None) -> dict:
-    """Build into ``out`` and return the manifest (also written as manifest.json)."""
+          mpy_cross: str | None = None, device_config: dict | None = None,
+          everything: bool = False, lines: bool = False) -> dict:
+    """Build into ``out`` and return the manifest (also written as manifest.json).
+
+    ``everything``: ship every module, not only those the config uses; ``lines``: keep
+    source line numbers in the bytecode (see the module docstring)."""
     if board not in MARCH:
         raise BuildError("unknown board %r (esp32|rp2|unix)" % board)
     tool = mpy_cross or find_tool("mpy-cross")
@@ -129,7 +169,8 @@ def build(board: str = "esp32", config: str | None = None, out: str | Path | Non
     version = subprocess.run([tool, "--version"], capture_output=True, text=True,
                              check=False).stdout.strip()
     files = []
-    for src, dst in sources(board):
+    opt = [] if lines else ["-O3"]
+    for src, dst in sources(board, None if everything else cfg):
         if dst == "main.py":
             target = out_dir / dst
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +178,7 @@ def build(board: str = "esp32", config: str | None = None, out: str | Path | Non
         else:
             target = out_dir / (dst[:-3] + ".mpy")
             target.parent.mkdir(parents=True, exist_ok=True)
-            proc = subprocess.run([tool, "-march=%s" % MARCH[board], "-s", dst, "-o",
+            proc = subprocess.run([tool, *opt, "-march=%s" % MARCH[board], "-s", dst, "-o",
                                    str(target), str(src)], capture_output=True, text=True,
                                   check=False)
             if proc.returncode != 0:
@@ -157,6 +198,8 @@ def build(board: str = "esp32", config: str | None = None, out: str | Path | Non
         "files": files, "mpy_bytes": mpy_total, "core_mpy_bytes": core,
         "total_bytes": sum(f["bytes"] for f in files),
         "meters": [m["id"] for m in cfg["meters"]], "uplink": cfg["uplink"],
+        "protocol": cfg.get("rs485", {}).get("protocol", "modbus"),
+        "all_modules": everything, "line_numbers": lines,
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

@@ -118,3 +118,65 @@ quirks = { word_order = "CDAB" }
     assert m["detector"]["tz_offset_s"] == 7200.0
     assert {f[4] for f in m["fields"]} == {"CDAB"}
     assert m["fields"][0][0] == "p_w" and all(r[2] <= 125 for r in m["reads"])
+
+
+COMBOS = """
+site = "s"
+gateway = "g"
+uplink = "{uplink}"
+[mqtt]
+host = "broker.example"
+[rs485]
+protocol = "{protocol}"
+[[meters]]
+id = "m1"
+{meter}
+"""
+METER = {"modbus": 'unit = 1\nprofile = "generic"',
+         "dlt645": 'address = "000012340001"\nprofile = "dlt645_single"'}
+ONLY = {"dlt645": {"agent/dlt645/__init__.mpy", "agent/dlt645/codec.mpy", "dlt645_master.mpy"},
+        "mqtt": {"agent/publish/__init__.mpy", "agent/publish/payloads.mpy", "uplink_mqtt.mpy"},
+        "serial": {"agent/bridge/__init__.mpy", "agent/bridge/framing.mpy",
+                   "uplink_serial.mpy"}}
+
+
+@pytest.mark.parametrize("protocol", ["modbus", "dlt645"])
+@pytest.mark.parametrize("uplink", ["serial", "mqtt"])
+def test_a_build_ships_what_its_config_uses_and_all_of_it_imports(tmp_path, micropython_bin,
+                                                                   protocol, uplink):
+    """A Modbus gateway carries no DL/T 645 master, a serial one no MQTT payload codec
+    (and the reverse); every module a build ships imports on the real unix port, with
+    nothing it needs left out. ``--all-modules`` still ships everything."""
+    from firmware_bridge.build import build
+
+    cfg = load_text(COMBOS.format(uplink=uplink, protocol=protocol, meter=METER[protocol]),
+                    "combo.toml")
+    m = build("unix", device_config=cfg, out=tmp_path / "fw")
+    paths = {e["path"] for e in m["files"]}
+    for key, only in ONLY.items():
+        if key in (protocol, uplink):
+            assert only <= paths, key
+        else:
+            assert not only & paths, key
+    mods = sorted(p[:-4].replace("/", ".").replace(".__init__", "") for p in paths
+                  if p.endswith(".mpy"))
+    script = "import sys\nfor m in %r:\n    __import__(m)\nprint('ok', len(%r))" % (mods, mods)
+    proc = subprocess.run([micropython_bin, "-c", script], capture_output=True, text=True,
+                          cwd=tmp_path / "fw", env={"MICROPYPATH": "."}, timeout=60,
+                          check=False)
+    assert proc.returncode == 0 and proc.stdout.split() == ["ok", str(len(mods))], (
+        proc.stdout + proc.stderr)
+    everything = build("unix", device_config=cfg, out=tmp_path / "all", everything=True)
+    assert set().union(*ONLY.values()) <= {e["path"] for e in everything["files"]}
+
+
+def test_line_numbers_only_in_a_debugging_build(tmp_path):
+    """The default build drops source line numbers (mpy-cross -O3: ~7 % less .mpy, and
+    less heap once a board loads it); ``lines=True`` keeps them for a debugging build."""
+    from firmware_bridge.build import build
+
+    small = build("esp32", out=tmp_path / "small")
+    debug = build("esp32", out=tmp_path / "debug", lines=True)
+    assert not small["line_numbers"] and debug["line_numbers"]
+    assert [e["path"] for e in small["files"]] == [e["path"] for e in debug["files"]]
+    assert small["mpy_bytes"] < 0.95 * debug["mpy_bytes"]
