@@ -10,10 +10,11 @@ are written as strings so that CPython 3.9 does not evaluate them.
 Times are UNIX seconds (float, UTC) everywhere.
 
 ``Score`` (with its ``Schedule``) is defined next to the detector that builds it
-(agent/signature/verdict.py, the same plain-class rules) and re-exported here.
+(agent/signature/verdict.py, the same plain-class rules) and re-exported here, with the
+``SettingsError`` that the detector and the policy raise for a setting they refuse.
 """
 
-from agent.signature.verdict import Schedule, Score  # noqa: F401 (re-exported)
+from agent.signature.verdict import Schedule, Score, SettingsError  # noqa: F401 (re-exported)
 
 # Reading.quality bit flags. A reading with any flag in BAD_DATA is never scored as load;
 # flags outside BAD_DATA are informational.

@@ -11,7 +11,7 @@ MicroPython-safe: imports only agent.model, array and micropython, no typing, no
 
 from array import array
 
-from agent.model import Event
+from agent.model import Event, SettingsError
 
 try:
     from micropython import const
@@ -36,6 +36,7 @@ _UPD_SCORE = const(5)  # its score
 _UPD_STEP = const(6)  # its floor step, kW
 _SEQ = const(7)  # message counter: makes every Event.id unique
 _NN = const(8)  # length of _n
+_INF = float("inf")
 
 
 # Settings tables of policies with equal settings, shared (read-only): on MicroPython every
@@ -53,15 +54,6 @@ def _shared(s):
     if len(_TABLES) < _MAX_TABLES:
         _TABLES.append(s)
     return s
-
-
-class SettingsError(ValueError):
-    """A setting the policy refuses; ``key`` names it, so a config error can name it too
-    without reading this message (agent/settings.py)."""
-
-    def __init__(self, key, message):
-        ValueError.__init__(self, message)
-        self.key = key
 
 
 def default_policy_settings():
@@ -98,6 +90,9 @@ class Policy:
                 v = settings[k]
                 if isinstance(v, bool) or not isinstance(v, (int, float)):
                     raise SettingsError(k, "policy setting %r must be a number, not %r"
+                                        % (k, v))
+                if not -_INF < v < _INF:
+                    raise SettingsError(k, "policy setting %r must be a finite number, not %r"
                                         % (k, v))
                 s[k] = float(v)
         if s["clear_at"] > s["raise_at"]:

@@ -11,8 +11,9 @@ other (the same quirk on one meter).
 from __future__ import annotations
 
 import datetime
-from typing import Any, Callable
+from typing import Any
 
+from agent.model import SettingsError
 from agent.policy import Policy, default_policy_settings
 from agent.signature import Detector, default_settings
 
@@ -181,32 +182,18 @@ def settings_table(t: SettingsTable, name: str, defaults: dict) -> dict:
 
 def check_settings(where: str, detector: dict, policy: dict, source: str) -> None:
     """Build a detector and a policy from the merged settings once, so that a value the
-    components reject (a slot that does not divide a day, clear_at above raise_at) is a
+    components reject (a slot that does not divide an hour, clear_at above raise_at) is a
     config error naming the key, not a crash when the runtime starts.
 
-    The key is the one the component names (an error with a ``key`` attribute) or else
-    the one setting it refuses on its own over its defaults; never a guess from the
-    words of its message."""
+    The key is the one the component names (``SettingsError.key``), never a guess from
+    the words of its message."""
     for table, settings, build in (("detector", detector, Detector),
                                    ("policy", policy, lambda s: Policy("check", s))):
         try:
             build(dict(settings))
-        except (ValueError, TypeError) as e:
-            name = getattr(e, "key", None) or refused_alone(build, settings)
+        except SettingsError as e:
             prefix = "" if where == "detector" else where + "."
-            key = "%s%s" % (prefix, table) + (".%s" % name if name else "")
-            raise ConfigError(key, str(e), source) from None
-
-
-def refused_alone(build: Callable[[dict], object], settings: dict) -> str | None:
-    """The first setting (by name) that the component refuses alone, or None when only a
-    combination is refused (the error then names the table)."""
-    for name in sorted(settings):
-        try:
-            build({name: settings[name]})
-        except (ValueError, TypeError):
-            return name
-    return None
+            raise ConfigError("%s%s.%s" % (prefix, table, e.key), str(e), source) from None
 
 
 def quirk_overrides(t: SettingsTable) -> dict:

@@ -151,8 +151,9 @@ def test_firmware_meter_table_carries_frozen_s_and_the_time_zone(tmp_path: Path)
 
 
 def test_a_refused_setting_is_named_without_reading_the_error_message() -> None:
-    """The key comes from the component refusing it, not from its message's words: a
-    message that names another key (or none) does not mislead the config error."""
+    """The key comes from the component refusing it (``SettingsError.key``), not from its
+    message's words, nor from trying each setting alone: with two wrong settings, the key
+    is the one the message is about."""
     from agent.settings import check_settings
 
     with pytest.raises(ConfigError) as err:
@@ -165,17 +166,62 @@ def test_a_refused_setting_is_named_without_reading_the_error_message() -> None:
     with pytest.raises(ConfigError) as err:
         check_settings("detector", {}, {"clear_at": 50.0, "raise_at": 40.0}, "t.toml")
     assert err.value.key == "policy.clear_at"
+    # Both wrong: the detector refuses slot_s first, and the key says slot_s too (a
+    # guess that tried each setting alone named min_block_h, the first refused by name).
+    with pytest.raises(ConfigError) as err:
+        check_settings("detector", {"min_block_h": 30.0, "slot_s": 700.0}, {}, "t.toml")
+    assert err.value.key == "detector.slot_s" and "slot_s=700" in str(err.value)
 
 
-def test_a_combination_no_single_setting_explains_names_only_the_table() -> None:
-    from agent.settings import refused_alone
+def test_detector_and_policy_raise_a_settings_error_that_names_the_key() -> None:
+    from agent.model import SettingsError
+    from agent.policy import Policy
+    from agent.signature import Detector
 
-    def build(s: dict) -> None:
-        if s.get("a", 0) + s.get("b", 0) > 1:
-            raise ValueError("a and b together are too much")
+    for bad, key in (({"nope": 1.0}, "nope"), ({"slot_s": "900"}, "slot_s"),
+                     ({"slot_s": 700.0}, "slot_s"), ({"min_block_h": 30.0}, "min_block_h"),
+                     ({"min_cover": float("nan")}, "min_cover"),
+                     ({"learn_down": 1.5}, "learn_down"), ({"z_lo": -1.0}, "z_lo"),
+                     ({"persist_full_h": 0.0}, "persist_full_h"),
+                     ({"tz_offset_s": 90000.0}, "tz_offset_s")):
+        with pytest.raises(SettingsError) as err:
+            Detector(bad)
+        assert err.value.key == key, (bad, err.value)
+    Detector({"tz_offset_s": -36000.0, "w_rise": 0.0})  # negative only for the time zone
+    for bad, key in (({"nope": 1.0}, "nope"), ({"hold_s": float("inf")}, "hold_s"),
+                     ({"clear_at": 99.0}, "clear_at")):
+        with pytest.raises(SettingsError) as err:
+            Policy("m", bad)
+        assert err.value.key == key, (bad, err.value)
 
-    assert refused_alone(build, {"a": 1, "b": 1}) is None
-    assert refused_alone(build, {"a": 2, "b": 0}) == "a"
+
+@pytest.mark.parametrize("table,body,key,words", [
+    ("detector", "min_block_h = nan", "detector.min_block_h", "finite"),
+    ("detector", "learn_up = 2", "detector.learn_up", "share"),
+    ("detector", "persist_full_h = 0", "detector.persist_full_h", "above 0"),
+    ("detector", "step_lo_kw = -0.1", "detector.step_lo_kw", "negative"),
+    ("policy", "hold_s = inf", "policy.hold_s", "finite"),
+    ("classes.shop.detector", "slot_s = 700", "classes.shop.detector.slot_s", "divide"),
+])
+def test_a_wrong_scoring_value_is_one_line_naming_the_key_and_the_file(
+        tmp_path: Path, table: str, body: str, key: str, words: str) -> None:
+    """A value the detector or the policy cannot work with (NaN and inf are TOML floats)
+    stops check-config and replay with one line naming the key and the file; before,
+    NaN, a zero persistence or a share above 1 were accepted and failed (or misjudged)
+    only once the meters ran."""
+    cfg = tmp_path / "lw.toml"
+    cfg.write_text(_MIN % ("[%s]\n%s" % (table, body), ""))
+    runs = [(["check-config", str(cfg)], "")]
+    if not table.startswith("classes."):  # (replay reads [detector] and [policy] only)
+        runs.append((["replay", "--config", str(cfg), "-"], "loadwatch replay: "))
+    for argv, lead in runs:
+        out = subprocess.run([sys.executable, "-m", "agent.cli"] + argv, input="",
+                             capture_output=True, text=True, check=False)
+        assert out.returncode == 2, (argv, out.stdout, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1, out.stderr
+        assert lines[0].startswith("%sconfig error: %s: " % (lead, key)), lines[0]
+        assert lines[0].endswith(" in %s" % cfg.resolve()) and words in lines[0], lines[0]
 
 
 _TELEMETRY_BASE = ('site = "s"\ngateway = "g"\n[broker]\nhost = "127.0.0.1"\n%s\n'

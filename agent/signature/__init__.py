@@ -96,7 +96,7 @@ from agent.signature.layout import (
 )
 from agent.signature.mathx import civil, ifloor, rnd
 from agent.signature.scoring import FEATURES, judge
-from agent.signature.verdict import Schedule, Score
+from agent.signature.verdict import Schedule, Score, SettingsError
 
 try:
     from micropython import const
@@ -111,7 +111,8 @@ except ImportError:  # CPython
         return x
 
 
-__all__ = ["FEATURES", "Detector", "Schedule", "Score", "civil_date", "default_settings"]
+__all__ = ["FEATURES", "Detector", "Schedule", "Score", "SettingsError", "civil_date",
+           "default_settings"]
 
 # The public name, for the payload codec's ISO times (agent/publish/payloads.py).
 civil_date = civil
@@ -194,6 +195,50 @@ def default_settings():
     }
 
 
+# Settings that are shares of something (a rate per day, a share of the gate or the score):
+# above 1 they overshoot or turn a score negative.
+_SHARES = ("min_cover", "learn_up", "learn_down", "flat_gate", "shape_veto", "pf_veto",
+           "const_unknown")
+
+
+def checked_settings(settings):
+    """The defaults with ``settings`` applied, or a SettingsError naming the first setting
+    refused: unknown, not a finite number, negative (only the time zone may be), a share
+    above 1, or a value the detector cannot work with (a slot that does not divide an
+    hour, a block outside 1..24 h, a zero persistence). The config names the key from the
+    error's ``key``, never from its message (agent/settings.py)."""
+    s = default_settings()
+    if settings is not None:
+        for k in settings:
+            if k not in s:
+                raise SettingsError(k, "unknown detector setting %r" % (k,))
+            v = settings[k]
+            why = None
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                why = "must be a number"
+            elif not -_INF < v < _INF:
+                why = "must be a finite number"
+            elif v < 0.0 and k != "tz_offset_s":
+                why = "must not be negative"
+            elif v > 1.0 and k in _SHARES:
+                why = "is a share: 0..1"
+            if why is not None:
+                raise SettingsError(k, "detector setting %s=%r %s" % (k, v, why))
+            s[k] = float(v)
+    slot = s["slot_s"]
+    n = int(3600 // slot) if slot > 0 else 0
+    if slot < 1.0 or n * slot != 3600:
+        raise SettingsError("slot_s", "detector setting slot_s=%r must divide an hour "
+                            "(e.g. 900)" % slot)
+    if s["min_block_h"] < 1.0 or s["min_block_h"] > 24.0:
+        raise SettingsError("min_block_h", "detector setting min_block_h must be in [1, 24]")
+    if s["persist_full_h"] <= 0.0:
+        raise SettingsError("persist_full_h", "detector setting persist_full_h must be above 0")
+    if not -50400.0 <= s["tz_offset_s"] <= 50400.0:
+        raise SettingsError("tz_offset_s", "detector setting tz_offset_s is outside +-14 h")
+    return s
+
+
 def _enc(x):
     """Infinities are not JSON: store them as +/-1e300 (times never come near that)."""
     if x == _INF:
@@ -225,22 +270,8 @@ class Detector:
     """
 
     def __init__(self, settings=None):
-        s = default_settings()
-        if settings is not None:
-            for k in settings:
-                if k not in s:
-                    raise ValueError("unknown detector setting %r" % (k,))
-                v = settings[k]
-                if isinstance(v, bool) or not isinstance(v, (int, float)):
-                    raise ValueError("detector setting %r must be a number, not %r" % (k, v))
-                s[k] = float(v)
-        slot = s["slot_s"]
-        n = int(3600 // slot) if slot > 0 else 0
-        if slot < 1.0 or n * slot != 3600:
-            raise ValueError("detector setting slot_s=%r must divide an hour (e.g. 900)"
-                             % slot)
-        if s["min_block_h"] < 1.0 or s["min_block_h"] > 24.0:
-            raise ValueError("detector setting min_block_h must be in [1, 24]")
+        s = checked_settings(settings)
+        n = int(3600 // s["slot_s"])
         # Meters with the same settings share one settings dict (read-only), so a 32-meter
         # MCU holds it once, not 32 times.
         tb = None

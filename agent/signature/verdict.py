@@ -1,8 +1,20 @@
-"""The detector's verdict as one typed value: what the policy, the runtime and replay read.
+"""The detector's verdict as one typed value: what the policy, the runtime and replay read;
+and the one error the scoring core raises for a setting it refuses.
 
 Plain classes with ``__slots__`` and no imports, so the same file runs on the MCU
-(agent/model.py re-exports them as the pipeline's ``Score`` type).
+(agent/model.py re-exports them as the pipeline's ``Score`` and ``SettingsError``).
 """
+
+
+class SettingsError(ValueError):
+    """A setting the detector or the policy refuses. ``key`` names it (the setting's own
+    name, e.g. ``slot_s``), so a config error names it with its table and file without
+    reading this message (agent/settings.py). (``super().__init__``: MicroPython's
+    ValueError has no ``__init__`` attribute to call by name.)"""
+
+    def __init__(self, key, message):
+        super().__init__(message)
+        self.key = key
 
 
 class Schedule:

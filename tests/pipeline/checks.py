@@ -84,6 +84,21 @@ def pipeline(telemetry_s=900.0, decides_alerts=True):
 # --------------------------------------------------------------------------- decoding
 
 
+def check_policy_refuses_a_setting_by_key():
+    # The policy's SettingsError names the key on the MCU too (it used to call
+    # ValueError.__init__ by name, which MicroPython's ValueError does not have: the
+    # refusal itself crashed with AttributeError there).
+    for bad, key in (({"nope": 1.0}, "nope"), ({"hold_s": "1h"}, "hold_s"),
+                     ({"hold_s": float("inf")}, "hold_s"), ({"clear_at": 99.0}, "clear_at")):
+        try:
+            Policy("m1", bad)
+        except ValueError as e:
+            expect(getattr(e, "key", None) == key, "policy settings %r refused with key %r"
+                   % (bad, getattr(e, "key", None)))
+            continue
+        raise CheckFailed("policy settings %r were accepted" % (bad,))
+
+
 def check_registers_decode_by_type_and_word_order():
     expect(quality.decode_value("float32", "ABCD", 1.0, [0x4366, 0]) == 230.0, "float ABCD")
     expect(quality.decode_value("float32", "CDAB", 1.0, [0, 0x4366]) == 230.0, "float CDAB")

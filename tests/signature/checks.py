@@ -87,12 +87,20 @@ def check_default_settings_are_plain_numbers():
                "setting %s is not a plain number: %r" % (k, v))
 
 
-def check_bad_settings_are_rejected():
-    for bad in ({"no_such_key": 1.0}, {"slot_s": 700.0}, {"slot_s": "900"},
-                {"floor_pct": 1.5}):
+def check_bad_settings_are_rejected_by_key():
+    # A refused setting raises SettingsError (a ValueError) whose ``key`` names it: the
+    # config names the key from there, on the gateway and on the MCU alike.
+    for bad, key in (({"no_such_key": 1.0}, "no_such_key"), ({"slot_s": 700.0}, "slot_s"),
+                     ({"slot_s": "900"}, "slot_s"), ({"floor_pct": 1.5}, "floor_pct"),
+                     ({"min_block_h": 0.5}, "min_block_h"),
+                     ({"warmup_days": float("nan")}, "warmup_days"),
+                     ({"learn_up": 1.5}, "learn_up"), ({"up_z": -3.0}, "up_z"),
+                     ({"persist_full_h": 0.0}, "persist_full_h")):
         try:
             Detector(bad)
-        except ValueError:
+        except ValueError as e:
+            expect(getattr(e, "key", None) == key, "settings %r refused with key %r, not %r"
+                   % (bad, getattr(e, "key", None), key))
             continue
         raise CheckFailed("settings %r were accepted" % (bad,))
 
