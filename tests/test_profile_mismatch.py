@@ -13,6 +13,7 @@ from agent.model import Q_OK, Q_RANGE, Event
 from agent.plausibility import MISMATCH_POLLS, ProfileCheck, implausible
 from agent.profiles import load_profile
 from agent.runtime import Agent
+from hil.loads.base import Constant
 from hil.meters import SimMeterServer, SimUnit
 
 CONFIG = """
@@ -40,11 +41,6 @@ bus = "b"
 unit = 2
 profile = "sdm120"
 """
-
-
-class ConstantLoad:
-    def power(self, t: float) -> tuple[float, float]:
-        return 1234.0, 0.93
 
 
 def test_implausible_names_what_contradicts_the_map() -> None:
@@ -80,8 +76,8 @@ def test_agent_health_and_read_say_profile_mismatch(arun, tmp_path) -> None:
     async def main() -> None:
         clock = Clock()
         sdm120 = load_profile("sdm120")
-        server = SimMeterServer([SimUnit(1, sdm120, ConstantLoad(), clock),
-                                 SimUnit(2, sdm120, ConstantLoad(), clock)],
+        server = SimMeterServer([SimUnit(1, sdm120, Constant(1234.0, 0.93), clock),
+                                 SimUnit(2, sdm120, Constant(1234.0, 0.93), clock)],
                                 tcp=("127.0.0.1", 0))
         await server.start()
         try:

@@ -19,13 +19,8 @@ from agent.modbus.poller import BusPoller
 from agent.profiles import load_profile
 from agent.runtime import Agent
 from hil.broker import MosquittoBroker
+from hil.loads.base import Constant
 from hil.meters import SimMeterServer, SimUnit
-
-
-class ConstantLoad:
-    def power(self, t: float) -> tuple[float, float]:
-        return 900.0, 0.95
-
 
 CONFIG = """
 site = "s"
@@ -66,7 +61,7 @@ def test_agent_stops_when_a_poll_swallows_the_cancel(arun, tmp_path, monkeypatch
 
     async def main() -> None:
         clock = Clock()
-        server = SimMeterServer([SimUnit(1, load_profile("sdm630"), ConstantLoad(), clock)],
+        server = SimMeterServer([SimUnit(1, load_profile("sdm630"), Constant(900.0, 0.95), clock)],
                                 tcp=("127.0.0.1", 0))
         await server.start()
         try:

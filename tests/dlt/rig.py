@@ -4,41 +4,14 @@ config for it. Shared by tests/dlt and tests/faults/test_dlt645_*.py."""
 
 from __future__ import annotations
 
+from pollkit import FixedClock
+
 from agent.clock import Clock
 from agent.config import load_text
-from agent.model import RawPoll
 from agent.profiles import load_profile
 from hil.dlt645 import Dlt645Line, SimDlt645Meter, TransparentGateway
+from hil.loads.base import Constant
 from hil.rs485 import LinkEmulator
-
-
-class ConstantLoad:
-    def __init__(self, p_w: float, pf: float):
-        self.p_w = p_w
-        self.pf = pf
-
-    def power(self, t: float) -> tuple[float, float]:
-        return self.p_w, self.pf
-
-
-class FixedClock:
-    def __init__(self, t: float):
-        self.t = self.t0 = t
-
-    def now(self) -> float:
-        return self.t
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.polls: list[RawPoll] = []
-        self.health: dict[str, object] = {}
-
-    def on_poll(self, raw: RawPoll) -> None:
-        self.polls.append(raw)
-
-    def on_health(self, h) -> None:
-        self.health[h.meter] = h
 
 
 def address(i: int) -> str:
@@ -77,7 +50,7 @@ class Rig:
         self.link = LinkEmulator(baud=self.baud, parity="E", framing="dlt645")
         await self.link.start()
         prof = load_profile(self.profile)
-        self.meters = [SimDlt645Meter(address(i), prof, ConstantLoad(300.0 + 100 * i, 0.93),
+        self.meters = [SimDlt645Meter(address(i), prof, Constant(300.0 + 100 * i, 0.93),
                                       self.meter_clock) for i in range(1, self.n + 1)]
         self.line = Dlt645Line(self.meters, serial=self.link.device_port)
         await self.line.start()

@@ -17,6 +17,7 @@ import asyncio
 
 import dlt645  # the dev extra installs it (setup.cfg); a missing package fails here
 import pytest
+from pollkit import Collector
 
 from agent.clock import Clock
 from agent.config import load_text
@@ -26,7 +27,7 @@ from agent.link import TransportError
 from agent.modbus.poller import BusPoller
 from hil.rs485 import LinkEmulator
 
-from .rig import Collector, Rig, agent_config
+from .rig import Rig, agent_config
 
 # Cross-checks against another DL/T 645 implementation over real links: `make test` only.
 pytestmark = pytest.mark.slow

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import time
 
+from pollkit import Collector
+
 from agent.decode import Decoder
 from agent.modbus.poller import BusPoller
 from agent.model import Q_TIMEOUT
 
-from .rig import Collector, Rig
+from .rig import Rig
 
 
 async def _cycle(poller: BusPoller) -> float:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 from campaign import record
-from dlt.rig import Collector, Rig
+from dlt.rig import Rig
+from pollkit import Collector
 
 from agent.decode import Decoder
 from agent.modbus.poller import BusPoller

@@ -6,41 +6,20 @@ from __future__ import annotations
 import math
 
 import pytest
+from pollkit import FixedClock
 
 from agent.clock import Clock
 from agent.decode import decode_field
 from agent.modbus.transport import Transport, TransportError
 from agent.profiles import available_profiles, load_profile
+from hil.loads.base import Constant
 from hil.meters import SimMeterServer, SimUnit
 from hil.rs485 import LinkEmulator
 
 
-class ConstantLoad:
-    """The tiniest Load: the same (P, PF) at every t."""
-
-    def __init__(self, p_w: float, pf: float):
-        self.p_w = p_w
-        self.pf = pf
-
-    def power(self, t: float) -> tuple[float, float]:
-        return self.p_w, self.pf
-
-
-class FixedClock:
-    def __init__(self, t: float):
-        self.t = t
-        self.t0 = t
-
-    def now(self) -> float:
-        return self.t
-
-    def monotonic(self) -> float:
-        return self.t
-
-
 def test_values_are_self_consistent() -> None:
     clock = FixedClock(1_700_000_000.0)
-    u = SimUnit(3, load_profile("sdm630"), ConstantLoad(2400.0, 0.8), clock)
+    u = SimUnit(3, load_profile("sdm630"), Constant(2400.0, 0.8), clock)
     v = u.values()
     assert v["p_w"] == pytest.approx(2400.0)
     assert v["s_va"] == pytest.approx(3000.0)
@@ -52,20 +31,20 @@ def test_values_are_self_consistent() -> None:
         assert 220 < v["v_v_l%d" % k] < 240
     assert v["i_a"] == pytest.approx(sum(v["i_a_l%d" % k] for k in (1, 2, 3)))
     assert 49.9 < v["f_hz"] < 50.1
-    single = SimUnit(4, load_profile("sdm120"), ConstantLoad(1000.0, 1.0), clock).values()
+    single = SimUnit(4, load_profile("sdm120"), Constant(1000.0, 1.0), clock).values()
     assert single["v_v"] * single["i_a"] == pytest.approx(1000.0)
 
 
 def test_energy_integrates_power_over_clock_time() -> None:
     clock = FixedClock(1_700_000_040.0)
-    u = SimUnit(1, load_profile("sdm120"), ConstantLoad(3600.0, 1.0), clock,
+    u = SimUnit(1, load_profile("sdm120"), Constant(3600.0, 1.0), clock,
                 energy_start_kwh=100.0)
     e0 = u.values()["e_import_kwh"]
     clock.t += 3600.0
     e1 = u.values()["e_import_kwh"]
     assert e1 - e0 == pytest.approx(3.6, rel=1e-9)
     # The counter does not depend on when (or whether) it was read in between.
-    other = SimUnit(1, load_profile("sdm120"), ConstantLoad(3600.0, 1.0), clock,
+    other = SimUnit(1, load_profile("sdm120"), Constant(3600.0, 1.0), clock,
                     energy_start_kwh=100.0)
     assert other.values()["e_import_kwh"] == pytest.approx(e1)
     # A reset restarts the counter at zero, every time.
@@ -81,7 +60,7 @@ def test_energy_integrates_power_over_clock_time() -> None:
 def test_registers_encode_the_profile(name: str) -> None:
     """The served registers decode (with the profile's own types) to the values."""
     profile = load_profile(name)
-    u = SimUnit(1, profile, ConstantLoad(1234.5, 0.93), FixedClock(1_700_000_000.0))
+    u = SimUnit(1, profile, Constant(1234.5, 0.93), FixedClock(1_700_000_000.0))
     values = u.values()
     for f in profile.quantities.values():
         regs = u.registers(f.fc, f.address, f.size)
@@ -98,7 +77,7 @@ def test_registers_encode_the_profile(name: str) -> None:
 def test_tcp_server_faults_as_a_master_sees_them(arun) -> None:
     async def main() -> None:
         clock = Clock()
-        units = [SimUnit(i, load_profile("sdm630"), ConstantLoad(500.0 * i, 0.9), clock)
+        units = [SimUnit(i, load_profile("sdm630"), Constant(500.0 * i, 0.9), clock)
                  for i in (1, 2)]
         server = SimMeterServer(units, tcp=("127.0.0.1", 0))
         await server.start()
@@ -137,7 +116,7 @@ def test_rtu_server_on_a_pty(arun) -> None:
         clock = Clock()
         link = LinkEmulator(baud=38400)
         await link.start()
-        units = [SimUnit(7, load_profile("em24"), ConstantLoad(800.0, 0.95), clock)]
+        units = [SimUnit(7, load_profile("em24"), Constant(800.0, 0.95), clock)]
         server = SimMeterServer(units, rtu=link.device_port, baudrate=38400)
         await server.start()
         tr = Transport("rtu", port=link.master_port, baud=38400, timeout_s=0.3)

@@ -16,14 +16,10 @@ from agent.config import load_text
 from agent.modbus.poller import BusPoller
 from agent.model import RawPoll
 from agent.profiles import load_profile
+from hil.loads.base import Constant
 from hil.meters import SimMeterServer, SimUnit
 
 CYCLES = 8
-
-
-class ConstantLoad:
-    def power(self, t: float) -> tuple[float, float]:
-        return 640.0, 0.97
 
 
 class OneConnectionGateway:
@@ -96,7 +92,7 @@ async def _polls(port: int, extra: str = "") -> list[RawPoll]:
 def test_two_meters_behind_a_one_connection_gateway_lose_nothing(arun) -> None:
     async def main() -> None:
         clock = Clock()
-        units = [SimUnit(u, load_profile("sdm120"), ConstantLoad(), clock) for u in (1, 2)]
+        units = [SimUnit(u, load_profile("sdm120"), Constant(640.0, 0.97), clock) for u in (1, 2)]
         server = SimMeterServer(units, tcp=("127.0.0.1", 0))
         await server.start()
         gateway = OneConnectionGateway(server.port)

@@ -9,34 +9,17 @@ import asyncio
 import time
 
 import pytest
+from pollkit import Collector, FixedClock
 
 from agent.clock import Clock
 from agent.config import load_text
 from agent.decode import Decoder
 from agent.modbus.poller import BusPoller
-from agent.model import Q_CRC, Q_EXCEPTION, Q_TIMEOUT, RawPoll
+from agent.model import Q_CRC, Q_EXCEPTION, Q_TIMEOUT
 from agent.profiles import available_profiles, load_profile
+from hil.loads.base import Constant
 from hil.meters import SimMeterServer, SimUnit
 from hil.rs485 import LinkEmulator
-
-
-class ConstantLoad:
-    def __init__(self, p_w: float, pf: float):
-        self.p_w = p_w
-        self.pf = pf
-
-    def power(self, t: float) -> tuple[float, float]:
-        return self.p_w, self.pf
-
-
-class FixedClock:
-    """Meters frozen at one instant, so served values can be compared exactly."""
-
-    def __init__(self, t: float):
-        self.t = self.t0 = t
-
-    def now(self) -> float:
-        return self.t
 
 
 def config(bus: str, meters: list[tuple[int, str]], extra: str = "",
@@ -49,24 +32,12 @@ def config(bus: str, meters: list[tuple[int, str]], extra: str = "",
     return out + extra
 
 
-class Collector:
-    def __init__(self) -> None:
-        self.polls: list[RawPoll] = []
-        self.health: dict[str, object] = {}
-
-    def on_poll(self, raw: RawPoll) -> None:
-        self.polls.append(raw)
-
-    def on_health(self, h) -> None:
-        self.health[h.meter] = h
-
-
 def test_every_profile_values_in_values_out_over_tcp(arun) -> None:
     names = available_profiles("modbus")
 
     async def main() -> None:
         meter_clock = FixedClock(1_700_000_000.0)
-        units = [SimUnit(i + 1, load_profile(n), ConstantLoad(700.0 + 111 * i, 0.87),
+        units = [SimUnit(i + 1, load_profile(n), Constant(700.0 + 111 * i, 0.87),
                          meter_clock) for i, n in enumerate(names)]
         server = SimMeterServer(units, tcp=("127.0.0.1", 0))
         await server.start()
@@ -103,7 +74,7 @@ async def _rtu_rig(n: int, baud: int = 38400, timeout_ms: int = 100, retries: in
     link = LinkEmulator(baud=baud)
     await link.start()
     clock = Clock()
-    units = [SimUnit(i, load_profile("sdm630"), ConstantLoad(400.0 + 50 * i, 0.9), clock)
+    units = [SimUnit(i, load_profile("sdm630"), Constant(400.0 + 50 * i, 0.9), clock)
              for i in range(1, n + 1)]
     server = SimMeterServer(units, rtu=link.device_port, baudrate=baud)
     await server.start()
@@ -256,7 +227,7 @@ def test_port_that_vanishes_and_returns_is_reconnected(arun) -> None:
 def test_tcp_meters_poll_concurrently_within_the_per_host_limit(arun) -> None:
     async def main() -> None:
         clock = Clock()
-        units = [SimUnit(i, load_profile("sdm120"), ConstantLoad(300.0, 1.0), clock)
+        units = [SimUnit(i, load_profile("sdm120"), Constant(300.0, 1.0), clock)
                  for i in range(1, 9)]
         for u in units:
             u.set_fault("slow", delay_ms=100)
@@ -283,8 +254,8 @@ def test_tcp_meters_poll_concurrently_within_the_per_host_limit(arun) -> None:
 def test_pause_and_per_meter_timeout_quirks(arun) -> None:
     async def main() -> None:
         clock = Clock()
-        units = [SimUnit(1, load_profile("sdm120"), ConstantLoad(300.0, 1.0), clock),
-                 SimUnit(2, load_profile("sdm120"), ConstantLoad(300.0, 1.0), clock)]
+        units = [SimUnit(1, load_profile("sdm120"), Constant(300.0, 1.0), clock),
+                 SimUnit(2, load_profile("sdm120"), Constant(300.0, 1.0), clock)]
         units[1].set_fault("silent", on=True)
         server = SimMeterServer(units, tcp=("127.0.0.1", 0))
         await server.start()
@@ -316,7 +287,7 @@ def test_pause_and_per_meter_timeout_quirks(arun) -> None:
 def test_run_on_a_simulated_clock_and_rtu_over_tcp(arun) -> None:
     async def main() -> None:
         clock = Clock(speed=100.0)
-        units = [SimUnit(i, load_profile("sdm630"), ConstantLoad(900.0, 0.9), clock)
+        units = [SimUnit(i, load_profile("sdm630"), Constant(900.0, 0.9), clock)
                  for i in (1, 2)]
         server = SimMeterServer(units, tcp=("127.0.0.1", 0), framer="rtu")
         await server.start()
@@ -344,7 +315,7 @@ def test_run_on_a_simulated_clock_and_rtu_over_tcp(arun) -> None:
 def test_tcp_host_that_goes_away_and_returns_is_reconnected(arun) -> None:
     async def main() -> None:
         clock = Clock()
-        units = [SimUnit(1, load_profile("sdm630"), ConstantLoad(900.0, 0.9), clock)]
+        units = [SimUnit(1, load_profile("sdm630"), Constant(900.0, 0.9), clock)]
         server = SimMeterServer(units, tcp=("127.0.0.1", 0))
         await server.start()
         port = server.port

@@ -9,13 +9,9 @@ import sys
 from agent.clock import Clock
 from agent.modbus.tools import parse_units
 from agent.profiles import available_profiles, load_profile
+from hil.loads.base import Constant
 from hil.meters import SimMeterServer, SimUnit
 from hil.rs485 import LinkEmulator
-
-
-class ConstantLoad:
-    def power(self, t: float) -> tuple[float, float]:
-        return 1234.0, 0.93
 
 
 async def cli(*argv: str) -> tuple[int, str, str]:
@@ -42,7 +38,7 @@ def test_scan_and_read_over_tcp(arun) -> None:
 
     async def main() -> None:
         clock = Clock()
-        units = [SimUnit(i + 1, load_profile(n), ConstantLoad(), clock)
+        units = [SimUnit(i + 1, load_profile(n), Constant(1234.0, 0.93), clock)
                  for i, n in enumerate(names)]
         server = SimMeterServer(units, tcp=("127.0.0.1", 0))
         await server.start()
@@ -85,8 +81,8 @@ def test_scan_and_read_on_a_serial_bus(arun) -> None:
         clock = Clock()
         link = LinkEmulator(baud=38400)
         await link.start()
-        units = [SimUnit(3, load_profile("sdm630"), ConstantLoad(), clock),
-                 SimUnit(4, load_profile("em24"), ConstantLoad(), clock)]
+        units = [SimUnit(3, load_profile("sdm630"), Constant(1234.0, 0.93), clock),
+                 SimUnit(4, load_profile("em24"), Constant(1234.0, 0.93), clock)]
         server = SimMeterServer(units, rtu=link.device_port, baudrate=38400)
         await server.start()
         serial = ("--serial", link.master_port, "--baud", "38400", "--timeout-ms", "80")

@@ -18,17 +18,13 @@ from agent.modbus.hints import HINT_NO_REPLY_TCP
 from agent.modbus.poller import BusPoller
 from agent.modbus.tools import DEFAULT_TCP_UNITS, common_first, parse_units
 from agent.profiles import load_profile
+from hil.loads.base import Constant
 from hil.meters import SimMeterServer, SimUnit
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
-
-
-class ConstantLoad:
-    def power(self, t: float) -> tuple[float, float]:
-        return 1234.0, 0.93
 
 
 async def cli(*argv: str) -> tuple[int, str, str]:
@@ -47,8 +43,8 @@ def test_common_ids_first() -> None:
 def test_scan_behind_a_gateway_that_answers_exception_11(arun) -> None:
     async def main() -> None:
         clock = Clock()
-        units = [SimUnit(1, load_profile("sdm630"), ConstantLoad(), clock),
-                 SimUnit(7, load_profile("sdm120"), ConstantLoad(), clock)]
+        units = [SimUnit(1, load_profile("sdm630"), Constant(1234.0, 0.93), clock),
+                 SimUnit(7, load_profile("sdm120"), Constant(1234.0, 0.93), clock)]
         server = SimMeterServer(units, tcp=("127.0.0.1", 0), absent_exception=11)
         await server.start()
         host = ("--host", "127.0.0.1", "--tcp-port", str(server.port), "--timeout-ms", "200")
@@ -89,7 +85,7 @@ def test_scan_behind_a_gateway_that_answers_exception_11(arun) -> None:
 def test_scan_reports_one_device_that_ignores_the_unit_id(arun) -> None:
     async def main() -> None:
         clock = Clock()
-        server = SimMeterServer([SimUnit(1, load_profile("sdm120"), ConstantLoad(), clock)],
+        server = SimMeterServer([SimUnit(1, load_profile("sdm120"), Constant(1234.0, 0.93), clock)],
                                 tcp=("127.0.0.1", 0), ignore_unit_id=True)
         await server.start()
         try:
@@ -111,7 +107,7 @@ def test_scan_reports_one_device_that_ignores_the_unit_id(arun) -> None:
 def test_run_backs_off_a_unit_the_gateway_says_is_absent(arun) -> None:
     async def main() -> None:
         clock = Clock()
-        server = SimMeterServer([SimUnit(1, load_profile("sdm120"), ConstantLoad(), clock)],
+        server = SimMeterServer([SimUnit(1, load_profile("sdm120"), Constant(1234.0, 0.93), clock)],
                                 tcp=("127.0.0.1", 0), absent_exception=11)
         await server.start()
         text = ('site = "s"\ngateway = "g"\npoll_s = 1\n[broker]\nhost = "127.0.0.1"\n'
@@ -142,7 +138,7 @@ def test_run_backs_off_a_unit_the_gateway_says_is_absent(arun) -> None:
 def test_read_json_repeat_is_a_live_view_until_ctrl_c(arun) -> None:
     async def main() -> None:
         clock = Clock()
-        server = SimMeterServer([SimUnit(3, load_profile("sdm630"), ConstantLoad(), clock)],
+        server = SimMeterServer([SimUnit(3, load_profile("sdm630"), Constant(1234.0, 0.93), clock)],
                                 tcp=("127.0.0.1", 0))
         await server.start()
         try:
