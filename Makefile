@@ -42,7 +42,7 @@ system-packages:
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev,bench,screen,spark]'
+	$(VENV)/bin/pip install -q -e '.[dev,bench,screen,spark,cbor]'
 	touch $(STAMP)
 
 demo: setup

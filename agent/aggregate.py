@@ -157,7 +157,9 @@ def add(v, o, table, t, values, quality):
         return None
     if (quality & BAD_DATA) == 0 and "p_w" in values:
         v[o + _N_GOOD] += 1.0
-        plan = _plan(v, o, table)
+        plan = _PLANS.get(id(table))  # _plan's own check, inlined: every reading
+        if plan is None or plan[0] is not table or plan[3] != o or plan[4] != v[o + _MASK]:
+            plan = _plan(v, o, table)
         get = values.get
         # Hot: every reading, every published quantity (bench/delivery.py CPU figure).
         for name, p, lo, hi in plan[1]:

@@ -29,6 +29,7 @@ from agent.dlt645.plan import ItemRequest, plan_items
 from agent.modbus.blocks import ReadRequest, plan_reads
 from agent.policy import default_policy_settings
 from agent.profiles import Profile, ProfileError, Quirks, load_profile
+from agent.publish.codec import ENCODINGS, cbor_available
 from agent.settings import (
     BAUD_RATES,
     PARITIES,
@@ -78,6 +79,8 @@ class BrokerSettings:
         # (contributions, evidence) on meter/<id>/score, for subscribers who use it.
         self.score_topic: bool = kw.get("score_topic", False)
         self.protocol: str = kw.get("protocol", "auto")
+        # "cbor": telemetry as CBOR, marked by the MQTT 5 content type (agent/publish/codec.py)
+        self.telemetry_encoding: str = kw.get("telemetry_encoding", "json")
         # Settings that work but should not be used so (an inline password, a password
         # over plain TCP): check-config prints them, ``run`` logs them at start.
         self.warnings: list[str] = list(kw.get("warnings", ()))
@@ -96,6 +99,7 @@ class BrokerSettings:
             "key_file": self.key_file,
             "prefix": self.prefix,
             "protocol": self.protocol,
+            "telemetry_encoding": self.telemetry_encoding,
         }
 
     def __repr__(self) -> str:
@@ -346,6 +350,17 @@ def _broker(root: SettingsTable, site: str, gateway: str, base: Path) -> BrokerS
         raise t.error("prefix", "%r may only use {site} and {gateway}" % prefix_template) from None
     if any(c in prefix for c in "#+\0") or prefix.endswith("/") or not prefix:
         raise t.error("prefix", "%r is not a valid MQTT topic prefix" % prefix)
+    protocol = t.get("protocol", str, "auto", choices=("auto", "5", "3.1.1"))
+    encoding = t.get("telemetry_encoding", str, "json", choices=ENCODINGS)
+    if encoding == "cbor" and protocol != "5":
+        # Only an MQTT 5 PUBLISH carries a content type; without one a subscriber would
+        # take the CBOR for JSON ("auto" may fall back to 3.1.1).
+        raise t.error("telemetry_encoding", "\"cbor\" needs protocol = \"5\" (the content "
+                      "type that tells subscribers it is CBOR is an MQTT 5 property), not "
+                      "%r" % protocol)
+    if encoding == "cbor" and not cbor_available():
+        raise t.error("telemetry_encoding", "\"cbor\" needs the cbor2 package: pip install "
+                      "'loadwatch[cbor]'")
     settings = BrokerSettings(
         host=host,
         port=port,
@@ -359,7 +374,8 @@ def _broker(root: SettingsTable, site: str, gateway: str, base: Path) -> BrokerS
         telemetry_qos=t.get("telemetry_qos", int, 0, choices=(0, 1)),
         score_qos=t.get("score_qos", int, 0, choices=(0, 1)),
         score_topic=t.get("score_topic", bool, False),
-        protocol=t.get("protocol", str, "auto", choices=("auto", "5", "3.1.1")),
+        protocol=protocol,
+        telemetry_encoding=encoding,
         warnings=warnings,
         **files,
     )
@@ -588,6 +604,11 @@ def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
     broker = _broker(root, site, gateway, base)
     web = _web(root, base)
     homeassistant = _homeassistant(root)
+    if homeassistant is not None and broker.telemetry_encoding == "cbor":
+        # Home Assistant's MQTT sensors read the telemetry topic as JSON (value_json).
+        raise root.table("broker").error(
+            "telemetry_encoding", "\"cbor\" cannot be used with [homeassistant]: Home "
+            "Assistant reads the telemetry topic as JSON")
 
     ot = root.table("outbox")
     outbox_path = ot.get("path", str, os.path.join(state_dir, "outbox.sqlite"))

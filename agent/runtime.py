@@ -78,7 +78,8 @@ class Agent:
         # QoS is decided in one place: the codec, from [broker] telemetry_qos/score_qos.
         self.codec = Codec(plan.broker.prefix, plan.site, plan.gateway,
                            plan.broker.telemetry_qos, plan.broker.score_qos,
-                           score_topic=plan.broker.score_topic)
+                           score_topic=plan.broker.score_topic,
+                           telemetry_encoding=plan.broker.telemetry_encoding)
         self.outbox: Outbox | None = None
         self.publisher: Publisher | None = None
         self.pipelines: dict[str, MeterPipeline] = {}

@@ -56,9 +56,16 @@ def readings(profile: str, step_s: float, n: int, seed: int = 4,
     return fields(wanted), out
 
 
-def run_new(table: list, rows: list, slot_s: float) -> tuple[int, int]:
-    """(payload bytes, messages) of schema 2: one telemetry message a slot."""
-    codec = EventCodec(PREFIX, SITE, GATEWAY)
+def run_new(table: list, rows: list, slot_s: float,
+            encoding: str = "json") -> tuple[int, int]:
+    """(payload bytes, messages) of schema 2: one telemetry message a slot; ``encoding``
+    ``cbor``: the agent's codec with ``telemetry_encoding = "cbor"``."""
+    if encoding == "json":
+        codec = EventCodec(PREFIX, SITE, GATEWAY)  # the MCU's and the agent's JSON
+    else:
+        from agent.publish.codec import Codec
+
+        codec = Codec(PREFIX, SITE, GATEWAY, telemetry_encoding=encoding)
     p = MeterPipeline(table, Detector({}), Policy(METER, {}), slot_s)
     nbytes = msgs = 0
     for t, blocks in rows:

@@ -2,21 +2,23 @@
 
 Used by the demo and the rig's reports to judge the agent from the outside, by what was
 delivered, never by the agent's own view of what it sent. De-duplicates QoS-1 re-deliveries
-by the payload ``id`` and counts them.
+by the payload ``id`` and counts them. With ``mqtt5`` it subscribes over MQTT 5 and reads
+each payload by its content type (CBOR telemetry), recording the type beside it.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
 import paho.mqtt.client as mqtt
 
+from agent.publish.codec import decode
+
 
 class Recorder:
     def __init__(self, host: str, port: int, topic: str, client_id: str | None = None,
-                 clean_start: bool = True):
+                 clean_start: bool = True, mqtt5: bool = False):
         self.host = host
         self.port = port
         self.topic = topic
@@ -26,9 +28,15 @@ class Recorder:
         self._pending_alerts: list[dict] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or "loadwatch-recorder-%d" % id(self),
-                                  clean_session=clean_start if client_id else True)
+        self.mqtt5 = mqtt5
+        if mqtt5:  # a fresh session each start (clean start is the MQTT 5 default)
+            self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                      client_id=client_id or "loadwatch-recorder-%d" % id(self),
+                                      protocol=mqtt.MQTTv5)
+        else:
+            self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                      client_id=client_id or "loadwatch-recorder-%d" % id(self),
+                                      clean_session=clean_start if client_id else True)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
@@ -37,12 +45,13 @@ class Recorder:
         client.subscribe(self.topic, qos=1)
 
     def _on_message(self, client, userdata, msg):
+        ctype = getattr(msg.properties, "ContentType", None) if msg.properties else None
         try:
-            payload = json.loads(msg.payload.decode("utf-8")) if msg.payload else None
-        except (UnicodeDecodeError, ValueError):
+            payload = decode(msg.payload, ctype) if msg.payload else None
+        except ValueError:
             payload = {"_raw": msg.payload.decode("utf-8", "replace")}
         entry = {"topic": msg.topic, "payload": payload, "retain": bool(msg.retain),
-                 "received": time.time()}
+                 "received": time.time(), "content_type": ctype}
         with self._lock:
             mid = payload.get("id") if isinstance(payload, dict) else None
             if mid is not None and mid in self.seen_ids:

@@ -43,7 +43,8 @@ def _schema_for(topic: str) -> dict:
     return json.loads((SCHEMAS / ("%s.json" % name)).read_text())
 
 
-async def _run_spine(tmp_path: Path, data_dir: Path | None, days: float, speed: float):
+async def _run_spine(tmp_path: Path, data_dir: Path | None, days: float, speed: float,
+                     cbor: bool = False):
     households = demo_households(4, data_dir=data_dir, seed=7, miner_index=2, miner_day=2.0)
     clock = Clock(speed=speed, t0=households.t0)
     with MosquittoBroker() as broker:
@@ -53,10 +54,17 @@ async def _run_spine(tmp_path: Path, data_dir: Path | None, days: float, speed: 
         await server.start()
         recorder = None
         try:
-            plan = load_text(_agent_config(broker.port, server.port, units,
-                                           str(tmp_path / "state"), households.tz_hours),
-                             "e2e-config")
-            recorder = Recorder("127.0.0.1", broker.port, plan.broker.prefix + "/#")
+            text = _agent_config(broker.port, server.port, units, str(tmp_path / "state"),
+                                 households.tz_hours)
+            if cbor:  # telemetry as CBOR, marked by its MQTT 5 content type
+                assert "[broker]\n" in text, text
+                text = text.replace("[broker]\n", "[broker]\nprotocol = \"5\"\n"
+                                    "telemetry_encoding = \"cbor\"\n")
+            plan = load_text(text, "e2e-config")
+            assert plan.broker.telemetry_encoding == ("cbor" if cbor else "json")
+            # An MQTT 5 subscriber: it reads each payload by its content type.
+            recorder = Recorder("127.0.0.1", broker.port, plan.broker.prefix + "/#",
+                                mqtt5=True)
             recorder.start()
             agent = Agent(plan, clock)
             import asyncio
@@ -122,6 +130,25 @@ def test_miner_is_caught_end_to_end(source: str, tmp_path: Path, arun, request) 
     assert set(rows) == {h.meter for h in households.meters}
     assert "ALERT %s:" % households.miner_meter in rows[households.miner_meter]
     assert "outbox: 0 waiting" in page.stdout
+
+
+def test_every_message_validates_with_cbor_telemetry(tmp_path: Path, arun) -> None:
+    """``telemetry_encoding = "cbor"``: the same spine for two simulated days; telemetry
+    arrives as CBOR marked ``application/cbor`` and decodes to messages that obey the
+    telemetry schema, and every other message is JSON (no content type) and obeys its."""
+    households, messages, duplicates, _ = arun(
+        _run_spine(tmp_path, None, days=2.0, speed=7 * DAY / 20.0, cbor=True), timeout=90)
+    kinds: dict[str, set] = {}
+    for m in messages:
+        assert m["payload"] is not None and "_raw" not in m["payload"], m
+        jsonschema.validate(m["payload"], _schema_for(m["topic"]))
+        kinds.setdefault(m["topic"].rsplit("/", 1)[-1], set()).add(m["content_type"])
+    assert kinds.pop("telemetry") == {"application/cbor"}, kinds
+    assert {"status", "health"} <= set(kinds) and all(v == {None} for v in kinds.values())
+    tele = {m["payload"]["id"] for m in messages if m["topic"].endswith("/telemetry")}
+    # Hourly slots of every meter: most of two days' worth arrived.
+    assert len(tele) >= len(households.meters) * 24, len(tele)
+    assert duplicates == 0 or all(m["payload"].get("id") for m in messages)
 
 
 def _descendants(pid: int) -> set[int]:

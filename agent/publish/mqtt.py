@@ -53,7 +53,7 @@ from agent.publish.broker_errors import (
     describe_connect_error,
     rc_value,
 )
-from agent.publish.codec import Codec, Message
+from agent.publish.codec import CBOR, Codec, Message, content_type
 from agent.publish.outbox import Outbox
 from agent.publish.paho import (
     SESSION_EXPIRY_S,
@@ -76,6 +76,10 @@ from agent.publish.tls import make_tls_context
 
 __all__ = ["COMMAND_BURST", "COMMAND_QUEUE", "COMMAND_RATE_PER_S", "Publisher",
            "close_socket_now", "describe_connect_error"]
+
+# The PUBLISH properties of every CBOR message (made once; paho packs them per publish).
+_CBOR_PROPS = Properties(PacketTypes.PUBLISH)
+_CBOR_PROPS.ContentType = CBOR
 
 if TYPE_CHECKING:  # only for annotations: config pulls in the whole Modbus stack
     from agent.config import BrokerSettings
@@ -458,8 +462,11 @@ class Publisher:
         for i, entry in enumerate(entries):
             msg = entry.message
             qos = msg.qos  # decided once, by the codec (agent/publish/payloads.py)
+            # A CBOR payload says so in the MQTT 5 content type (none: JSON).
+            props = _CBOR_PROPS if self.protocol == 5 and content_type(msg.payload) else None
             try:
-                info = client.publish(msg.topic, msg.payload, qos=qos, retain=msg.retain)
+                info = client.publish(msg.topic, msg.payload, qos=qos, retain=msg.retain,
+                                      properties=props)
             except ValueError as e:  # an invalid topic: it can never be sent
                 self.outbox.reject(entry.seq, "invalid message: %s" % e)
                 continue

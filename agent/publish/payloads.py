@@ -250,6 +250,11 @@ class EventCodec:
         self.score_qos = score_qos
         self.score_topic = score_topic
 
+    def encode_telemetry(self, body: dict) -> bytes:
+        """JSON here and on the MCU; the agent's Codec can send CBOR instead
+        (agent/publish/codec.py, ``[broker] telemetry_encoding``)."""
+        return encode(body)
+
     def publishes(self, ev: Event) -> bool:
         """False for what is not sent at all: the score event without ``score_topic``
         (its score is already in the slot's telemetry message)."""
@@ -283,8 +288,9 @@ class EventCodec:
             # No site, gateway, meter, kind or time: the topic says them, the slot dates it.
             body = {"schema": TELEMETRY_SCHEMA, "id": ev.id}
             body.update(telemetry_body(data))
-            return Message(self.meter_topic(ev.meter, "telemetry"), encode(body),
-                           self.telemetry_qos, False, ev.kind, ev.meter, ev.id)
+            return Message(self.meter_topic(ev.meter, "telemetry"),
+                           self.encode_telemetry(body), self.telemetry_qos, False, ev.kind,
+                           ev.meter, ev.id)
         body = self._base(ev.kind, ev.id, ev.t, ev.meter)
         if ev.kind in ALERT_KINDS:
             contributions = data.get("contributions")

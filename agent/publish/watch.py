@@ -3,8 +3,9 @@
 For the utility's operators and for technicians at a gateway: subscribes to the alert and
 status topics of every gateway under ``--prefix`` (default ``loadwatch/v1/+/+``: all sites,
 all gateways), prints one line per message, and drops QoS-1 re-deliveries by the payload
-``id``. Retained messages (the current alert of each meter, each gateway's status) are
-printed first and marked ``(retained)``. Ctrl-C exits cleanly.
+``id``. Payloads are JSON, or CBOR telemetry marked by its MQTT 5 content type. Retained
+messages (the current alert of each meter, each gateway's status) are printed first and
+marked ``(retained)``. Ctrl-C exits cleanly.
 
 No paho here: the subscriber itself is ``agent.publish.watch_client.Watcher``.
 """
@@ -71,7 +72,17 @@ def _telemetry_v2(topic: str, payload: dict, tail: str) -> str:
     when = iso_utc(ts + dt) if isinstance(ts, (int, float)) and isinstance(
         dt, (int, float)) else "?"
     p = (payload.get("q") or {}).get("p")
-    mean = p[0] if isinstance(p, list) and p else p  # W: the first value is the mean
+    mean = p
+    if isinstance(p, list) and p:
+        # W: one quantity's triple, or the total's mean and the phases (10; 4 with one
+        # sample), start with the mean; the three phases alone (9; 3 with one sample)
+        # add up to it.
+        one = payload.get("n") == 1
+        mean = p[0]
+        if len(p) == (3 if one else 9):
+            phases = p[::1 if one else 3]
+            ok = all(isinstance(x, (int, float)) for x in phases)
+            mean = sum(phases) if ok else None
     e = payload.get("e") or {}
     return "%s  TELEM  %s meter %s  mean %s  energy %s  import %s  score %s%s%s" % (
         when, where, meter, _fmt_num(mean, " W", 0), _fmt_num(payload.get("de"), " kWh", 3),
@@ -128,6 +139,7 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def watch_main(args: argparse.Namespace) -> int:
+    from agent.publish.codec import decode
     from agent.publish.watch_client import Watcher, WatchError
 
     prefix = args.prefix.rstrip("/")
@@ -153,13 +165,13 @@ def watch_main(args: argparse.Namespace) -> int:
     printed = [0]
     holder: dict = {}
 
-    def on_message(topic: str, raw: bytes, retained: bool) -> None:
+    def on_message(topic: str, raw: bytes, retained: bool, ctype: str | None) -> None:
         if not raw:
             return  # an empty retained message only clears a topic
-        try:
-            payload = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            print("%s: not JSON (%d bytes)" % (topic, len(raw)), file=sys.stderr)
+        try:  # JSON, or CBOR telemetry announced by its MQTT 5 content type
+            payload = decode(raw, ctype)
+        except ValueError as e:
+            print("%s: cannot be read (%d bytes): %s" % (topic, len(raw), e), file=sys.stderr)
             return
         if not isinstance(payload, dict):
             return

@@ -18,13 +18,16 @@ class WatchError(RuntimeError):
 class Watcher:
     """A plain subscriber for ``loadwatch watch`` (kept here: the only paho import).
 
-    ``on_message(topic, payload, retained)`` runs on the calling thread of ``run()``.
+    ``on_message(topic, payload, retained, content_type)`` runs on the calling thread of
+    ``run()``; ``content_type`` is the MQTT 5 property (None without one, and always on
+    3.1.1).
     Reconnects on its own after a lost connection (capped back-off); a refused first
     connection, bad credentials or a failed TLS handshake raise ``WatchError``.
     """
 
     def __init__(self, broker, topics: list[str],
-                 on_message: Callable[[str, bytes, bool], None], session: str = "",
+                 on_message: Callable[[str, bytes, bool, str | None], None],
+                 session: str = "",
                  on_link: Callable[[str], None] | None = None):
         self.broker = broker
         self.topics = topics
@@ -53,8 +56,9 @@ class Watcher:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = lambda c, u, m: self.on_message(m.topic, bytes(m.payload),
-                                                                 bool(m.retain))
+        self.client.on_message = lambda c, u, m: self.on_message(
+            m.topic, bytes(m.payload), bool(m.retain),
+            getattr(m.properties, "ContentType", None) if m.properties else None)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         rc = rc_value(reason_code)

@@ -64,7 +64,8 @@ def start_publisher(settings, path, max_bytes: int = 10_000_000, on_command=None
                     status_extra=None, **kw) -> tuple[Publisher, Outbox, Codec]:
     ob = Outbox(path, max_bytes)
     # The codec decides QoS, from the same [broker] settings the agent gives it.
-    c = Codec(PREFIX, "s1", "g1", settings.telemetry_qos, settings.score_qos)
+    c = Codec(PREFIX, "s1", "g1", settings.telemetry_qos, settings.score_qos,
+              telemetry_encoding=settings.telemetry_encoding)
     kw.setdefault("backoff", Backoff(0.05, 0.5, 2.0, 0.1))
     pub = Publisher(settings, ob, c, on_command=on_command,
                     status_extra=status_extra or (lambda: {"version": "test", "meters": 2}),

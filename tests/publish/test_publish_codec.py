@@ -167,3 +167,30 @@ def test_a_class_publishes_only_its_telemetry_quantities(tmp_path) -> None:
     assert set(body["q"]) == {"p", "v1"} and set(body["e"]) == {"ei"}, body
     assert body["q"]["p"] == [1003, 3, 2] and body["n"] == 6 and "c" not in body, body
     assert schema_errors("lw/v1/s/g/meter/m1/telemetry", body) == []
+
+
+def test_cbor_telemetry_is_the_json_message_in_fewer_bytes():
+    """``telemetry_encoding = "cbor"``: the same fields (schema 2 validates the decoded
+    message), announced by its content type; every other kind stays JSON."""
+    from agent.publish.codec import CBOR, Codec, content_type
+    from agent.publish.codec import decode as decode_payload
+
+    c = Codec(PREFIX, "s1", "g1", telemetry_encoding="cbor")
+    ev = telemetry("m1", 1)
+    ev.data["counters"]["e_export_kwh"] = None  # a counter no good reading carried
+    js, cb = codec().event(ev), c.event(ev)
+    assert content_type(cb.payload) == CBOR and content_type(js.payload) is None
+    assert cb.payload[:1] != b"{" and len(cb.payload) < 0.8 * len(js.payload)
+    body = decode_payload(cb.payload, CBOR)
+    assert body == json.loads(js.payload) and body["e"]["ee"] is None
+    assert schema_errors(cb.topic, body) == []
+    assert (cb.topic, cb.qos, cb.retain, cb.id) == (js.topic, js.qos, js.retain, js.id)
+    for other in (alert("m1", 1), health("m1", 1), score("m1", 1)):
+        assert c.event(other).payload == codec().event(other).payload  # JSON
+        assert content_type(c.event(other).payload) is None
+    with pytest.raises(ValueError, match="broken CBOR"):
+        decode_payload(cb.payload[:-3], CBOR)
+    with pytest.raises(ValueError, match="neither JSON nor CBOR"):
+        decode_payload(cb.payload, "application/xml")
+    with pytest.raises(ValueError, match="not one of"):
+        Codec(PREFIX, "s1", "g1", telemetry_encoding="xml")

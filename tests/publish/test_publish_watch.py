@@ -165,3 +165,51 @@ def test_watch_says_when_its_broker_goes_away_and_comes_back(broker):
         proc.wait(30)
         reader.join(10)
     assert proc.returncode == 0 and "Traceback" not in "".join(lines), lines
+
+
+def test_cbor_telemetry_carries_its_content_type_and_watch_decodes_it(broker, tmp_path):
+    """``telemetry_encoding = "cbor"`` over MQTT 5: the PUBLISH says application/cbor,
+    the payload decodes to a schema-2 message, and ``watch`` prints it like JSON."""
+    import json
+
+    import cbor2
+    import paho.mqtt.client as mqtt
+    from conftest import schema_errors
+    from publish_helpers import telemetry
+
+    got: list[tuple[str, object, bytes]] = []
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="v5-sub",
+                      protocol=mqtt.MQTTv5)
+    sub.on_message = lambda c, u, m: got.append(
+        (m.topic, getattr(m.properties, "ContentType", None), bytes(m.payload)))
+    sub.connect("127.0.0.1", broker.port)
+    sub.subscribe(PREFIX + "/meter/#", qos=1)
+    sub.loop_start()
+    pub, ob, c = start_publisher(broker_settings(broker.port, protocol="5",
+                                                 telemetry_encoding="cbor"),
+                                 tmp_path / "o.db")
+    proc = run_watch("--port", str(broker.port), "--prefix", PREFIX, "--all", "--json",
+                     "--count", "3")
+    try:
+        assert pub.connected.wait(10)
+        time.sleep(1.5)  # watch subscribed (its first line is the retained status)
+        put(pub, ob, c, telemetry("m1", 1, t=1772413300.0))
+        put(pub, ob, c, alert("m1", 1))
+        out, err = proc.communicate(timeout=20)
+    finally:
+        sub.loop_stop()
+        pub.stop(2)
+        ob.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    tele = [(ct, raw) for topic, ct, raw in got if topic.endswith("/telemetry")]
+    alerts = [(ct, raw) for topic, ct, raw in got if topic.endswith("/alert")]
+    assert len(tele) == 1 and len(alerts) == 1, got
+    assert tele[0][0] == "application/cbor" and alerts[0][0] is None  # JSON: no property
+    body = cbor2.loads(tele[0][1])
+    assert schema_errors(PREFIX + "/meter/m1/telemetry", body) == []
+    printed = [json.loads(ln) for ln in out.splitlines()]
+    mine = [p for p in printed if p.get("topic", "").endswith("/telemetry")]
+    assert len(mine) == 1, out
+    assert {k: v for k, v in mine[0].items() if k not in ("topic", "retained")} == body
