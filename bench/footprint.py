@@ -13,6 +13,8 @@ runs the unix build's .mpy files in the real MicroPython unix port:
   the heap on a board too, unless frozen into the firmware image);
 * **heap per meter**: ``mem_alloc`` delta over N meters, each fed ``--days`` of 10-minute
   samples so the detector's day rings are full (target < 2 KB a meter);
+* **heap per meter as the app boots**: ``App(config.json)`` with 20 meters against 4
+  (fresh meters, their config loaded from JSON as on a board), per meter;
 * **time per sample**: the device pipeline (register decode + detector + policy +
   telemetry slot + the uplink's JSON record) and the bare core, MicroPython beside
   CPython running the same core on the same samples.
@@ -160,6 +162,58 @@ profile = "dlt645_single"
 """
 
 
+BOOT_TOML = """
+site = "s"
+gateway = "g"
+uplink = "serial"
+wdt_ms = 0
+state_dir = "%(state)s"
+[rs485]
+port = "%(port)s"
+[link]
+port = "%(port)s"
+"""
+BOOT_MP = """
+import gc, app
+gc.collect()
+b = gc.mem_alloc()
+a = app.App(app.load_config("%s"))
+gc.collect()
+print(len(a.meters), gc.mem_alloc() - b)
+"""
+
+
+def app_boot_heap_per_meter(micropython: str, unix: Path) -> float:
+    """Heap the device app holds per meter right after boot, its config included:
+    App(config.json) with 20 meters against 4, on a pty for both UARTs."""
+    import os
+
+    master, slave = os.openpty()
+    try:
+        port = os.ttyname(slave)
+        (unix / "flash").mkdir(exist_ok=True)
+        text = BOOT_TOML % {"state": unix / "flash", "port": port} + "".join(
+            '[[meters]]\nid = "meter-%d"\nunit = %d\nprofile = "generic"\n' % (i, i + 1)
+            for i in range(20))
+        cfg = devconfig.load_text(text, "boot")
+        cfg["board"] = "unix"
+        held = {}
+        for n in (4, 20):
+            c = dict(cfg, meters=cfg["meters"][:n])
+            (unix / ("boot%d.json" % n)).write_text(json.dumps(c))
+            proc = subprocess.run([micropython, "-X", "heapsize=8M", "-c",
+                                   BOOT_MP % ("boot%d.json" % n)], capture_output=True,
+                                  text=True, cwd=str(unix), env={"MICROPYPATH": "."},
+                                  timeout=120, check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(proc.stdout + proc.stderr)
+            held[n] = int(proc.stdout.split()[-1])
+    finally:
+        os.close(master)
+        os.close(slave)
+    return (held[20] - held[4]) / 16.0
+
+
 def _label(n: int) -> str:
     # The first meter of a settings class also holds the tables the others share.
     return "heap per meter, %d meter%s" % (n, " (+shared)" if n == 1 else "s")
@@ -197,6 +251,7 @@ def main() -> int:
             print(proc.stdout, proc.stderr, file=sys.stderr)
             return 1
         mp = json.loads(proc.stdout.strip().splitlines()[-1])
+        boot = app_boot_heap_per_meter(args.micropython, Path(tmp) / "unix")
     cp_us = cpython_core_us(samples)
     print("firmware footprint (MicroPython unix port %s; %d samples a meter, every %.0f s)"
           % (subprocess.run([args.micropython, "-c", "import sys; print(sys.version)"],
@@ -215,6 +270,8 @@ def main() -> int:
     per = mp["serial_heap"]
     print("%-44s %10.0f B %10d B %8.2f" % ("  same, serial uplink (no slots)", per,
                                           TARGET_METER, per / TARGET_METER))
+    print("%-44s %10.0f B %10d B %8.2f" % ("heap per meter as the app boots (fresh)", boot,
+                                          TARGET_METER, boot / TARGET_METER))
     print("%-44s %10d B %12s %8s" % ("saved state per meter (JSON)", mp["state_bytes"], "-",
                                      "-"))
     print("%-44s %10.1f us %12s %8s" % ("device pipeline per sample (MP)", mp["pipeline_us"],

@@ -68,6 +68,38 @@ def wifi_up(cfg, wdt):
     print("wifi:", "up" if sta.isconnected() else "not connected (will retry via mqtt)")
 
 
+def _shared(tables, x):
+    """``x``, or an equal table already kept (meters of one profile read the same)."""
+    for t in tables:
+        if t == x:
+            return t
+    tables.append(x)
+    return x
+
+
+def make_meters(meter_cfgs, tel_s, saved_meters):
+    """The meters of the config -> ``(meters, restored)``. Equal field and read tables
+    are kept once for all the meters that have them: json.load gives every meter its own
+    copy, ~1.6 KB a meter on MicroPython (lists, boxed floats) that the meters would hold
+    for good. Empties ``meter_cfgs`` (the meters keep what they need), so the rest of each
+    meter's config (its settings dicts, already shared by the detector and policy) is
+    freed too."""
+    meters = []
+    restored = {}
+    tables = []
+    while meter_cfgs:
+        mc = meter_cfgs.pop(0)
+        mc["fields"] = _shared(tables, mc["fields"])
+        mc["reads"] = _shared(tables, mc["reads"])
+        m = Meter(mc, tel_s, saved_meters.get(mc["id"]))
+        meters.append(m)
+        if m.restored:
+            restored[m.id] = 1 if m.detector.ready else 0
+            print("restored meter %s (ready=%s, alert=%s)"
+                  % (m.id, m.detector.ready, m.policy.alert_id or "-"))
+    return meters, restored
+
+
 class App:
     def __init__(self, cfg):
         self.cfg = cfg
@@ -83,16 +115,8 @@ class App:
         tel_s = float(cfg.get("telemetry_every_s", 900.0))
         if cfg.get("uplink", "serial") != "mqtt":
             tel_s = 0.0  # the host makes telemetry and score from the readings
-        self.meters = []
-        restored = {}
-        for mc in cfg["meters"]:
-            m = Meter(mc, tel_s, saved_meters.get(mc["id"]))
-            self.meters.append(m)
-            if m.restored:
-                restored[m.id] = 1 if m.detector.ready else 0
-                print("restored meter %s (ready=%s, alert=%s)"
-                      % (m.id, m.detector.ready, m.policy.alert_id or "-"))
-        self.restored = restored
+        # (cfg["meters"] is emptied: the meters are the config from here on)
+        self.meters, self.restored = make_meters(cfg["meters"], tel_s, saved_meters)
         bus = cfg["rs485"]
         de = machine.Pin(bus["de"], machine.Pin.OUT, value=0) if bus.get("de") is not None \
             else None

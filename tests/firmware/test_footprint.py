@@ -32,3 +32,5 @@ def test_footprint_bench_meets_the_readme_targets():
     assert heap[8] < 2048 and heap[32] < 2048, out
     serial = re.search(r"same, serial uplink \(no slots\)\s+(\d+) B", out)
     assert serial and int(serial.group(1)) < 2048, out
+    boot = re.search(r"^heap per meter as the app boots \(fresh\)\s+(\d+) B", out, re.M)
+    assert boot and int(boot.group(1)) < 2048, out
