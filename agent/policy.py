@@ -170,6 +170,15 @@ class Policy:
         return Event(kind, self.meter, t, eid, score=sc.value, evidence=evidence,
                      alert_id=self.alert_id, data=data)
 
+    def quiet(self, score):
+        """True when ``update`` with a ready verdict of this score would return no event and
+        change nothing: no alert open, the score below raise_at, and below it before too.
+
+        Most samples of most meters are quiet; a caller that checks this first can skip
+        building the ``Score`` for them (``agent/scoring.py``, once per sample).
+        """
+        return not self.active and score < self._set["raise_at"] and self._n[_ABOVE] == 0
+
     def update(self, sc):
         """Feed one ``Score`` (agent.model); returns the alert events it causes (most: none).
 

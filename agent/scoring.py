@@ -52,10 +52,14 @@ class MeterScorer:
             self.max_score = score
             self.max_t = t
             self.max_evidence = dict(det.evidence())
-        ready = det.ready
-        if ready and self.first_ready_t != self.first_ready_t:  # NaN: not ready before
+        if not det.ready:
+            return []  # the policy ignores a warming detector's verdicts
+        if self.first_ready_t != self.first_ready_t:  # NaN: not ready before
             self.first_ready_t = t
-        return self.policy.update(det.verdict(t))
+        policy = self.policy
+        if policy.quiet(score):
+            return []  # (no verdict object built: most samples of most meters)
+        return policy.update(det.verdict(t))
 
 
 def score_series(scorer: MeterScorer, ts: Sequence[float], ps: Sequence[float],

@@ -133,6 +133,36 @@ def test_clear_after_clear_hold_then_a_new_alert_gets_a_new_id() -> None:
     assert [e.kind for e in again] == ["raised"] and again[0].alert_id != first_id
 
 
+def test_quiet_means_update_would_do_nothing() -> None:
+    """``quiet(score)`` lets the per-sample loop (agent/scoring.py) skip building a verdict:
+    it must be True only where ``update`` returns no event and leaves the state as it was,
+    through a raise, updates, a bounce and a clear."""
+    s = {"hold_s": H, "clear_at": 30.0, "clear_hold_s": 6 * H, "update_every_s": 2 * H}
+    p = Policy("m", s)
+    scores = [10.0] * 30 + [80.0] * 3 + [10.0] * 3 + [80.0] * 30 + [50.0] * 20 \
+        + [10.0] * 50 + [75.0] * 2 + [10.0] * 10
+    t = T0
+    quiet = loud = 0
+    for v in scores:
+        if p.active:
+            assert not p.quiet(v)  # an open alert is never quiet (it may update or clear)
+        if p.quiet(v):
+            before = p.state()
+            assert p.update(sc(t, v)) == []
+            assert p.state() == before
+            quiet += 1
+        else:
+            p.update(sc(t, v))
+            loud += 1
+        t += 600.0
+    assert quiet > 50 and loud > 50  # both sides of it were exercised
+    q = Policy("m", s)
+    for v in (80.0, 10.0):
+        q.update(sc(T0, 80.0))
+        assert not q.quiet(v)  # above raise_at before: the hold must be reset by update
+    assert q.update(sc(T0 + 600.0, 10.0)) == [] and q.quiet(10.0)
+
+
 def test_event_ids_are_unique() -> None:
     s = {"hold_s": 0.0, "update_every_s": 0.0, "update_delta": 1.0, "clear_hold_s": 0.0}
     p = Policy("m", s)
@@ -192,7 +222,7 @@ for k in range(200):
         kinds.append(e.kind + ":" + e.alert_id)
     t += 300.0
 q = Policy.from_state("m", {"hold_s": 3600.0, "clear_hold_s": 7200.0}, p.state())
-print(",".join(kinds), q.state() == p.state())
+print(",".join(kinds), q.state() == p.state(), p.quiet(5.0), p.quiet(90.0))
 """
 
 
@@ -201,7 +231,7 @@ def test_policy_runs_on_micropython(micropython_bin: str) -> None:
     proc = subprocess.run([micropython_bin, "-c", MP_SCRIPT], env=env, capture_output=True,
                           text=True, timeout=60, cwd=str(ROOT))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip() == "raised:m:1700000000,cleared:m:1700000000 True"
+    assert proc.stdout.strip() == "raised:m:1700000000,cleared:m:1700000000 True True False"
 
 
 @pytest.mark.parametrize("bad", [[], {"v": 2}, {"v": 1, "active": 1, "alert_id": "x", "n": [1]}])
