@@ -52,8 +52,10 @@ import gc, json, math, struct, time
 gc.collect()
 base = gc.mem_alloc()
 import app, meter, uplink_serial, modbus_rtu, store, devclock
-from agent.publish import payloads
 from agent.bridge import framing
+gc.collect()
+idle_serial = gc.mem_alloc()  # what the default build (serial uplink, Modbus) imports
+from agent.publish import payloads
 gc.collect()
 idle = gc.mem_alloc()
 ARGS = json.loads(%(args)r)
@@ -121,7 +123,8 @@ for t, w in pw:
     p.update(d.verdict(t))
 core_us = time.ticks_diff(time.ticks_us(), t_start) / len(pw)
 state_bytes = len(json.dumps({"detector": m.detector.state(), "policy": m.policy.state()}))
-print(json.dumps({"idle": idle, "modules": idle - base, "heap": heap,
+print(json.dumps({"idle": idle, "idle_serial": idle_serial, "modules": idle - base,
+                  "heap": heap,
                   "serial_heap": serial_heap,
                   "pipeline_us": pipeline_us, "core_us": core_us, "state_bytes": state_bytes,
                   "score": d.score}))
@@ -263,6 +266,8 @@ def main() -> int:
         print("%-44s %10d B %10d B %8.2f" % (".mpy total, %s (core %d B)" % (board, core),
                                               total, TARGET_MPY, total / TARGET_MPY))
     print("%-44s %10d B %12s %8s" % ("heap at idle (app imported)", mp["idle"], "-", "-"))
+    print("%-44s %10d B %12s %8s" % ("  same, only the default build's modules",
+                                     mp["idle_serial"], "-", "-"))
     for n in ns:
         per = mp["heap"][str(n)]
         print("%-44s %10.0f B %10d B %8.2f" % (_label(n), per,
