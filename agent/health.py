@@ -147,12 +147,13 @@ def as_dict(h, o, errs):
         "cause": e[2],
         "reason": e[3],
         "hint": e[4],
-        "last_success": h[o + LAST_OK],
+        # float(): the same number whether h is an array('d') or (CPython) a list
+        "last_success": float(h[o + LAST_OK]),
         "last_error": e[0],
         "polls": int(h[o + POLLS]),
         "errors": dict(e[1]),
         "consecutive_failures": int(h[o + FAILS]),
-        "backoff_s": h[o + BACKOFF],
+        "backoff_s": float(h[o + BACKOFF]),
     }
 
 

@@ -6,8 +6,9 @@ report and an alert mean the same whichever side produced them.
 MicroPython-safe (imports only array, micropython and the shared agent modules; no
 typing), and small: a meter's own numbers live in one ``array('d')`` (on MicroPython each
 instance attribute is a 16-byte map entry and each float in one a heap object of its
-own): the scalars below, then the health run (agent/health.py), the decoder's check run
-(agent/quality.py) and, when the meter makes telemetry, the slot run (agent/aggregate.py).
+own; on CPython the same numbers are a list, whose indexing is faster): the scalars below,
+then the health run (agent/health.py), the decoder's check run (agent/quality.py) and,
+when the meter makes telemetry, the slot run (agent/aggregate.py).
 bench/footprint.py measures it; the target is < 2 KB of heap per meter with its detector.
 """
 
@@ -18,7 +19,13 @@ from agent.model import BAD_DATA, Event
 
 try:
     from micropython import const
+
+    _PACKED = True  # MicroPython: the numbers in an array('d'), no boxed float per value
 except ImportError:  # CPython
+    # A list: CPython specialises list indexing (no float object made per read), which
+    # makes the slot's per-reading update a third cheaper (bench/delivery.py); the same
+    # numbers, as agent/signature keeps its state.
+    _PACKED = False
 
     def const(x):
         return x
@@ -61,7 +68,8 @@ class MeterPipeline:
         o = _CK + quality.check_size(nf)
         # ``telemetry_quantities``: names published in telemetry (None: every field read).
         mask = aggregate.mask_of(table, telemetry_quantities)
-        v = array("d", [0.0] * (o + (aggregate.size(table, mask) if telemetry_s > 0 else 0)))
+        n = o + (aggregate.size(table, mask) if telemetry_s > 0 else 0)
+        v = array("d", [0.0] * n) if _PACKED else [0.0] * n
         if telemetry_s > 0:
             aggregate.init(v, o, telemetry_s, table, mask)
         quality.check_init(v, _CK, nf, float(frozen_s))
