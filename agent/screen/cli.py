@@ -249,16 +249,17 @@ def _run(args: argparse.Namespace, settings: Settings, layout: Layout, units: Un
             workers = args.workers
             total = [0]
             spill_dir = tempfile.mkdtemp(prefix=".spill-", dir=args.out)
+            from agent.screen.local import Workers
+
+            def on_part(results: list[MeterResult]) -> None:
+                for r in results:
+                    on_result(r, total)
+
             try:
-                parts = _partition(sources, units, workers, est, spill_dir, read_problems,
-                                   progress, total)
-                from agent.screen.local import run_parts
-
-                def on_part(results: list[MeterResult]) -> None:
-                    for r in results:
-                        on_result(r, total)
-
-                run_parts(parts, settings, workers, on_part)
+                with Workers(workers) as pool:
+                    parts = _partition(sources, units, workers, est, spill_dir,
+                                       read_problems, progress, total)
+                    pool.run(parts, settings, on_part)
             finally:
                 shutil.rmtree(spill_dir, ignore_errors=True)
     except InputError as e:

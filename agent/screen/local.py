@@ -9,6 +9,7 @@ K is chosen so that a spill file holds about ROWS_PER_PART samples.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import zlib
@@ -109,6 +110,19 @@ class Spill:
         return [self.paths[i] for i in used]
 
 
+def _numbers(arr: pa.Array | pa.ChunkedArray, dtype: type) -> np.ndarray:
+    """A spill column (no nulls) as NumPy, read from its buffer. ``to_numpy`` gives the same
+    values but makes pyarrow import pandas (~0.25 CPU-s in every worker) to check for
+    pandas types that a spill file never holds."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.null_count:
+        raise ValueError("a spill column holds nulls")
+    size = np.dtype(dtype).itemsize
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr),
+                         offset=arr.offset * size)
+
+
 def score_part(path: str, settings: Settings) -> list[MeterResult]:
     """Group one spill file by meter (input order kept per meter) and screen each meter."""
     with pa.OSFile(path, "rb") as f:
@@ -116,13 +130,14 @@ def score_part(path: str, settings: Settings) -> list[MeterResult]:
     os.unlink(path)  # read whole: the disk space goes back as the run proceeds
     meter = table.column("meter").combine_chunks()
     enc = pc.dictionary_encode(meter)
-    codes = enc.indices.to_numpy(zero_copy_only=False)
+    codes = _numbers(enc.indices, np.int32)
     names = enc.dictionary.to_pylist()
     order = np.argsort(codes, kind="stable")
     bounds = np.concatenate(([0], np.cumsum(np.bincount(codes, minlength=len(names)))))
-    t = table.column("t").to_numpy()[order]
-    p = table.column("p").to_numpy()[order]
-    pf = table.column("pf").to_numpy()[order] if "pf" in table.column_names else None
+    t = _numbers(table.column("t"), np.float64)[order]
+    p = _numbers(table.column("p"), np.float64)[order]
+    pf = (_numbers(table.column("pf"), np.float64)[order] if "pf" in table.column_names
+          else None)
     del table, meter, enc, codes, order
     out = []
     for j, name in enumerate(names):
@@ -136,19 +151,47 @@ def _score_part_job(job: tuple[str, Settings]) -> list[MeterResult]:
     return score_part(*job)
 
 
-def run_parts(paths: list[str], settings: Settings, workers: int,
-              on_part: Callable[[list[MeterResult]], None]) -> None:
-    """Score every spill file, in this process (workers=1) or a pool; results to on_part
-    as each file finishes, so the caller can write and report progress as it goes."""
-    results: Iterator[list[MeterResult]]
-    if workers <= 1 or len(paths) <= 1:
-        for path in paths:
-            on_part(score_part(path, settings))
-        return
-    # spawn, not fork: the parent may hold threads (Arrow's pools) that fork would copy
-    # in whatever state they were in.
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(processes=min(workers, len(paths))) as pool:
-        results = pool.imap_unordered(_score_part_job, [(p, settings) for p in paths])
+def _warm() -> None:
+    """Pool initializer: import what scoring needs now, while the parent reads the input
+    (this module's own imports, NumPy and pyarrow, come with the initializer itself; the
+    detector and the policy are imported by the first MeterScorer)."""
+    for name in ("agent.policy", "agent.signature"):
+        importlib.import_module(name)
+
+
+class Workers:
+    """The local engine's processes. Started before pass 1, so that their start-up (a
+    Python each, importing NumPy, pyarrow and the detector, ~0.5 CPU-s) runs on the other
+    cores while the parent partitions the input, not after it. ``workers=1`` scores in
+    this process."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool = None
+        if workers > 1:
+            # spawn, not fork: the parent may hold threads (Arrow's pools) that fork
+            # would copy in whatever state they were in.
+            ctx = multiprocessing.get_context("spawn")
+            self._pool = ctx.Pool(processes=workers, initializer=_warm)
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def run(self, paths: list[str], settings: Settings,
+            on_part: Callable[[list[MeterResult]], None]) -> None:
+        """Score every spill file; results to on_part as each file finishes, so the caller
+        can write and report progress as it goes."""
+        if self._pool is None or len(paths) <= 1:
+            for path in paths:
+                on_part(score_part(path, settings))
+            return
+        results: Iterator[list[MeterResult]] = self._pool.imap_unordered(
+            _score_part_job, [(p, settings) for p in paths])
         for res in results:
             on_part(res)
