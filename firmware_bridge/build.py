@@ -64,8 +64,8 @@ CORE = [
     ("agent/dlt645/__init__.py", "agent/dlt645/__init__.py"),
     ("agent/dlt645/codec.py", "agent/dlt645/codec.py"),
 ]
-APP = ["app.py", "devclock.py", "dlt645_master.py", "meter.py", "modbus_rtu.py", "store.py",
-       "uplink_mqtt.py", "uplink_serial.py"]
+APP = ["app.py", "devclock.py", "dlt645_master.py", "meter.py", "modbus_rtu.py",
+       "rs485_line.py", "store.py", "uplink_mqtt.py", "uplink_serial.py"]
 # Device paths shipped only when the config uses them: (config key, value) -> paths.
 # The app imports each of them only on that path (app.py; agent/quality.py imports the
 # DL/T 645 codec only for a DL/T 645 field).

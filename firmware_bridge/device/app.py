@@ -19,7 +19,8 @@ import time
 import machine
 from devclock import DeviceClock
 from meter import Meter
-from modbus_rtu import ModbusError, RtuMaster
+from modbus_rtu import RtuMaster
+from rs485_line import ModbusError
 from store import AlertQueue, Store
 
 from agent.failures import Failure

@@ -2,9 +2,10 @@
 
 Frames are built and judged by the agent's own pure codec (agent/dlt645/codec.py,
 bundled into the firmware), so a reply means the same on the MCU as on the gateway.
-Only the line handling is here: the RS-485 driver-enable pin is raised while a request
-is on the wire, a 3.5-character silence is kept between frames, bytes before a frame
-(wake-up FE bytes, noise) are skipped, and our own echoed request is ignored.
+Only the reply handling is here: bytes before a frame (wake-up FE bytes, noise) are
+skipped, and our own echoed request is ignored; the line itself (driver-enable pin, a
+3.5-character silence between frames, the error type) is ``rs485_line.Rs485Line``, shared
+with the Modbus master.
 
 Errors are ``ModbusError(kind, message, code)`` with the agent's kinds (timeout, crc,
 exception, io), so the device reports the same quality flags and health for DL/T 645
@@ -13,56 +14,21 @@ meters as for Modbus ones.
 
 import time
 
-from modbus_rtu import ModbusError
+from rs485_line import Rs485Line
 
 from agent.dlt645 import codec
 from agent.failures import Failure
 
 
-class Dlt645Master:
-    """One RS-485 line of DL/T 645 meters: one transaction at a time."""
+class Dlt645Master(Rs485Line):
+    """One RS-485 line of DL/T 645 meters (the line discipline is ``Rs485Line``'s)."""
 
     def __init__(self, uart, baud=2400, bits_per_char=11, timeout_ms=1000, de_pin=None):
-        self.uart = uart
-        self.de = de_pin
-        self.timeout_ms = timeout_ms
-        self.char_us = (bits_per_char * 1000000) // baud
-        self.gap_us = (self.char_us * 7) // 2
-        self._last = time.ticks_us()
-        self.requests = 0
-        self.errors = 0
-        if self.de is not None:
-            self.de.value(0)
-
-    def _quiet(self):
-        while True:
-            wait = self.gap_us - time.ticks_diff(time.ticks_us(), self._last)
-            if wait > 0:
-                time.sleep_us(wait)
-            if not self.uart.read():
-                return
-            self._last = time.ticks_us()
-
-    def _send(self, frame):
-        if self.de is not None:
-            self.de.value(1)
-        self.uart.write(frame)
-        flush = getattr(self.uart, "flush", None)
-        if flush is not None:
-            flush()
-        else:
-            time.sleep_us(len(frame) * self.char_us)
-        if self.de is not None:
-            self.de.value(0)
-        self._last = time.ticks_us()
-
-    def _fail(self, kind, message, code=0):
-        self.errors += 1
-        return ModbusError(kind, message, code)
+        super().__init__(uart, baud, bits_per_char, timeout_ms, de_pin)
 
     def _exchange(self, frame, address):
-        self._quiet()
-        self._send(frame)
+        self.quiet()
+        self.send(frame)
         buf = b""
         got_bytes = 0
         start = time.ticks_ms()
@@ -73,25 +39,25 @@ class Dlt645Master:
                 continue
             got_bytes += len(chunk)
             buf += chunk
-            self._last = time.ticks_us()
+            self.heard()
             while True:
                 try:
                     f, used = codec.scan(buf)
                 except codec.FrameError as e:
-                    raise self._fail(Failure.CRC, "meter %s: %s" % (address, e)) from None
+                    raise self.fail(Failure.CRC, "meter %s: %s" % (address, e)) from None
                 buf = buf[used:]
                 if f is None:
                     break
                 if not f.is_reply:
                     continue  # our own request, echoed by the transceiver
                 if f.address != address:
-                    raise self._fail(Failure.CRC, "meter %s: the reply came from address %s"
+                    raise self.fail(Failure.CRC, "meter %s: the reply came from address %s"
                                      % (address, f.address))
                 return f
         if got_bytes:
-            raise self._fail(Failure.CRC, "meter %s: %d bytes arrived but no complete frame"
+            raise self.fail(Failure.CRC, "meter %s: %d bytes arrived but no complete frame"
                              % (address, got_bytes))
-        raise self._fail(Failure.TIMEOUT, "meter %s: no reply in %d ms"
+        raise self.fail(Failure.TIMEOUT, "meter %s: no reply in %d ms"
                          % (address, self.timeout_ms))
 
     def _data(self, f, address, di, function):
@@ -99,8 +65,8 @@ class Dlt645Master:
             return codec.item_data(f, di, function)
         except codec.FrameError as e:
             if e.kind == "error":
-                raise self._fail(Failure.EXCEPTION, "meter %s: %s" % (address, e), e.code) from None
-            raise self._fail(Failure.CRC, "meter %s: %s" % (address, e)) from None
+                raise self.fail(Failure.EXCEPTION, "meter %s: %s" % (address, e), e.code) from None
+            raise self.fail(Failure.CRC, "meter %s: %s" % (address, e)) from None
 
     def read_item(self, address, di):
         """The value bytes of data item ``di`` of meter ``address`` (12 digits)."""
@@ -111,7 +77,7 @@ class Dlt645Master:
         while f.follows:
             seq += 1
             if seq > codec.MAX_FOLLOW_UPS:
-                raise self._fail(Failure.CRC, "meter %s: DI %s: still 'more follows' after %d "
+                raise self.fail(Failure.CRC, "meter %s: DI %s: still 'more follows' after %d "
                                  "follow-up frames" % (address, codec.di_text(di),
                                                        codec.MAX_FOLLOW_UPS))
             f = self._exchange(codec.follow_request(address, di, seq), address)

@@ -36,8 +36,8 @@ def test_build_writes_mpy_manifest_and_config(tmp_path, board):
     paths = [e["path"] for e in manifest["files"]]
     # The shared core at its package path, the app as bytecode, main.py as source.
     for p in ("agent/signature/__init__.mpy", "agent/policy.mpy", "agent/model.mpy",
-              "agent/bridge/framing.mpy", "app.mpy", "modbus_rtu.mpy", "main.py",
-              "config.json"):
+              "agent/bridge/framing.mpy", "app.mpy", "modbus_rtu.mpy", "rs485_line.mpy",
+              "main.py", "config.json"):
         assert p in paths
     assert "machine.mpy" not in paths  # unix shims never go to a board
     for e in manifest["files"]:
