@@ -13,10 +13,11 @@ Small by default, because a board loads every .mpy into its heap (unless it is f
 the firmware image) and flash is a few hundred KB:
 
 * only the modules the config uses: the DL/T 645 master and codec for a
-  ``protocol = "dlt645"`` bus, the MQTT uplink and payload codec for ``uplink = "mqtt"``,
-  the serial uplink and frame codec for ``uplink = "serial"`` (the config is part of the
-  build, so another protocol or uplink is another build); ``everything=True``
-  (``--all-modules``) ships them all;
+  ``protocol = "dlt645"`` bus, the Modbus RTU master for a Modbus one (both stand on
+  ``rs485_line``, always shipped), the MQTT uplink and payload codec for
+  ``uplink = "mqtt"``, the serial uplink and frame codec for ``uplink = "serial"`` (the
+  config is part of the build, so another protocol or uplink is another build);
+  ``everything=True`` (``--all-modules``) ships them all;
 * ``mpy-cross -O3``: no source line numbers (a traceback names the file and function,
   every line as 1); ``lines=True`` (``--lines``) keeps them, for a debugging build. -O3
   also drops ``assert`` statements; the shipped code has none.
@@ -72,6 +73,7 @@ APP = ["app.py", "devclock.py", "dlt645_master.py", "meter.py", "modbus_rtu.py",
 ONLY_FOR = {
     ("protocol", "dlt645"): ("agent/dlt645/__init__.py", "agent/dlt645/codec.py",
                              "dlt645_master.py"),
+    ("protocol", "modbus"): ("modbus_rtu.py",),
     ("uplink", "mqtt"): ("agent/publish/__init__.py", "agent/publish/payloads.py",
                          "uplink_mqtt.py"),
     ("uplink", "serial"): ("agent/bridge/__init__.py", "agent/bridge/framing.py",

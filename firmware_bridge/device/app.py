@@ -19,7 +19,6 @@ import time
 import machine
 from devclock import DeviceClock
 from meter import Meter
-from modbus_rtu import RtuMaster
 from rs485_line import ModbusError
 from store import AlertQueue, Store
 
@@ -129,6 +128,8 @@ class App:
             self.master = Dlt645Master(open_uart(bus), bus.get("baud", 2400), bits,
                                        int(bus.get("timeout_ms", 1000)), de)
         else:
+            from modbus_rtu import RtuMaster
+
             self.master = RtuMaster(open_uart(bus), bus.get("baud", 9600), bits,
                                     int(bus.get("timeout_ms", 500)), de)
         self.retries = int(bus.get("retries", 1))

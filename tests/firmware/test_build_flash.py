@@ -135,6 +135,7 @@ id = "m1"
 METER = {"modbus": 'unit = 1\nprofile = "generic"',
          "dlt645": 'address = "000012340001"\nprofile = "dlt645_single"'}
 ONLY = {"dlt645": {"agent/dlt645/__init__.mpy", "agent/dlt645/codec.mpy", "dlt645_master.mpy"},
+        "modbus": {"modbus_rtu.mpy"},
         "mqtt": {"agent/publish/__init__.mpy", "agent/publish/payloads.mpy", "uplink_mqtt.mpy"},
         "serial": {"agent/bridge/__init__.mpy", "agent/bridge/framing.mpy",
                    "uplink_serial.mpy"}}
