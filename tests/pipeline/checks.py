@@ -251,6 +251,23 @@ def check_slot_publishes_only_the_chosen_quantities():
            "%r" % (out,))
 
 
+def check_slots_of_one_table_with_other_quantities_stay_apart():
+    # aggregate keeps one plan per table (shared by a class's meters): two classes on the
+    # same profile table publishing other quantities, readings interleaved.
+    a = slot(TABLE, published=("p_w", "e_import_kwh"))
+    b = slot(TABLE)
+    for k in range(3):
+        for v in (a, b):
+            aggregate.add(v, 0, TABLE, T0 + k, {"p_w": 10.0 * (k + 1), "pf": 0.5,
+                                                "v_v": 230.0, "e_import_kwh": 2.0 + k}, 0)
+    oa, ob = aggregate.close(a, 0, TABLE), aggregate.close(b, 0, TABLE)
+    expect(oa["stats"] == {"p_w": [20.0, 10.0, 30.0, 3]} and oa["energy_kwh"] == 2.0,
+           "%r" % (oa,))
+    expect(ob["stats"]["p_w"] == oa["stats"]["p_w"] and ob["stats"]["v_v"][0] == 230.0
+           and ob["stats"]["pf"] == [0.5, 0.5, 0.5, 3] and ob["energy_kwh"] == 2.0,
+           "%r" % (ob,))
+
+
 def check_open_slot_survives_a_checkpoint():
     v = slot(TABLE)
     aggregate.add(v, 0, TABLE, T0 + 1.0, {"p_w": 100.0, "pf": 0.9, "e_import_kwh": 5.0},
