@@ -44,7 +44,8 @@ from agent.settings import (
 from agent.signature import default_settings
 
 __all__ = ["ConfigError", "Plan", "SettingsTable", "load", "load_detector_settings",
-           "load_text", "scoring_settings", "site_and_gateway"]
+           "load_text", "meter_address", "meter_class", "meter_profile", "meter_unit",
+           "parse_toml", "read_config", "scoring_settings", "site_and_gateway"]
 
 # What the detector and the telemetry need from every meter; a profile that lacks one of
 # the optional ones simply does not have it (p_w is the only hard requirement).
@@ -515,30 +516,16 @@ def _meter(t: SettingsTable, buses: dict[str, BusPlan], base: Path, classes: dic
             raise t.error("unit", "bus %s speaks DL/T 645: give the meter's 12-digit address "
                           "instead (address = \"000012345678\")" % bus_name)
         unit = 0
-        address = t.get("address", str)
-        try:
-            check_address(address)
-        except ValueError as e:
-            raise t.error("address", str(e)) from None
+        address = meter_address(t)
     else:
         if t.has("address"):
             raise t.error("address", "bus %s speaks Modbus: give the meter's unit id "
                           "(1-247); address is for protocol = \"dlt645\" buses" % bus_name)
-        unit = t.get("unit", int, 1)
-        if not 1 <= unit <= 247:
-            raise t.error("unit", "%r is not a Modbus unit id (1-247)" % unit)
-    meter_class = t.get("class", str, "residential")
-    if meter_class not in classes and meter_class != "residential":
-        raise t.error("class", "%r is not defined in [classes] (known: residential%s)"
-                      % (meter_class, "".join(", " + c for c in sorted(classes))))
+        unit = meter_unit(t)
+    cls = meter_class(t, classes)
     poll_s = t.get("poll_s", float, default_poll_s, lo=0.1, hi=3600.0)
-    profile_ref = t.get("profile", str, "generic" if bus.kind == "bridge" else ...)
-    try:
-        profile = load_profile(profile_ref, base)
-    except ProfileError as e:
-        raise t.error("profile", str(e)) from None
-    except (OSError, ValueError) as e:
-        raise t.error("profile", "%r: %s" % (profile_ref, e)) from None
+    profile = meter_profile(t, t.get("profile", str, "generic" if bus.kind == "bridge"
+                                     else ...), base)
     if bus.kind != "bridge" and profile.protocol != bus.protocol:
         raise t.error("profile", "%s is a %s profile but bus %s speaks %s" % (
             profile.name, profile.protocol, bus_name, bus.protocol))
@@ -570,7 +557,7 @@ def _meter(t: SettingsTable, buses: dict[str, BusPlan], base: Path, classes: dic
         fields = [profile.quantities[n] for n in names]
         requests = plan_reads(fields, quirks.max_gap, quirks.max_registers)
     return MeterPlan(id=mid, bus=bus_name, unit=unit, profile=profile,
-                     meter_class=meter_class, poll_s=poll_s, quirks=quirks,
+                     meter_class=cls, poll_s=poll_s, quirks=quirks,
                      requests=requests, quantities=names, address=address)
 
 
@@ -586,12 +573,67 @@ def site_and_gateway(root: SettingsTable) -> tuple[str, str]:
     return site, gateway
 
 
-def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
-    """Build a Plan from TOML text; ``source`` names it in errors."""
+def parse_toml(text: str, source: str) -> dict:
+    """The tables of a config file's text; bad TOML is one error naming ``source``."""
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("", "not valid TOML: %s" % e, source) from None
+
+
+def read_config(path: Path) -> str:
+    """The text of a config file (agent, firmware or replay): a missing, unreadable or
+    non-UTF-8 file is one error naming it, never a traceback."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("", "file not found", str(path)) from None
+    except OSError as e:
+        raise ConfigError("", "cannot read: %s" % (e.strerror or e), str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("", "not UTF-8 text", str(path)) from None
+
+
+def meter_unit(t: SettingsTable) -> int:
+    """A Modbus meter's unit id (1-247; 1 when not given)."""
+    unit = t.get("unit", int, 1)
+    if not 1 <= unit <= 247:
+        raise t.error("unit", "%r is not a Modbus unit id (1-247)" % unit)
+    return unit
+
+
+def meter_address(t: SettingsTable) -> str:
+    """A DL/T 645 meter's 12-digit address, checked by the codec's own rule."""
+    address = t.get("address", str)
+    try:
+        check_address(address)
+    except ValueError as e:
+        raise t.error("address", str(e)) from None
+    return address
+
+
+def meter_class(t: SettingsTable, classes: dict) -> str:
+    """A meter's class: ``residential`` (built in) or one defined in ``[classes]``."""
+    name = t.get("class", str, "residential")
+    if name not in classes and name != "residential":
+        raise t.error("class", "%r is not defined in [classes] (known: residential%s)"
+                      % (name, "".join(", " + c for c in sorted(classes))))
+    return name
+
+
+def meter_profile(t: SettingsTable, ref: str, base: Path) -> Profile:
+    """The profile a meter names (built in, or a file relative to the config's folder)."""
+    try:
+        return load_profile(ref, base)
+    except ProfileError as e:
+        raise t.error("profile", str(e)) from None
+    except (OSError, ValueError) as e:
+        raise t.error("profile", "%r: %s" % (ref, e)) from None
+
+
+def load_text(text: str, source: str, base_dir: Path | None = None) -> Plan:
+    """Build a Plan from TOML text; ``source`` names it in errors."""
+    data = parse_toml(text, source)
     base = base_dir if base_dir is not None else Path.cwd()
     root = SettingsTable(data, "", source)
     site, gateway = site_and_gateway(root)
@@ -691,15 +733,7 @@ def _meters(root: SettingsTable, data: dict, source: str, buses: dict[str, BusPl
 def load(path: str | os.PathLike) -> Plan:
     """Read and validate a config file; relative paths in it are relative to its folder."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("", "file not found", str(p)) from None
-    except OSError as e:
-        raise ConfigError("", "cannot read: %s" % e.strerror, str(p)) from None
-    except UnicodeDecodeError:
-        raise ConfigError("", "not UTF-8 text", str(p)) from None
-    return load_text(text, str(p.resolve()), p.resolve().parent)
+    return load_text(read_config(p), str(p.resolve()), p.resolve().parent)
 
 
 def load_detector_settings(path: str | os.PathLike) -> tuple[dict, dict]:
@@ -709,13 +743,7 @@ def load_detector_settings(path: str | os.PathLike) -> tuple[dict, dict]:
     the same validation as a full config.
     """
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError("", "cannot read: %s" % e.strerror, str(p)) from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError("", "not valid TOML: %s" % e, str(p)) from None
-    root = SettingsTable(data, "", str(p))
+    root = SettingsTable(parse_toml(read_config(p), str(p)), "", str(p))
     detector = settings_table(root, "detector", default_settings())
     policy = settings_table(root, "policy", default_policy_settings())
     detector["tz_offset_s"] = tz_offset_s(root, detector, {})

@@ -21,20 +21,22 @@ A firmware config looks like the agent's, with device sections instead of buses:
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-from agent.config import DEFAULT_PREFIX, ID_RE, site_and_gateway
-from agent.dlt645.codec import check_address
+from agent.config import (
+    DEFAULT_PREFIX,
+    ID_RE,
+    meter_address,
+    meter_class,
+    meter_profile,
+    meter_unit,
+    parse_toml,
+    read_config,
+    site_and_gateway,
+)
 from agent.dlt645.plan import plan_items
 from agent.modbus.blocks import plan_reads
-from agent.profiles import ProfileError, load_profile
 from agent.settings import (
     UART_BAUD_RATES,
     ConfigError,
@@ -91,10 +93,7 @@ def _uart(t: SettingsTable, baud_default: int) -> dict[str, Any]:
 
 def load_text(text: str, source: str, base: Path | None = None) -> dict:
     """Validate a firmware config and return the device JSON (a dict)."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError("", "not valid TOML: %s" % e, source) from None
+    data = parse_toml(text, source)
     base = base if base is not None else Path.cwd()
     root = SettingsTable(data, "", source)
     site, gateway = site_and_gateway(root)
@@ -206,26 +205,12 @@ def _meter(t: SettingsTable, base: Path, classes: dict, detector: dict, policy: 
             raise t.error("unit", "[rs485] speaks DL/T 645: give the meter's 12-digit "
                           "address instead")
         unit = 0
-        address = t.get("address", str)
-        try:
-            check_address(address)
-        except ValueError as e:
-            raise t.error("address", str(e)) from None
+        address = meter_address(t)
     else:
-        unit = t.get("unit", int, 1)
-        if not 1 <= unit <= 247:
-            raise t.error("unit", "%r is not a Modbus unit id (1-247)" % unit)
-    meter_class = t.get("class", str, "residential")
-    if meter_class not in classes and meter_class != "residential":
-        raise t.error("class", "%r is not defined in [classes]" % meter_class)
+        unit = meter_unit(t)
+    cls = meter_class(t, classes)
     poll_s = t.get("poll_s", float, default_poll_s, lo=0.1, hi=3600.0)
-    ref = t.get("profile", str)
-    try:
-        profile = load_profile(ref, base)
-    except ProfileError as e:
-        raise t.error("profile", str(e)) from None
-    except (OSError, ValueError) as e:
-        raise t.error("profile", "%r: %s" % (ref, e)) from None
+    profile = meter_profile(t, t.get("profile", str), base)
     if profile.protocol != protocol:
         raise t.error("profile", "%s is a %s profile but [rs485] speaks %s"
                       % (profile.name, profile.protocol, protocol))
@@ -242,15 +227,15 @@ def _meter(t: SettingsTable, base: Path, classes: dict, detector: dict, policy: 
                       % profile.name)
     t.finish()
     dset = dict(detector)
-    dset.update(classes.get(meter_class, {}).get("detector", {}))
+    dset.update(classes.get(cls, {}).get("detector", {}))
     dset["tz_offset_s"] = tz_s
     pset = dict(policy)
-    pset.update(classes.get(meter_class, {}).get("policy", {}))
+    pset.update(classes.get(cls, {}).get("policy", {}))
     # frozen_s: the profile's or the meter's quirk, as on the agent (the device's check
     # used the 900 s default whatever the config said).
     out = {"id": mid, "unit": unit, "poll_s": poll_s, "profile": profile.name,
            "frozen_s": float(quirks.frozen_s), "detector": dset, "policy": pset}
-    tq = classes.get(meter_class, {}).get("telemetry_quantities")
+    tq = classes.get(cls, {}).get("telemetry_quantities")
     if tq is not None:
         out["telemetry_quantities"] = list(tq)
     if protocol == "dlt645":
@@ -284,8 +269,4 @@ def load(path: str | Path | None) -> dict:
     if path is None:
         return load_text(DEFAULT_TOML, "(built-in default firmware config)")
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError("", "cannot read: %s" % (e.strerror or e), str(p)) from None
-    return load_text(text, str(p.resolve()), p.resolve().parent)
+    return load_text(read_config(p), str(p.resolve()), p.resolve().parent)

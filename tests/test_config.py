@@ -251,3 +251,41 @@ def test_telemetry_quantities_refused_with_its_key_and_file(value: str, says: st
     message = str(err.value)
     assert "classes.flat.telemetry_quantities" in message and "x.toml" in message, message
     assert says in message and "\n" not in message, message
+
+
+def test_agent_firmware_and_replay_configs_are_read_alike(tmp_path: Path) -> None:
+    """One reader for the three config files (agent/config.py ``read_config``): a missing
+    file, one that is not UTF-8 and bad TOML are each the same one-line ConfigError naming
+    the file. (The firmware config and replay's read raised UnicodeDecodeError on a
+    Latin-1 file, and said "cannot read: No such file or directory" for a missing one.)"""
+    from agent.config import load_detector_settings
+    from firmware_bridge import devconfig
+
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('site = "Zürich"\n'.encode("latin-1"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("site = \n")
+    for reader in (load, devconfig.load, load_detector_settings):
+        with pytest.raises(ConfigError) as err:
+            reader(tmp_path / "nope.toml")
+        assert str(err.value).startswith("config error: file not found in "), reader
+        with pytest.raises(ConfigError) as err:
+            reader(latin1)
+        assert str(err.value).startswith("config error: not UTF-8 text in "), reader
+        with pytest.raises(ConfigError) as err:
+            reader(bad)
+        assert str(err.value).startswith("config error: not valid TOML: "), reader
+        assert "bad.toml" in str(err.value)
+
+
+def test_firmware_meter_class_error_lists_the_known_classes(tmp_path: Path) -> None:
+    """The agent and firmware configs check a meter's class with one function: an unknown
+    class names the ones that exist in both (the firmware config named none)."""
+    from firmware_bridge.devconfig import DEFAULT_TOML
+    from firmware_bridge.devconfig import load_text as fw_load_text
+
+    text = DEFAULT_TOML.replace('profile = "generic"', 'profile = "generic"\nclass = "shpo"')
+    text = text.replace('uplink = "serial"', 'uplink = "serial"\n[classes.shop]')
+    with pytest.raises(ConfigError, match=r"meters\[0\]\.class: 'shpo' is not defined in "
+                       r"\[classes\] \(known: residential, shop\)"):
+        fw_load_text(text, "fw.toml")
