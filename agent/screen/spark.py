@@ -1,4 +1,4 @@
-"""The Spark engine: ``groupBy(meter).applyInArrow`` over the same per-meter function.
+"""The Spark engine: the input partitioned and sorted by meter, the same per-meter function.
 
 The only module that imports PySpark (an optional extra: ``pip install loadwatch[spark]``;
 Spark needs Java 17). Spark reads the files (so on a cluster they may be on HDFS or S3 and
@@ -58,21 +58,63 @@ def _result(row: dict) -> MeterResult:
     return r
 
 
-def group_function(layout: Layout, units: Units, settings: Settings):
-    """The function each Spark task runs on one meter's rows (an Arrow table in, a one-row
-    Arrow table out: ``applyInArrow``, so no pandas frame is built per meter either way)."""
+def screen_rows(table, layout: Layout, units: Units, settings: Settings) -> dict:
+    """One meter's rows (an Arrow table, as Spark read them) -> its result row: the same
+    ``normalize`` and ``screen_meter`` as the local engine."""
+    problems = Problems()
+    lb = normalize(table, layout, units, problems)
+    if len(lb) == 0:
+        r = MeterResult("")  # no usable row: only the problems go back
+    else:
+        r = screen_meter(lb.meter[0].as_py(), lb.t, lb.p, lb.pf, settings)
+    r.problems.add(problems)
+    return _row(r)
 
-    def run(table):
+
+def partition_function(layout: Layout, units: Units, settings: Settings):
+    """What each Spark task runs (``mapInArrow``): its partition's rows, sorted by meter, as
+    Arrow batches in; one result row per meter out, each meter screened as soon as its
+    last row has arrived, so a task holds one meter's rows and one batch at a time.
+
+    (``groupBy(meter).applyInArrow`` gives the same groups, but cost the JVM ~0.7 us a
+    sample more in framing every group as its own Arrow stream: measured 7.2 vs 5.8 CPU-s
+    on 2.88 M samples with a function that does nothing.)
+    """
+
+    def run(batches):
         import pyarrow as pa
+        import pyarrow.compute as pc
 
-        problems = Problems()
-        lb = normalize(table, layout, units, problems)
-        if len(lb) == 0:
-            r = MeterResult("")  # no usable row: only the problems go back
-        else:
-            r = screen_meter(lb.meter[0].as_py(), lb.t, lb.p, lb.pf, settings)
-        r.problems.add(problems)
-        return pa.Table.from_pylist([_row(r)], schema=_result_schema())
+        schema = _result_schema()
+        rows: list[dict] = []
+        pending: list = []
+        key = None
+        for b in batches:
+            n = b.num_rows
+            if n == 0:
+                continue
+            # Runs of one meter in this batch (a null id and "" both mean "no meter").
+            keys = pc.fill_null(b.column(b.schema.get_field_index("meter")), "")
+            cuts = [0]
+            if n > 1:
+                change = pc.not_equal(keys.slice(1), keys.slice(0, n - 1))
+                cuts.extend(i + 1 for i in pc.indices_nonzero(change).to_pylist())
+            cuts.append(n)
+            for a, z in zip(cuts, cuts[1:]):
+                k = keys[a].as_py()
+                if k != key and pending:
+                    rows.append(screen_rows(pa.Table.from_batches(pending), layout, units,
+                                            settings))
+                    pending = []
+                    if len(rows) >= 256:
+                        yield pa.RecordBatch.from_pylist(rows, schema=schema)
+                        rows = []
+                key = k
+                pending.append(b.slice(a, z - a))
+        if pending:
+            rows.append(screen_rows(pa.Table.from_batches(pending), layout, units, settings))
+        if rows:
+            yield pa.RecordBatch.from_pylist(rows, schema=schema)
 
     return run
 
@@ -152,6 +194,12 @@ def _session(master: str | None):
     return spark
 
 
+def reads_as_parquet(paths: list[str]) -> bool:
+    """CSV when every path names a CSV file (.csv, .csv.gz, .gz, .txt), else Parquet (a
+    directory of part files is Parquet, as Spark and Hive write them)."""
+    return not all(p.lower().endswith((".csv", ".csv.gz", ".gz", ".txt")) for p in paths)
+
+
 class SparkJob:
     """One screening run on Spark: the session, the input as Spark reads it, the results.
 
@@ -168,10 +216,7 @@ class SparkJob:
         self.spark.stop()
 
     def _is_parquet(self) -> bool:
-        """CSV when every path names a CSV file (.csv, .csv.gz, .gz, .txt), else Parquet
-        (a directory of part files is Parquet, as Spark and Hive write them)."""
-        return not all(p.lower().endswith((".csv", ".csv.gz", ".gz", ".txt"))
-                       for p in self.paths)
+        return reads_as_parquet(self.paths)
 
     def layout(self) -> Layout:
         """The header (CSV) or schema (Parquet) of the inputs, as the local engine sees it."""
@@ -217,15 +262,14 @@ class SparkJob:
         Rows that never reach a meter (no meter id) add only to ``problems``.
         """
         df = self._frame(layout)
-        # Partitions by CPU, not by bytes: scoring costs ~10 us a sample in Python, so a
-        # shuffle partition of a few MB is already seconds of work. Four per core keeps
-        # every core busy to the end; adaptive execution would merge them towards 64 MB
-        # each (seen: 8 -> 3 uneven partitions, one core idle for the last third).
-        n_groups = max(2, self.spark.sparkContext.defaultParallelism * 4)
-        self.spark.conf.set("spark.sql.shuffle.partitions", str(n_groups))
-        self.spark.conf.set("spark.sql.adaptive.coalescePartitions.enabled", "false")
-        out = df.groupBy("meter").applyInArrow(group_function(layout, units, settings),
-                                                RESULT_SCHEMA)
+        # Partitions by CPU, not by bytes: scoring costs a few us a sample in Python, so a
+        # partition of a few MB is already seconds of work. Four per core keeps every core
+        # busy to the end; adaptive execution would merge shuffle partitions towards 64 MB
+        # each (seen with groupBy: 8 -> 3 uneven ones, a core idle for the last third).
+        # (A repartition to a stated number is never merged by adaptive execution.)
+        n_parts = max(2, self.spark.sparkContext.defaultParallelism * 4)
+        out = df.repartition(n_parts, "meter").sortWithinPartitions("meter").mapInArrow(
+            partition_function(layout, units, settings), RESULT_SCHEMA)
         # prefetchPartitions: the next partition is computed while this one is written,
         # so the driver does not leave the executors idle between partitions.
         for row in out.toLocalIterator(prefetchPartitions=True):

@@ -80,6 +80,35 @@ def test_replay_local_and_spark_give_identical_events(tmp_path: Path) -> None:
         sorted(local_meters, key=lambda m: m["meter"])
 
 
+def test_spark_reads_what_the_driver_cannot_open(tmp_path: Path) -> None:
+    """A directory of Parquet part files (as Spark and Hive write them) is read by Spark
+    alone, header, unit-check rows and data, and gives replay's events; a local file with
+    a unit mistake is refused before Spark's JVM is started at all."""
+    want = norm(replay_events(STREET))
+    rows = list(csv.DictReader(open(STREET, newline="")))
+    parts = tmp_path / "export"
+    parts.mkdir()
+    half = len(rows) // 2
+    for i, chunk in enumerate((rows[:half], rows[half:])):
+        pq.write_table(pa.table({"meter": [x["meter"] for x in chunk],
+                                 "timestamp": [x["timestamp"] for x in chunk],
+                                 "p_w": [float(x["p_w"]) for x in chunk],
+                                 "pf": [float(x["pf"]) for x in chunk]}),
+                       parts / ("part-%05d.parquet" % i))
+    got, summary = screen(parts, tmp_path / "o", "--engine", "spark", "--master", "local[2]")
+    assert norm(got) == want and summary["samples"] == len(rows)
+    ms = tmp_path / "ms.csv"
+    with open(ms, "w") as f:
+        f.write("meter,timestamp,p_w\n")
+        for x in rows:
+            t = datetime.fromisoformat(x["timestamp"].replace("Z", "+00:00"))
+            f.write("%s,%d,%s\n" % (x["meter"], int(t.timestamp()) * 1000, x["p_w"]))
+    r = cli("screen", str(ms), "--out", str(tmp_path / "m"), "--engine", "spark",
+            "--master", "local[2]")
+    assert r.returncode == 2 and "look like milliseconds" in r.stderr
+    assert "log4j" not in r.stderr and "Spark" not in r.stderr  # no JVM was started
+
+
 def test_outputs_and_ranked_list(tmp_path: Path) -> None:
     r = cli("screen", str(STREET), "--out", str(tmp_path), "--workers", "1", "--top", "5")
     assert r.returncode == 0, r.stderr
