@@ -137,22 +137,6 @@ def _open(path: str) -> IO[str]:
     return open(path, encoding="utf-8", newline="")
 
 
-def _settings(args: argparse.Namespace) -> tuple[dict, dict]:
-    from agent.policy import default_policy_settings
-    from agent.signature import default_settings
-
-    if args.config:
-        from agent.config import load_detector_settings
-
-        detector, policy = load_detector_settings(args.config)
-    else:
-        detector, policy = default_settings(), default_policy_settings()
-    detector = dict(detector)
-    if args.tz is not None:
-        detector["tz_offset_s"] = args.tz * 3600.0
-    return detector, policy
-
-
 def _event_line(ev: Any) -> str:
     return json.dumps({"kind": ev.kind, "meter": ev.meter, "t": iso_utc(ev.t),
                        "score": round(ev.score, 2), "evidence": ev.evidence},
@@ -260,17 +244,13 @@ def _usage_error(args: argparse.Namespace, err: TextIO) -> tuple[dict, dict] | N
         print("loadwatch replay: --tz %g is not a UTC offset (-14..14 hours)" % args.tz,
               file=err)
         return None
-    try:
-        detector_settings, policy_settings = _settings(args)
-        from agent.policy import Policy
-        from agent.signature import Detector
+    from agent.settings import replay_settings
 
-        Detector(detector_settings)
-        Policy("check", policy_settings)
+    try:
+        return replay_settings(args.config, args.tz)
     except ValueError as e:  # ConfigError is a ValueError
         print("loadwatch replay: %s" % e, file=err)
         return None
-    return detector_settings, policy_settings
 
 
 def replay_main(args: argparse.Namespace) -> int:

@@ -244,3 +244,26 @@ def scoring_settings(root: SettingsTable) -> tuple[dict, dict, dict[str, dict]]:
     return detector, policy, classes
 
 
+
+
+def replay_settings(config: str | None, tz_hours: float | None) -> tuple[dict, dict]:
+    """The detector and policy settings recorded data is scored with (``loadwatch replay``
+    and ``loadwatch screen``): a config's ``[detector]`` and ``[policy]`` (the defaults
+    without one), with a command line's ``--tz`` (hours) over the config's time zone.
+
+    Settings the core rejects raise here (a ValueError; ConfigError for the file), so
+    each command reports them as a usage error instead of crashing on its first meter.
+    agent.config is imported only when a config is given: it is the heavier module, and
+    neither command needs it otherwise."""
+    if config:
+        from agent.config import load_detector_settings
+
+        detector, policy = load_detector_settings(config)
+    else:
+        detector, policy = default_settings(), default_policy_settings()
+    detector = dict(detector)
+    if tz_hours is not None:
+        detector["tz_offset_s"] = tz_hours * 3600.0
+    Detector(detector)
+    Policy("check", policy)
+    return detector, policy

@@ -66,20 +66,9 @@ def _fail(msg: str) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from agent.policy import Policy, default_policy_settings
-    from agent.signature import Detector, default_settings
+    from agent.settings import replay_settings
 
-    if args.config:
-        from agent.config import load_detector_settings
-
-        detector, policy = load_detector_settings(args.config)
-    else:
-        detector, policy = default_settings(), default_policy_settings()
-    detector = dict(detector)
-    if args.tz is not None:
-        detector["tz_offset_s"] = args.tz * 3600.0
-    Detector(detector)  # settings the core rejects are a usage error, not a crash per meter
-    Policy("check", policy)
+    detector, policy = replay_settings(args.config, args.tz)
     return Settings(detector, dict(policy))
 
 
