@@ -24,7 +24,7 @@ import signal
 import sys
 from typing import Callable
 
-from agent.cliargs import add_config_argument, epilog, resolve_config
+from agent.cliargs import add_config_argument, epilog, fail, resolve_config
 
 # name -> (module, add_arguments function, main function, one-line help)
 DELEGATED: dict[str, tuple[str, str, str, str]] = {
@@ -160,13 +160,11 @@ def cmd_profiles(args: argparse.Namespace) -> int:
                                                        len(p.quantities)))
         return 0
     if args.action != "show" or not args.name:
-        print("loadwatch profiles: usage: loadwatch profiles [show NAME]", file=sys.stderr)
-        return 2
+        return fail("profiles", "usage: loadwatch profiles [show NAME]", 2)
     try:
         p = load_profile(args.name)
     except ProfileError as e:
-        print("loadwatch profiles: %s" % e, file=sys.stderr)
-        return 2
+        return fail("profiles", str(e), 2)
     print("%s: %s" % (p.name, p.title))
     q = p.quirks
     if p.protocol == "dlt645":

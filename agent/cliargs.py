@@ -4,6 +4,7 @@ One option name has one meaning everywhere: ``--serial PATH`` is a serial device
 ``--tcp-port N`` a TCP port number, ``-c/--config FILE`` (or the file as the positional
 argument) the agent's config. Old spellings keep working for a while with a one-line
 deprecation note, so scripts written against an earlier release do not break silently.
+A command that cannot go on says why in one line, ``loadwatch COMMAND: why`` (``fail``).
 """
 
 from __future__ import annotations
@@ -69,6 +70,13 @@ def resolve_config(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     if not args.config and getattr(args, "_config_required", False):
         prog = getattr(args, "_config_prog", parser.prog)
         parser.error("a config file is required: %s FILE or %s -c FILE" % (prog, prog))
+
+
+def fail(command: str, message: str, code: int = 1) -> int:
+    """Say on stderr why ``loadwatch COMMAND`` stops, in one line, and give its exit code
+    (1: the meter or the line failed; 2: the command line or a file is unusable)."""
+    print("loadwatch %s: %s" % (command, message), file=sys.stderr)
+    return code
 
 
 def epilog(examples: Sequence[str]) -> str:

@@ -44,6 +44,12 @@ class ScanProgress:
         self.stream.write(("\r" + line) if self.tty else (line + "\n"))
         self.stream.flush()
 
+    def __enter__(self) -> ScanProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.end()  # however the scan ends, the next line starts on a line of its own
+
     def end(self) -> None:
         if self.tty:
             self.stream.write("\n")

@@ -22,6 +22,7 @@ import asyncio
 import sys
 from typing import TextIO
 
+from agent.cliargs import fail
 from agent.dlt645 import codec
 from agent.dlt645.plan import plan_items
 from agent.dlt645.transport import Dlt645Transport
@@ -82,11 +83,6 @@ def _where(args: argparse.Namespace) -> str:
     return "%s:%d" % (args.host, args.tcp_port)
 
 
-def _fail(command: str, message: str) -> int:
-    print("loadwatch %s: %s" % (command, message), file=sys.stderr)
-    return 1
-
-
 # ----------------------------------------------------------------------- read
 
 
@@ -102,7 +98,7 @@ async def _read(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
     try:
         await tr.connect()
     except TransportError as e:
-        return _fail("read", str(e))
+        return fail("read", str(e))
     values: dict[str, tuple[float, int, str]] = {}
     problems: list[str] = []
     try:
@@ -112,7 +108,7 @@ async def _read(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
                 data = await tr.read_item(args.address, req.di)
             except TransportError as e:
                 if e.kind == Failure.IO:
-                    return _fail("read", str(e))
+                    return fail("read", str(e))
                 if e.kind == Failure.EXCEPTION:
                     hint = HINT_NO_DATA if e.exception_code & 0x02 else "see the meter's manual"
                     problems.append("%s: %s" % (e, hint))
@@ -156,24 +152,19 @@ def read_main(args: argparse.Namespace) -> int:
     if _modbus_only("read", args, ("--json", "--repeat", "--unit")):
         return 2
     if not args.address:
-        print("loadwatch read: --protocol dlt645 needs --address (the meter's 12 digits)",
-              file=sys.stderr)
-        return 2
+        return fail("read", "--protocol dlt645 needs --address (the meter's 12 digits)", 2)
     try:
         codec.check_address(args.address)
     except ValueError as e:
-        print("loadwatch read: --address %s" % e, file=sys.stderr)
-        return 2
+        return fail("read", "--address %s" % e, 2)
     try:
         profile = load_profile(args.profile or DEFAULT_PROFILE)
     except ProfileError as e:
-        print("loadwatch read: %s" % e, file=sys.stderr)
-        return 2
+        return fail("read", str(e), 2)
     if profile.protocol != "dlt645":
-        print("loadwatch read: profile %s is a %s profile; with --protocol dlt645 use one of "
-              "the DL/T 645 profiles (loadwatch profiles)" % (profile.name, profile.protocol),
-              file=sys.stderr)
-        return 2
+        return fail("read", "profile %s is a %s profile; with --protocol dlt645 use one of "
+                    "the DL/T 645 profiles (loadwatch profiles)" % (profile.name,
+                                                                    profile.protocol), 2)
     try:
         return asyncio.run(_read(args, profile, sys.stdout))
     except KeyboardInterrupt:
@@ -201,7 +192,7 @@ async def _scan_broadcast(args: argparse.Namespace, out: TextIO) -> int:
                       "000012340001-000012340024). Otherwise: %s\n" % (
                           _where(args), e, HINT_CRC))
             return 1
-        return _fail("scan", str(e))
+        return fail("scan", str(e))
     try:
         volts = await _probe(tr, address)
     finally:
@@ -230,26 +221,24 @@ async def _scan_list(args: argparse.Namespace, addresses: list[str], out: TextIO
     try:
         await tr.connect()
     except TransportError as e:
-        return _fail("scan", str(e))
-    progress = ScanProgress(len(addresses), "addresses")
+        return fail("scan", str(e))
     found: list[tuple[str, str]] = []
     noisy = 0
     try:
-        for n, address in enumerate(addresses, 1):
-            progress.show(n, "address %s" % address, len(found))
-            try:
-                found.append((address, await _probe(tr, address)))
-            except TransportError as e:
-                if e.kind == Failure.IO:
-                    raise
-                if e.kind == Failure.CRC:
-                    noisy += 1
+        with ScanProgress(len(addresses), "addresses") as progress:
+            for n, address in enumerate(addresses, 1):
+                progress.show(n, "address %s" % address, len(found))
+                try:
+                    found.append((address, await _probe(tr, address)))
+                except TransportError as e:
+                    if e.kind == Failure.IO:
+                        raise
+                    if e.kind == Failure.CRC:
+                        noisy += 1
     except TransportError as e:
-        progress.end()
-        return _fail("scan", str(e))
+        return fail("scan", str(e))
     finally:
         tr.close()
-    progress.end()
     if not found:
         out.write("no meter answered on %s (%d addresses).\n%s\n" % (
             _where(args), len(addresses), HINT_NO_REPLY))
@@ -273,8 +262,7 @@ def scan_main(args: argparse.Namespace) -> int:
         try:
             addresses = parse_addresses(args.addresses)
         except ValueError as e:
-            print("loadwatch scan: %s" % e, file=sys.stderr)
-            return 2
+            return fail("scan", str(e), 2)
     try:
         if addresses:
             return asyncio.run(_scan_list(args, addresses, sys.stdout))

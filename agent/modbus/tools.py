@@ -30,7 +30,7 @@ import sys
 import time
 from typing import TextIO
 
-from agent.cliargs import deprecated_alias, tcp_port
+from agent.cliargs import deprecated_alias, fail, tcp_port
 from agent.failures import Failure
 from agent.modbus.blocks import plan_reads
 from agent.modbus.hints import HINT_CRC, HINT_EXC, HINT_NO_REPLY, HINT_NO_REPLY_TCP
@@ -148,11 +148,6 @@ def _transport(args: argparse.Namespace) -> Transport:
                      port=args.tcp_port, timeout_s=timeout)
 
 
-def _fail(command: str, message: str) -> int:
-    print("loadwatch %s: %s" % (command, message), file=sys.stderr)
-    return 1
-
-
 # ----------------------------------------------------------------------- scan
 
 
@@ -227,8 +222,7 @@ async def _scan(args: argparse.Namespace, units: list[int], profiles: list[Profi
     try:
         await tr.connect()
     except TransportError as e:
-        return _fail("scan", str(e))
-    progress = ScanProgress(len(units), "units")
+        return fail("scan", str(e))
     found: list[tuple[int, str, str]] = []
     noisy = 0
     probed = 0
@@ -237,24 +231,24 @@ async def _scan(args: argparse.Namespace, units: list[int], profiles: list[Profi
     for p in profiles:
         first_per_fc.setdefault(p.quantities[p.identify["quantity"]].fc, p)
     try:
-        for n, unit in enumerate(units, 1):
-            progress.show(n, "unit %d" % unit, len(found))
-            probed = n
-            answered, match, garbled = await _probe_unit(tr, unit, profiles, first_per_fc)
-            noisy += garbled
-            if match is not None:
-                found.append((unit, match[0].name, "%s  (%s)" % (match[0].title, match[1])))
-            elif answered:
-                found.append((unit, "?", "answers (%s) but no shipped profile matched; "
-                              "try `loadwatch read --profile ...`" % answered))
-            if args.pause_s:
-                await asyncio.sleep(args.pause_s)
+        with ScanProgress(len(units), "units") as progress:
+            for n, unit in enumerate(units, 1):
+                progress.show(n, "unit %d" % unit, len(found))
+                probed = n
+                answered, match, garbled = await _probe_unit(tr, unit, profiles, first_per_fc)
+                noisy += garbled
+                if match is not None:
+                    found.append((unit, match[0].name, "%s  (%s)" % (match[0].title,
+                                                                    match[1])))
+                elif answered:
+                    found.append((unit, "?", "answers (%s) but no shipped profile matched; "
+                                  "try `loadwatch read --profile ...`" % answered))
+                if args.pause_s:
+                    await asyncio.sleep(args.pause_s)
     except TransportError as e:
-        progress.end()
-        return _fail("scan", str(e))
+        return fail("scan", str(e))
     finally:
         tr.close()
-    progress.end()
     return _scan_report(args, found, probed, noisy, progress.elapsed(), out)
 
 
@@ -325,15 +319,12 @@ def _scan_report(args: argparse.Namespace, found: list[tuple[int, str, str]], pr
 
 def scan_main(args: argparse.Namespace) -> int:
     if args.protocol == "dlt645" and args.json:
-        print("loadwatch scan: --json is for Modbus buses for now", file=sys.stderr)
-        return 2
+        return fail("scan", "--json is for Modbus buses for now", 2)
     if _line_defaults(args):
         from agent.dlt645.tools import scan_main as dlt645_scan
         return dlt645_scan(args)
     if args.addresses:
-        print("loadwatch scan: --addresses is for --protocol dlt645 (Modbus: --units)",
-              file=sys.stderr)
-        return 2
+        return fail("scan", "--addresses is for --protocol dlt645 (Modbus: --units)", 2)
     try:
         default = DEFAULT_TCP_UNITS if args.host and not args.rtu_over_tcp else "1-247"
         units = common_first(parse_units(args.units if args.units is not None else default))
@@ -341,12 +332,9 @@ def scan_main(args: argparse.Namespace) -> int:
             available_profiles("modbus")
         profiles = _candidates(names)
     except (ValueError, ProfileError) as e:
-        print("loadwatch scan: %s" % e, file=sys.stderr)
-        return 2
+        return fail("scan", str(e), 2)
     if not profiles:
-        print("loadwatch scan: none of those profiles has an [identify] section",
-              file=sys.stderr)
-        return 2
+        return fail("scan", "none of those profiles has an [identify] section", 2)
     args.pause_s = 0.0
     try:
         return asyncio.run(_scan(args, units, profiles, sys.stdout))
@@ -480,13 +468,13 @@ async def _read(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
     try:
         await tr.connect()
     except TransportError as e:
-        return _fail("read", str(e))
+        return fail("read", str(e))
     live_tty = bool(args.repeat) and not args.json and out.isatty()
     try:
         while True:
             res = await _read_once(args, profile, tr)
             if res.fatal and not args.repeat:
-                return _fail("read", res.fatal)
+                return fail("read", res.fatal)
             if live_tty:
                 out.write("\x1b[H\x1b[2J")  # redraw in place: a live view while wiring
             out.write(_read_json(args, profile, res) + "\n" if args.json
@@ -503,28 +491,21 @@ async def _read(args: argparse.Namespace, profile: Profile, out: TextIO) -> int:
 
 def read_main(args: argparse.Namespace) -> int:
     if args.protocol == "dlt645" and (args.json or args.repeat):
-        print("loadwatch read: --json and --repeat are for Modbus meters for now",
-              file=sys.stderr)
-        return 2
+        return fail("read", "--json and --repeat are for Modbus meters for now", 2)
     if _line_defaults(args):
         from agent.dlt645.tools import read_main as dlt645_read
         return dlt645_read(args)
     if args.unit is None or args.profile is None:
-        print("loadwatch read: Modbus needs --unit and --profile (DL/T 645 meters: "
-              "--protocol dlt645 --address ...)", file=sys.stderr)
-        return 2
+        return fail("read", "Modbus needs --unit and --profile (DL/T 645 meters: "
+                    "--protocol dlt645 --address ...)", 2)
     if not 1 <= args.unit <= 247:
-        print("loadwatch read: --unit %d is not a Modbus unit id (1-247)" % args.unit,
-              file=sys.stderr)
-        return 2
+        return fail("read", "--unit %d is not a Modbus unit id (1-247)" % args.unit, 2)
     if args.repeat is not None and not args.repeat > 0:
-        print("loadwatch read: --repeat must be > 0 seconds", file=sys.stderr)
-        return 2
+        return fail("read", "--repeat must be > 0 seconds", 2)
     try:
         profile = load_profile(args.profile)
     except ProfileError as e:
-        print("loadwatch read: %s" % e, file=sys.stderr)
-        return 2
+        return fail("read", str(e), 2)
     try:
         return asyncio.run(_read(args, profile, sys.stdout))
     except KeyboardInterrupt:
