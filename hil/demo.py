@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from hil.broker import MosquittoBroker
 from hil.loads import demo_households
 from hil.loads.miners import SCHEDULES
 from hil.meters import SimMeterServer, SimUnit
+from hil.shutdown import stop_run
 from hil.subscriber import Recorder
 
 DAY = 86400.0
@@ -253,15 +253,7 @@ async def run_demo(args: argparse.Namespace) -> int:
         table.message("the miner was caught.")
         return 0
     finally:
-        if agent_task is not None and not agent_task.done():
-            agent_task.cancel()
-            await asyncio.gather(agent_task, return_exceptions=True)
-        if recorder is not None:
-            recorder.stop()
-        if server is not None:
-            await server.stop()
-        broker.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        await stop_run(agent_task, recorder, server, broker, workdir)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from hil.loadbuild import appliance, build_load, miner_load
 from hil.rig import Rig
 from hil.rigclock import RigClock, govern
 from hil.scenario import DAY, Scenario
+from hil.shutdown import stop_run
 
 DRAIN_S = 30.0  # real seconds to wait for the outbox to reach the subscriber at the end
 TICK_S = 0.05  # real seconds between timeline checks (fault schedule, end of run)
@@ -187,15 +187,7 @@ async def run_local(sc: Scenario, data_dir: Path | None = None,
         _footer(rep)
         return rep
     finally:
-        if agent_task is not None and not agent_task.done():
-            agent_task.cancel()
-            await asyncio.gather(agent_task, return_exceptions=True)
-        if recorder is not None:
-            recorder.stop()
-        if rig is not None:
-            await rig.stop()
-        await loop.run_in_executor(None, broker.close)
-        shutil.rmtree(workdir, ignore_errors=True)
+        await stop_run(agent_task, recorder, rig, broker, workdir)
 
 
 async def _reap(before: set) -> list[str]:
