@@ -9,6 +9,8 @@
 * ``device_config`` / ``build_unix`` / ``Device``: build the firmware for the unix port
   with ``firmware_bridge.build`` (the .mpy files a board would get, plus shims) and run
   ``micropython main.py config.json`` in it as a child process.
+* ``run_bridged``: run a built firmware to its end with the agent's bridge source reading
+  its serial uplink (the host half of a ``PtyRelay``).
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ import math
 import os
 import tty
 from pathlib import Path
+from typing import Callable
 
 from agent.bridge.framing import SYNC
+from agent.bridge.source import BridgeSource
 from agent.clock import Clock
+from agent.config import BusPlan
 from agent.profiles import load_profile
 from firmware_bridge import devconfig
 from firmware_bridge.build import build
@@ -248,3 +253,25 @@ class Device:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+
+async def run_bridged(micropython: str, fw_dir: Path, bus: BusPlan, clock: Clock,
+                      on_reading: Callable, on_health: Callable, log_path: Path,
+                      timeout: float) -> str:
+    """Run the firmware in ``fw_dir`` until it exits at its ``stop_at`` while the agent's
+    bridge source for ``bus`` reads its uplink; the device's log. A device that does not
+    exit cleanly in ``timeout`` s fails the test with its log; the device and the source
+    are stopped however it ends (the caller stops its own line, relay and meters)."""
+    source = BridgeSource(bus, clock, on_reading, lambda ev: None, on_health)
+    task = asyncio.create_task(source.run())
+    device = Device(micropython, fw_dir, log_path)
+    try:
+        await device.start()
+        code = await device.wait(timeout)
+        assert code == 0, device.log()
+        await asyncio.sleep(0.2)  # the last frames reach the source
+    finally:
+        await device.kill()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return device.log()

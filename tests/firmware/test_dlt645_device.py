@@ -6,12 +6,10 @@ timeouts and backs off while the other keeps its poll rate."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import pytest
 
-from agent.bridge.source import BridgeSource
 from agent.clock import Clock
 from agent.config import ConfigError, load_text
 from agent.model import Q_TIMEOUT, Reading
@@ -21,7 +19,7 @@ from firmware_bridge.build import build
 from hil.dlt645 import Dlt645Line, SimDlt645Meter
 from hil.rs485 import LinkEmulator
 
-from .harness import T0, Device, PtyRelay, household
+from .harness import T0, PtyRelay, household, run_bridged
 
 # End to end: the MCU app polling DL/T 645 meters on a paced line: `make test` only.
 pytestmark = pytest.mark.slow
@@ -115,22 +113,13 @@ def test_mcu_polls_dlt645_meters_on_a_paced_line(tmp_path, micropython_bin, arun
         await line.start()
         bus = load_text(AGENT.format(state_dir=tmp_path / "agent", link=relay.host_port),
                         "t").buses[0]
-        source = BridgeSource(bus, clock, readings.append, lambda ev: None, lambda h: None)
-        task = asyncio.create_task(source.run())
-        device = Device(micropython_bin, fw, tmp_path / "device.log")
         try:
-            await device.start()
-            code = await device.wait(40.0)
-            assert code == 0, device.log()
-            await asyncio.sleep(0.2)
+            return await run_bridged(micropython_bin, fw, bus, clock, readings.append,
+                                     lambda h: None, tmp_path / "device.log", 40.0)
         finally:
-            await device.kill()
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
             await line.stop()
             await link.stop()
             await relay.stop()
-        return device.log()
 
     log = arun(scenario(), 90.0)
     m1 = [r for r in readings if r.meter == "m1"]

@@ -14,7 +14,6 @@ import time
 
 import pytest
 
-from agent.bridge.source import BridgeSource
 from agent.clock import Clock
 from agent.config import load_text
 from agent.model import Q_TIMEOUT, Event, Reading
@@ -33,6 +32,7 @@ from .harness import (
     build_unix,
     device_config,
     miner_load,
+    run_bridged,
     set_clock,
     sim_clock,
 )
@@ -189,21 +189,12 @@ def test_real_clock_from_the_host_and_a_dead_meter_does_not_stall_the_other(
         bus = load_text(AGENT_TOML.format(state_dir=tmp_path / "agent", port=1883,
                                           link=relay.host_port)
                         + '[[meters]]\nid = "m2"\nbus = "mcu"\n', "t").buses[0]
-        source = BridgeSource(bus, clock, readings.append, lambda ev: None, health.append)
-        task = asyncio.create_task(source.run())
-        device = Device(micropython_bin, fw, tmp_path / "device.log")
         try:
-            await device.start()
-            code = await device.wait(30.0)
-            assert code == 0, device.log()
-            await asyncio.sleep(0.2)
+            return await run_bridged(micropython_bin, fw, bus, clock, readings.append,
+                                     health.append, tmp_path / "device.log", 30.0)
         finally:
-            await device.kill()
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
             await relay.stop()
             await rig.stop()
-        return device.log()
 
     log = arun(scenario(), 60.0)
     m1 = [r for r in readings if r.meter == "m1"]
