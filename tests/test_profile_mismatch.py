@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from agentkit import tcp_agent_toml
+
 from agent.clock import Clock
 from agent.config import load_text
 from agent.modbus.poller import BusPoller
@@ -15,32 +17,6 @@ from agent.profiles import load_profile
 from agent.runtime import Agent
 from hil.loads.base import Constant
 from hil.meters import SimMeterServer, SimUnit
-
-CONFIG = """
-site = "s"
-gateway = "g"
-state_dir = "%(state)s"
-poll_s = 1
-[broker]
-host = "127.0.0.1"
-port = 1
-[[buses]]
-name = "b"
-kind = "tcp"
-host = "127.0.0.1"
-port = %(port)d
-timeout_ms = 500
-[[meters]]
-id = "wrong"
-bus = "b"
-unit = 1
-profile = "sdm630"
-[[meters]]
-id = "right"
-bus = "b"
-unit = 2
-profile = "sdm120"
-"""
 
 
 def test_implausible_names_what_contradicts_the_map() -> None:
@@ -81,7 +57,10 @@ def test_agent_health_and_read_say_profile_mismatch(arun, tmp_path) -> None:
                                 tcp=("127.0.0.1", 0))
         await server.start()
         try:
-            plan = load_text(CONFIG % {"state": tmp_path, "port": server.port}, "t.toml")
+            # Two SDM120s: unit 1 configured as an SDM630 (the wrong map), unit 2 rightly.
+            plan = load_text(tcp_agent_toml(tmp_path, server.port,
+                                            (("wrong", 1, "sdm630"), ("right", 2, "sdm120")),
+                                            timeout_ms=500), "t.toml")
             agent = Agent(plan, clock)
             events: list[Event] = []
             agent.add_listener(events.append)

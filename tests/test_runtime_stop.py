@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 
+from agentkit import tcp_agent_toml
+
 from agent.clock import Clock
 from agent.config import load_text
 from agent.modbus.poller import BusPoller
@@ -21,26 +23,6 @@ from agent.runtime import Agent
 from hil.broker import MosquittoBroker
 from hil.loads.base import Constant
 from hil.meters import SimMeterServer, SimUnit
-
-CONFIG = """
-site = "s"
-gateway = "g"
-poll_s = 1
-state_dir = "%(state)s"
-[broker]
-host = "127.0.0.1"
-port = %(broker)d
-[[buses]]
-name = "b"
-kind = "tcp"
-host = "127.0.0.1"
-port = %(meters)d
-[[meters]]
-id = "m1"
-bus = "b"
-unit = 1
-profile = "sdm630"
-"""
 
 
 def test_agent_stops_when_a_poll_swallows_the_cancel(arun, tmp_path, monkeypatch):
@@ -66,8 +48,8 @@ def test_agent_stops_when_a_poll_swallows_the_cancel(arun, tmp_path, monkeypatch
         await server.start()
         try:
             with MosquittoBroker() as broker:
-                plan = load_text(CONFIG % {"state": tmp_path / "state", "broker": broker.port,
-                                           "meters": server.port}, "t.toml")
+                plan = load_text(tcp_agent_toml(tmp_path / "state", server.port,
+                                                broker_port=broker.port), "t.toml")
                 agent = Agent(plan, clock)
                 task = asyncio.create_task(agent.run())
                 await asyncio.wait_for(in_flight.wait(), 20.0)

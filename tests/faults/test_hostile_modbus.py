@@ -16,6 +16,7 @@ import asyncio
 import logging
 
 import pytest
+from agentkit import tcp_agent_toml
 from campaign import record
 from hostile_modbus import MODES, TCP_ONLY, HostileRtuDevice, HostileTcpServer, SteadyLoad
 
@@ -138,28 +139,6 @@ def test_hostile_modbus_rtu_device_on_a_pty_gives_no_fake_readings(arun, sim,
         results["odd_byte_count"]["errors"][0]
 
 
-AGENT_CONFIG = """
-site = "s"
-gateway = "g"
-poll_s = 1
-state_dir = "%(state)s"
-[broker]
-host = "127.0.0.1"
-port = %(broker)d
-[[buses]]
-name = "b"
-kind = "tcp"
-host = "127.0.0.1"
-port = %(meter)d
-timeout_ms = 300
-[[meters]]
-id = "m1"
-bus = "b"
-unit = 1
-profile = "sdm630"
-"""
-
-
 def test_the_read_command_says_ok_false_when_the_meter_lies(arun, sim, tmp_path) -> None:
     """The agent itself (real broker, real poller): ``read`` of a meter that answers the
     wrong function code replies ok false with the reason; of an honest one, ok true."""
@@ -177,9 +156,9 @@ def test_the_read_command_says_ok_false_when_the_meter_lies(arun, sim, tmp_path)
         await server.start()
         try:
             with MosquittoBroker() as broker:
-                plan = load_text(AGENT_CONFIG % {"state": tmp_path / "state",
-                                                 "broker": broker.port,
-                                                 "meter": server.port}, "t.toml")
+                plan = load_text(tcp_agent_toml(tmp_path / "state", server.port,
+                                                broker_port=broker.port, timeout_ms=300),
+                                 "t.toml")
                 agent = Agent(plan, Clock())
                 task = asyncio.create_task(agent.run())
                 utility = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="utility")
