@@ -11,6 +11,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -113,6 +114,31 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "sgsc25_halfhourly.csv.gz").exists():
         pytest.skip("../shared/data is not present (real traces are used only where present)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def black_hole():
+    """A local TCP port whose accept queue is full: SYNs go unanswered, as from a host
+    that is powered off or firewalled (for connect time-outs, Modbus and MQTT alike)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(8):  # fill the accept queue (backlog 0 still takes one or two)
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                s.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            fillers.append(s)
+        yield port
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
 
 
 @pytest.fixture(scope="session")

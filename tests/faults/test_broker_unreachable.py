@@ -61,28 +61,6 @@ def test_an_unknown_host_is_no_such_host() -> None:
     assert "'broker.example'" in message
 
 
-@pytest.fixture
-def black_hole():
-    """A port whose accept queue is full: SYNs go unanswered, like a firewalled host."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(4):
-        s = socket.socket()
-        s.setblocking(False)
-        try:
-            s.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
-        fillers.append(s)
-    yield port
-    for s in fillers:
-        s.close()
-    listener.close()
-
-
 def test_a_host_that_never_answers_is_timed_out_connecting(tmp_path, black_hole) -> None:
     kind, message = first_error(tmp_path, "127.0.0.1", black_hole)
     assert kind == "timeout" and "timed out connecting to broker" in message, message
