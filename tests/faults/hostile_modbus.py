@@ -20,6 +20,8 @@ import termios
 import threading
 import tty
 
+from tcpkit import LoopbackServer
+
 # Each mode is one way to lie; "good" is the control.
 MODES = ("good", "wrong_fc", "extra_registers", "wrong_unit", "odd_byte_count",
          "byte_count_overflow", "fewer_registers", "echo", "garbage")
@@ -75,52 +77,33 @@ def lie(mode: str, unit: int, fc: int, address: int, count: int, sim,
     return unit, bytes([reply_fc, byte_count]) + data
 
 
-class HostileTcpServer:
+class HostileTcpServer(LoopbackServer):
     """Modbus TCP on 127.0.0.1: every request answered by ``lie(self.mode, ...)``."""
 
     def __init__(self, sim, mode: str = "good", seed: int = 1):
+        super().__init__()
         self.sim = sim
         self.mode = mode
         self.rng = random.Random(seed)
-        self.port = 0
         self.requests = 0
-        self._server: asyncio.base_events.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        for w in list(self._writers):
-            w.close()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self._writers.add(writer)
-        try:
-            while True:
-                head = await reader.readexactly(7)
-                tid, pid, length, unit = struct.unpack(">HHHB", head)
-                pdu = await reader.readexactly(length - 1)
-                self.requests += 1
-                fc, address, count = struct.unpack(">BHH", pdu[:5])
-                if self.mode == "echo":
-                    writer.write(head + pdu)
-                else:
-                    if self.mode == "wrong_tid":
-                        tid = (tid + 7) & 0xFFFF
-                    mode = "good" if self.mode == "wrong_tid" else self.mode
-                    r_unit, r_pdu = lie(mode, unit, fc, address, count, self.sim, self.rng)
-                    writer.write(struct.pack(">HHHB", tid, pid, len(r_pdu) + 1, r_unit) + r_pdu)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
+    async def handle(self, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readexactly(7)
+            tid, pid, length, unit = struct.unpack(">HHHB", head)
+            pdu = await reader.readexactly(length - 1)
+            self.requests += 1
+            fc, address, count = struct.unpack(">BHH", pdu[:5])
+            if self.mode == "echo":
+                writer.write(head + pdu)
+            else:
+                if self.mode == "wrong_tid":
+                    tid = (tid + 7) & 0xFFFF
+                mode = "good" if self.mode == "wrong_tid" else self.mode
+                r_unit, r_pdu = lie(mode, unit, fc, address, count, self.sim, self.rng)
+                writer.write(struct.pack(">HHHB", tid, pid, len(r_pdu) + 1, r_unit) + r_pdu)
+            await writer.drain()
 
 
 class HostileRtuDevice:

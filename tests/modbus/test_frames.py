@@ -12,6 +12,7 @@ import asyncio
 import struct
 
 import pytest
+from tcpkit import LoopbackServer
 
 from agent.config import DEFAULT_QUANTITIES
 from agent.modbus.blocks import plan_reads
@@ -27,43 +28,21 @@ GOLDEN = {
 }
 
 
-class Recorder:
+class Recorder(LoopbackServer):
     """A TCP peer that records RTU requests and answers each with zero registers."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.frames: list[bytes] = []
-        self.tasks: set[asyncio.Task] = set()
-        self.server: asyncio.base_events.Server | None = None
-        self.port = 0
 
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _client(self, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self.tasks.add(task)
-        try:
-            while True:
-                frame = await reader.readexactly(8)
-                self.frames.append(frame)
-                unit, fc, _addr, count = struct.unpack(">BBHH", frame[:6])
-                writer.write(with_crc(bytes((unit, fc, 2 * count)) + bytes(2 * count)))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            for task in self.tasks:
-                task.cancel()
-            await asyncio.gather(*self.tasks, return_exceptions=True)
-            await self.server.wait_closed()
+    async def handle(self, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        while True:
+            frame = await reader.readexactly(8)
+            self.frames.append(frame)
+            unit, fc, _addr, count = struct.unpack(">BBHH", frame[:6])
+            writer.write(with_crc(bytes((unit, fc, 2 * count)) + bytes(2 * count)))
+            await writer.drain()
 
 
 def test_known_vector() -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from tcpkit import LoopbackServer
+
 from agent.clock import Clock
 from agent.config import load_text
 from agent.modbus.poller import BusPoller
@@ -22,26 +24,20 @@ from hil.meters import SimMeterServer, SimUnit
 CYCLES = 8
 
 
-class OneConnectionGateway:
+class OneConnectionGateway(LoopbackServer):
     """A real TCP front for a real pymodbus server that, like a cheap gateway, serves one
     client at a time and closes any other connection as soon as it opens."""
 
     def __init__(self, target_port: int):
+        super().__init__()
         self.target_port = target_port
         self.busy = False
         self.refused = 0
-        self.server: asyncio.base_events.Server | None = None
-        self.port = 0
 
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _client(self, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
+    async def handle(self, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
         if self.busy:
             self.refused += 1
-            writer.close()
             return
         self.busy = True
         try:
@@ -57,11 +53,6 @@ class OneConnectionGateway:
             await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
         finally:
             self.busy = False
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
 
 
 def _plan(port: int, extra: str = ""):
