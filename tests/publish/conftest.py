@@ -16,7 +16,10 @@ from pathlib import Path
 import jsonschema
 import paho.mqtt.client as mqtt
 import pytest
-from publish_helpers import broker_settings  # noqa: F401 - re-exported for the tests
+from publish_helpers import (
+    broker_settings,  # noqa: F401 - re-exported for the tests
+    wait,
+)
 
 from agent.publish import SCHEMA_OF_KIND, load_schema, schema_name
 from hil.broker import MosquittoBroker
@@ -123,12 +126,7 @@ class Subscriber:
         return out
 
     def wait_for(self, pred, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pred(self):
-                return True
-            time.sleep(0.02)
-        return pred(self)
+        return wait(lambda: pred(self), timeout)
 
 
 @pytest.fixture

@@ -78,3 +78,14 @@ def put(pub: Publisher, ob: Outbox, c: Codec, ev: Event) -> bool:
     stored = ob.put(c.event(ev))
     pub.wake()
     return stored
+
+
+def wait(pred, timeout: float = 10.0) -> bool:
+    """Poll ``pred()`` every 20 ms until it is true or ``timeout`` s pass; its last value
+    (the publisher works on its own thread: the tests wait for what it has done)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PREFIX, broker_settings, client_cert_conf, password_acl_conf, tls_conf
-from publish_helpers import alert, put, score, start_publisher, telemetry
+from publish_helpers import alert, put, score, start_publisher, telemetry, wait
 
 from hil.broker import MosquittoBroker
 
@@ -57,15 +57,6 @@ class Producer(threading.Thread):
             put(self.pub, self.ob, self.c, telemetry("m%d" % (i % 4), i))
             i += 1
             time.sleep(self.pace)
-
-
-def wait(pred, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 def _campaign_config(kind: str, tmp_path: Path, pki: dict) -> tuple[str, dict, dict]:
@@ -111,7 +102,7 @@ def _broker_campaign(tmp_path, subscribers, capsys, pki, name, config, outage):
             time.sleep(1.0)
             prod.halt.set()
             prod.join()
-            assert wait(lambda: ob.stats()["pending"] == 0), ob.stats()
+            assert wait(lambda: ob.stats()["pending"] == 0, 20.0), ob.stats()
             ok = sub.wait_for(lambda s: all(i in s.ids for i in prod.raised), 15)
             assert ok, ("missing", [(n, i) for n, i in enumerate(prod.raised)
                                     if i not in sub.ids], len(prod.raised))
@@ -202,7 +193,7 @@ def test_outbox_bound_with_a_dead_broker(tmp_path, subscribers, capsys):
             assert st["dropped"]["telemetry"] > 0 and st["dropped"]["score"] > 0
             assert st["bytes"] <= 40_000
             b.start()
-            assert wait(lambda: ob.stats()["pending"] == 0)
+            assert wait(lambda: ob.stats()["pending"] == 0, 20.0)
             assert sub.wait_for(lambda s: all(i in s.ids for i in raised))
             tele = sub.payloads("telemetry")
             dropped = ob.stats()["dropped"]["telemetry"]

@@ -9,16 +9,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 from conftest import HOST, PREFIX, USERS, broker_settings
-from publish_helpers import alert, health, put, score, start_publisher, telemetry
-
-
-def wait(pred, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
+from publish_helpers import alert, health, put, score, start_publisher, telemetry, wait
 
 
 def deliver_all_kinds(pub, ob, c, sub):
