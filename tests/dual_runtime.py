@@ -1,7 +1,8 @@
 """One way to run a MicroPython-safe check file on both runtimes.
 
 A check file (``tests/signature/checks.py``, ``tests/pipeline/checks.py``,
-``tests/dlt/codec_checks.py``) defines ``all_checks()`` and, run as a script, prints
+``tests/dlt/codec_checks.py``) defines ``check_*`` functions and, run as a script, runs
+them all with ``checkkit.run`` (tests/checkkit.py), which prints
 ``N checks passed, M failed``. Pytest runs each check on CPython by name; the whole file then
 runs once under the real MicroPython unix port, which must pass exactly the same checks.
 """
@@ -15,6 +16,8 @@ import subprocess
 from pathlib import Path
 from types import ModuleType
 
+from checkkit import all_checks
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,12 +30,13 @@ def load_checks(path: Path, name: str) -> ModuleType:
 
 
 def check_names(mod: ModuleType) -> list[str]:
-    return [name for name, _ in mod.all_checks()]
+    return [name for name, _ in all_checks(vars(mod))]
 
 
 def passed_on_micropython(micropython_bin: str, path: Path, timeout_s: float = 120) -> int:
     """Run the check file under MicroPython; return how many checks passed (none may fail)."""
-    env = dict(os.environ, MICROPYPATH=str(ROOT))
+    # The repo root for agent/, tests/ for checkkit (the check files' runner).
+    env = dict(os.environ, MICROPYPATH="%s:%s" % (ROOT, ROOT / "tests"))
     proc = subprocess.run([micropython_bin, str(path)], cwd=str(ROOT), env=env,
                           capture_output=True, text=True, timeout=timeout_s)
     out = proc.stdout + proc.stderr

@@ -3,23 +3,16 @@
 Like tests/signature/checks.py: every ``check_*`` raises CheckFailed on failure; only
 ``agent.dlt645.codec`` is imported, so the file runs unchanged on both runtimes:
 
-    MICROPYPATH=<repo root> .venv/bin/micropython tests/dlt/codec_checks.py
+    MICROPYPATH=<root>:<root>/tests .venv/bin/micropython tests/dlt/codec_checks.py
     .venv/bin/pytest -q tests/dlt        (runs each check, and the line above)
 
 The byte strings are worked out by hand from DL/T 645-2007 section 7 (frame layout,
 +0x33, checksum) so a codec that is merely self-consistent still fails them.
 """
 
+from checkkit import CheckFailed, expect, run
+
 from agent.dlt645 import codec
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def expect(cond, msg):
-    if not cond:
-        raise CheckFailed(msg)
 
 
 def hx(s):
@@ -181,26 +174,5 @@ def check_di_order():
     expect(codec.di_text(0x00010000) == "00010000", "di_text")
 
 
-def all_checks():
-    g = globals()
-    return [(name, g[name]) for name in sorted(g) if name.startswith("check_")]
-
-
-def main():
-    passed = 0
-    failed = 0
-    for name, fn in all_checks():
-        try:
-            fn()
-            passed += 1
-        except Exception as e:  # report every failure, then exit non-zero
-            failed += 1
-            print("FAIL %s: %r" % (name, e))
-    print("%d checks passed, %d failed" % (passed, failed))
-    return failed
-
-
 if __name__ == "__main__":
-    import sys
-
-    sys.exit(1 if main() else 0)
+    raise SystemExit(run(globals()))

@@ -7,12 +7,14 @@ does for the detector. Every ``check_*`` function builds what it needs, raises
 ``CheckFailed`` on failure and returns nothing. Only MicroPython-safe modules are
 imported:
 
-    MICROPYPATH=<repo root> .venv/bin/micropython tests/pipeline/checks.py
+    MICROPYPATH=<root>:<root>/tests .venv/bin/micropython tests/pipeline/checks.py
     .venv/bin/pytest -q tests/pipeline          (runs each check, and the line above)
 """
 
 import json
 import struct
+
+from checkkit import CheckFailed, expect, run
 
 from agent import aggregate, health, quality
 from agent.model import (
@@ -40,15 +42,6 @@ T0 = 1767225600.0  # 2026-01-01 00:00 UTC
 TABLE = [["p_w", 4, 0, "float32", "ABCD", 1.0], ["pf", 4, 2, "float32", "ABCD", 1.0],
          ["e_import_kwh", 4, 0x100, "uint32", "CDAB", 0.01],
          ["v_v", 4, 0x200, "uint16", "ABCD", 0.1]]
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def expect(cond, msg):
-    if not cond:
-        raise CheckFailed(msg)
 
 
 def f32(x):
@@ -498,27 +491,5 @@ def check_compact_telemetry_of_a_three_phase_meter():
 # --------------------------------------------------------------------------- runner
 
 
-def all_checks():
-    g = globals()
-    names = sorted(k for k in g if k.startswith("check_"))
-    return [(k, g[k]) for k in names]
-
-
-def main():
-    passed = 0
-    failed = 0
-    for name, fn in all_checks():
-        try:
-            fn()
-            passed += 1
-        except Exception as e:  # report every failing check, not only the first
-            failed += 1
-            print("FAIL %s: %r" % (name, e))
-    print("%d checks passed, %d failed" % (passed, failed))
-    return failed
-
-
 if __name__ == "__main__":
-    import sys
-
-    sys.exit(1 if main() else 0)
+    raise SystemExit(run(globals()))

@@ -5,7 +5,7 @@ raises ``CheckFailed`` on failure and returns nothing. Only ``agent.signature``
 are imported, no ``random`` (a tiny hash makes the synthetic household), so the file runs
 unchanged on both runtimes:
 
-    MICROPYPATH=<repo root> .venv/bin/micropython tests/signature/checks.py
+    MICROPYPATH=<root>:<root>/tests .venv/bin/micropython tests/signature/checks.py
     .venv/bin/pytest -q tests/signature          (runs each check, and the line above)
 
 The synthetic household is a pure function of ``t`` so that sampling it every 5 s or every
@@ -15,19 +15,12 @@ The synthetic household is a pure function of ``t`` so that sampling it every 5 
 
 import math
 
+from checkkit import CheckFailed, expect, run
+
 from agent.signature import FEATURES, Detector, default_settings
 
 T0 = 1362096000.0  # 2013-03-01 00:00 UTC
 DAY = 86400.0
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def expect(cond, msg):
-    if not cond:
-        raise CheckFailed(msg)
 
 
 def _u(k):
@@ -523,28 +516,5 @@ def check_outputs_belong_to_their_detector():
     expect(a.evidence() == ea and b.evidence() == eb, "evidence changed without a sample")
 
 
-def all_checks():
-    names = []
-    g = globals()
-    for name in g:
-        if name.startswith("check_"):
-            names.append(name)
-    names.sort()
-    return [(n, g[n]) for n in names]
-
-
-def main():
-    failed = 0
-    checks = all_checks()
-    for name, fn in checks:
-        try:
-            fn()
-        except Exception as e:  # report every failure, then exit non-zero
-            failed += 1
-            print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
-    print("%d checks passed, %d failed" % (len(checks) - failed, failed))
-    return failed
-
-
 if __name__ == "__main__":
-    raise SystemExit(1 if main() else 0)
+    raise SystemExit(run(globals()))
