@@ -9,6 +9,7 @@
 * ``device_config`` / ``build_unix`` / ``Device``: build the firmware for the unix port
   with ``firmware_bridge.build`` (the .mpy files a board would get, plus shims) and run
   ``micropython main.py config.json`` in it as a child process.
+* ``device_on_a_miner_bus``: all of the above for one device and one miner meter.
 * ``run_bridged``: run a built firmware to its end with the agent's bridge source reading
   its serial uplink (the host half of a ``PtyRelay``).
 """
@@ -275,3 +276,17 @@ async def run_bridged(micropython: str, fw_dir: Path, bus: BusPlan, clock: Clock
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     return device.log()
+
+
+async def device_on_a_miner_bus(workdir: Path, micropython: str, cfg: dict, stop_at: float,
+                                speed: float) -> tuple[Clock, MeterRig, Device]:
+    """The firmware for ``cfg`` built into ``workdir``/fw to stop at ``stop_at``, on a
+    simulated clock at ``speed``, its RS-485 port (``workdir``/rs485, as
+    ``device_config`` names it) wired to one simulated meter with a miner load: the
+    clock, the meter rig (started: the caller stops it) and the device (not started)."""
+    fw = build_unix(workdir, cfg, stop_at)
+    clock = sim_clock(speed)
+    rig = await MeterRig(miner_load(), clock).start()
+    os.symlink(rig.port, workdir / "rs485")
+    set_clock(fw, clock)
+    return clock, rig, Device(micropython, fw, workdir / "device.log")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 
 import jsonschema
@@ -23,17 +22,7 @@ from agent.publish.codec import Codec
 from hil.broker import MosquittoBroker
 from hil.subscriber import Recorder
 
-from .harness import (
-    DAY,
-    T0,
-    Device,
-    MeterRig,
-    build_unix,
-    device_config,
-    miner_load,
-    set_clock,
-    sim_clock,
-)
+from .harness import DAY, T0, device_config, device_on_a_miner_bus
 
 # End to end: the MCU app on MicroPython, HIL meters and a broker: `make test` only.
 pytestmark = pytest.mark.slow
@@ -102,12 +91,8 @@ def test_mcu_over_mqtt_survives_a_power_cut_and_raises_the_alert(tmp_path, micro
 
 async def _scenario(tmp_path, micropython_bin, broker_port: int):
     cfg = device_config(tmp_path, "mqtt", str(tmp_path / "rs485"), mqtt_port=broker_port)
-    fw = build_unix(tmp_path, cfg, stop_at=T0 + END_DAYS * DAY)
-    clock = sim_clock(SPEED)
-    rig = await MeterRig(miner_load(), clock).start()
-    os.symlink(rig.port, tmp_path / "rs485")
-    set_clock(fw, clock)
-    device = Device(micropython_bin, fw, tmp_path / "device.log")
+    clock, rig, device = await device_on_a_miner_bus(tmp_path, micropython_bin, cfg,
+                                                     T0 + END_DAYS * DAY, SPEED)
     try:
         await device.start()
         while clock.now() < T0 + KILL_AT_DAYS * DAY:
@@ -156,12 +141,8 @@ async def _outage(tmp_path, micropython_bin, broker: MosquittoBroker):
     cfg = device_config(tmp_path, "mqtt", str(tmp_path / "rs485"), mqtt_port=broker.port)
     # One raised event and no updates: the retained alert topic then holds exactly it.
     cfg["meters"][0]["policy"]["update_every_s"] = 100 * DAY
-    fw = build_unix(tmp_path, cfg, stop_at=T0 + 4.8 * DAY)
-    clock = sim_clock(SPEED)
-    rig = await MeterRig(miner_load(), clock).start()
-    os.symlink(rig.port, tmp_path / "rs485")
-    set_clock(fw, clock)
-    device = Device(micropython_bin, fw, tmp_path / "device.log")
+    clock, rig, device = await device_on_a_miner_bus(tmp_path, micropython_bin, cfg,
+                                                     T0 + 4.8 * DAY, SPEED)
     loop = asyncio.get_running_loop()
     try:
         await device.start()

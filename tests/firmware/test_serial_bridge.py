@@ -26,15 +26,12 @@ from hil.subscriber import Recorder
 from .harness import (
     DAY,
     T0,
-    Device,
     MeterRig,
     PtyRelay,
-    build_unix,
     device_config,
+    device_on_a_miner_bus,
     miner_load,
     run_bridged,
-    set_clock,
-    sim_clock,
 )
 
 # End to end: the MCU app on MicroPython, HIL meters, the agent and a broker: `make test` only.
@@ -116,9 +113,8 @@ def test_mcu_over_serial_bridge_raises_the_agents_alert(tmp_path, micropython_bi
 async def _scenario(tmp_path, micropython_bin, broker_port: int):
     relay = await PtyRelay(tmp_path).start()
     cfg = device_config(tmp_path, "serial", str(tmp_path / "rs485"), relay.device_port)
-    fw = build_unix(tmp_path, cfg, stop_at=T0 + END_DAYS * DAY)
-    clock = sim_clock(SPEED)
-    rig = await MeterRig(miner_load(), clock).start()
+    clock, rig, device = await device_on_a_miner_bus(tmp_path, micropython_bin, cfg,
+                                                     T0 + END_DAYS * DAY, SPEED)
     relay.corrupt_frame = 5
     plan = load_text(AGENT_TOML.format(state_dir=tmp_path / "agent", port=broker_port,
                                        link=relay.host_port), "serial-bridge test")
@@ -140,9 +136,6 @@ async def _scenario(tmp_path, micropython_bin, broker_port: int):
     agent.on_reading = on_reading
     agent.add_listener(lambda ev: pipeline_events.append(ev)
                        if ev.is_alert and ev not in mcu_events else None)
-    os.symlink(rig.port, tmp_path / "rs485")
-    set_clock(fw, clock)
-    device = Device(micropython_bin, fw, tmp_path / "device.log")
     agent_task = asyncio.create_task(agent.run())
     # The simulated clock runs from before the rig and the agent are set up; on a loaded
     # machine that set-up alone is simulated hours. Coverage is judged from here.
