@@ -1,7 +1,10 @@
-"""Small parts that the polling tests of both protocols share: a frozen meter clock and a
-collector for a poller's callbacks (tests/ is on sys.path: ``from pollkit import ...``)."""
+"""Small parts that the polling tests of both protocols share: a frozen meter clock, a
+collector for a poller's callbacks and a sweep of every meter now (tests/ is on sys.path:
+``from pollkit import ...``)."""
 
 from __future__ import annotations
+
+import time
 
 from agent.model import RawPoll
 
@@ -28,3 +31,15 @@ class Collector:
 
     def on_health(self, h) -> None:
         self.health[h.meter] = h
+
+
+async def sweep(poller, backoff: bool = False) -> float:
+    """Poll every meter of ``poller`` once, now, whatever its schedule (with ``backoff``,
+    a meter waiting out a back-off too); the wall seconds the sweep took."""
+    for st in poller.meters.values():
+        st.next_due = 0.0
+        if backoff:
+            st.retry_at = 0.0
+    t0 = time.monotonic()
+    await poller.run_cycle()
+    return time.monotonic() - t0

@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from agentkit import tcp_agent_toml
+from pollkit import sweep
 
 from agent.clock import Clock
 from agent.config import load_text
@@ -67,9 +68,7 @@ def test_agent_health_and_read_say_profile_mismatch(arun, tmp_path) -> None:
             poller = BusPoller(plan.buses[0], clock, agent.on_poll, agent.on_health)
             try:
                 for _ in range(MISMATCH_POLLS + 1):
-                    for st in poller.meters.values():
-                        st.next_due = 0.0
-                    await poller.run_cycle()
+                    await sweep(poller)
             finally:
                 poller.close()
             wrong, right = agent.health["wrong"], agent.health["right"]

@@ -4,23 +4,13 @@ while the others keep their pace."""
 
 from __future__ import annotations
 
-import time
-
-from pollkit import Collector
+from pollkit import Collector, sweep
 
 from agent.decode import Decoder
 from agent.modbus.poller import BusPoller
 from agent.model import Q_TIMEOUT
 
 from .rig import Rig
-
-
-async def _cycle(poller: BusPoller) -> float:
-    for st in poller.meters.values():
-        st.next_due = 0.0
-    t0 = time.monotonic()
-    await poller.run_cycle()
-    return time.monotonic() - t0
 
 
 def _check_values(rig: Rig, got: Collector) -> None:
@@ -45,7 +35,7 @@ def test_values_in_values_out_over_a_paced_pty(arun) -> None:
             got = Collector()
             poller = BusPoller(rig.plan.buses[0], rig.clock, got.on_poll, got.on_health)
             try:
-                await _cycle(poller)
+                await sweep(poller)
             finally:
                 poller.close()
             _check_values(rig, got)
@@ -63,7 +53,7 @@ def test_three_phase_block_reads_through_a_transparent_gateway(arun) -> None:
             got = Collector()
             poller = BusPoller(rig.plan.buses[0], rig.clock, got.on_poll, got.on_health)
             try:
-                await _cycle(poller)
+                await sweep(poller)
             finally:
                 poller.close()
             _check_values(rig, got)
@@ -83,11 +73,11 @@ def test_dead_meter_is_isolated_and_backed_off(arun) -> None:
             got = Collector()
             poller = BusPoller(rig.plan.buses[0], rig.clock, got.on_poll, got.on_health)
             try:
-                await _cycle(poller)
-                healthy = await _cycle(poller)
+                await sweep(poller)
+                healthy = await sweep(poller)
                 rig.meter(2).set_fault("silent")
                 got.polls.clear()
-                await _cycle(poller)
+                await sweep(poller)
                 dead = next(p for p in got.polls if not p.ok)
                 h = got.health[dead.meter]
                 assert dead.meter == rig.plan.meters[1].id and dead.error_kind == "timeout"
@@ -97,7 +87,7 @@ def test_dead_meter_is_isolated_and_backed_off(arun) -> None:
                 assert Decoder(rig.plan.meters[1]).decode(dead).quality & Q_TIMEOUT
                 assert sum(p.ok for p in got.polls) == 3
                 got.polls.clear()
-                during = await _cycle(poller)
+                during = await sweep(poller)
                 assert len(got.polls) == 3 and all(p.ok for p in got.polls)
                 assert during <= healthy, (during, healthy)
             finally:

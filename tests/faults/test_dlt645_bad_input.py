@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from campaign import record
 from dlt.rig import Rig
-from pollkit import Collector
+from pollkit import Collector, sweep
 
 from agent.decode import Decoder
 from agent.modbus.poller import BusPoller
@@ -49,9 +49,7 @@ def test_bad_input_is_flagged_and_polling_goes_on(arun, fault: str, kw: dict, fl
             bad_id = rig.plan.meters[1].id
             try:
                 rig.meter(2).set_fault(fault, **kw)
-                for st in poller.meters.values():
-                    st.next_due = 0.0
-                await poller.run_cycle()
+                await sweep(poller)
                 readings = {p.meter: decoders[p.meter].decode(p) for p in got.polls}
                 bad = readings[bad_id]
                 fake_scored = int(bool(flag) and bad.scorable)
@@ -76,10 +74,7 @@ def test_bad_input_is_flagged_and_polling_goes_on(arun, fault: str, kw: dict, fl
                 # and the meter is read normally once its fault is gone
                 rig.meter(2).clear_faults()
                 got.polls.clear()
-                for st in poller.meters.values():
-                    st.next_due = 0.0
-                    st.retry_at = 0.0
-                await poller.run_cycle()
+                await sweep(poller, backoff=True)
                 again = {p.meter: decoders[p.meter].decode(p) for p in got.polls}
                 assert again[bad_id].quality == 0 and got.health[bad_id].state == "ok"
             finally:

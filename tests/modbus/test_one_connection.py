@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from pollkit import sweep
 from tcpkit import LoopbackServer
 
 from agent.clock import Clock
@@ -70,10 +71,7 @@ async def _polls(port: int, extra: str = "") -> list[RawPoll]:
     poller = BusPoller(_plan(port, extra).buses[0], Clock(), got.append, lambda h: None)
     try:
         for _ in range(CYCLES):
-            for st in poller.meters.values():
-                st.next_due = 0.0
-                st.retry_at = 0.0
-            await poller.run_cycle()
+            await sweep(poller, backoff=True)
     finally:
         poller.close()
         await asyncio.sleep(0.05)  # let the gateway see the close

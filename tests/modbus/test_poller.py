@@ -9,7 +9,7 @@ import asyncio
 import time
 
 import pytest
-from pollkit import Collector, FixedClock
+from pollkit import Collector, FixedClock, sweep
 
 from agent.clock import Clock
 from agent.config import load_text
@@ -85,14 +85,6 @@ async def _rtu_rig(n: int, baud: int = 38400, timeout_ms: int = 100, retries: in
     return link, server, plan, clock
 
 
-async def _cycle(poller: BusPoller) -> float:
-    for st in poller.meters.values():
-        st.next_due = 0.0
-    t0 = time.monotonic()
-    await poller.run_cycle()
-    return time.monotonic() - t0
-
-
 @pytest.mark.serial  # wall-clock timing: run alone, after the parallel part
 def test_rtu_cycle_is_within_10_percent_of_the_baud_arithmetic(arun) -> None:
     """4 meters at 9600 baud: the cycle is the frames' wire time plus the silences."""
@@ -101,8 +93,8 @@ def test_rtu_cycle_is_within_10_percent_of_the_baud_arithmetic(arun) -> None:
         link, server, plan, clock = await _rtu_rig(4, baud=9600, timeout_ms=500)
         poller = BusPoller(plan.buses[0], clock, lambda raw: None, lambda h: None)
         try:
-            await _cycle(poller)
-            took = min([await _cycle(poller) for _ in range(2)])
+            await sweep(poller)
+            took = min([await sweep(poller) for _ in range(2)])
         finally:
             poller.close()
             await server.stop()
@@ -125,11 +117,11 @@ def test_dead_meter_among_16_costs_one_timeout_per_backoff_period(arun) -> None:
         poller = BusPoller(plan.buses[0], clock, got.on_poll, got.on_health)
         timeout = plan.buses[0].timeout_s
         try:
-            await _cycle(poller)  # open the port
-            healthy = min([await _cycle(poller) for _ in range(2)])
+            await sweep(poller)  # open the port
+            healthy = min([await sweep(poller) for _ in range(2)])
             server.unit(5).set_fault("silent", on=True)
             got.polls.clear()
-            first = await _cycle(poller)  # detection: 1 try + 1 retry
+            first = await sweep(poller)  # detection: 1 try + 1 retry
             assert [p.meter for p in got.polls if not p.ok] == ["m5"]
             h = got.health["m5"]
             assert h.state == "down" and h.backoff_s >= 2.0 and h.errors["timeout"] == 1
@@ -137,19 +129,19 @@ def test_dead_meter_among_16_costs_one_timeout_per_backoff_period(arun) -> None:
             assert first <= 1.2 * healthy + 2 * timeout + 0.1, (first, healthy)
             # While it backs off, the bus runs at full speed without it.
             got.polls.clear()
-            during = await _cycle(poller)
+            during = await sweep(poller)
             assert "m5" not in [p.meter for p in got.polls] and len(got.polls) == 15
             assert during <= 1.2 * healthy + 0.05, (during, healthy)
             # When its back-off expires it gets one probe: one timeout, no retry.
             poller.meters["m5"].retry_at = 0.0
-            probe = await _cycle(poller)
+            probe = await sweep(poller)
             assert during + 0.5 * timeout <= probe <= 1.2 * healthy + timeout + 0.1, (probe, during)
             assert got.health["m5"].backoff_s >= 4.0  # doubled
             # It comes back: polled normally and healthy again.
             server.unit(5).set_fault("silent", on=False)
             poller.meters["m5"].retry_at = 0.0
             got.polls.clear()
-            await _cycle(poller)
+            await sweep(poller)
             assert all(p.ok for p in got.polls) and len(got.polls) == 16
             assert got.health["m5"].state == "ok" and got.health["m5"].backoff_s == 0.0
         finally:
@@ -167,10 +159,10 @@ def test_crc_noise_and_exception_replies_are_flagged_not_scored(arun) -> None:
         poller = BusPoller(plan.buses[0], clock, got.on_poll, got.on_health)
         decoders = {m.id: Decoder(m) for m in plan.meters}
         try:
-            await _cycle(poller)
+            await sweep(poller)
             link.set_fault("crc", rate=1.0)
             got.polls.clear()
-            await _cycle(poller)
+            await sweep(poller)
             readings = [decoders[p.meter].decode(p) for p in got.polls]
             assert all(r.quality & Q_CRC and not r.scorable for r in readings)
             assert got.health["m1"].errors.get("crc") == 1
@@ -179,7 +171,7 @@ def test_crc_noise_and_exception_replies_are_flagged_not_scored(arun) -> None:
                 st.retry_at = 0.0
             link.set_fault("exception", unit=2, code=2, rate=1.0)
             got.polls.clear()
-            await _cycle(poller)
+            await sweep(poller)
             by = {p.meter: p for p in got.polls}
             assert by["m1"].ok and by["m3"].ok
             assert by["m2"].error_kind == "exception" and by["m2"].exception_code == 2
@@ -200,12 +192,12 @@ def test_port_that_vanishes_and_returns_is_reconnected(arun) -> None:
         got = Collector()
         poller = BusPoller(plan.buses[0], clock, got.on_poll, got.on_health)
         try:
-            await _cycle(poller)
+            await sweep(poller)
             assert all(p.ok for p in got.polls)
             link.set_fault("gone", on=True)
             await asyncio.sleep(0.05)
             got.polls.clear()
-            await _cycle(poller)
+            await sweep(poller)
             assert [p.error_kind for p in got.polls] == ["io", "io"]
             assert all(Decoder(m).decode(p).quality & Q_TIMEOUT
                        for m, p in zip(plan.meters, got.polls))
@@ -213,7 +205,7 @@ def test_port_that_vanishes_and_returns_is_reconnected(arun) -> None:
             link.set_fault("gone", on=False)
             await asyncio.sleep(0.6)  # the reconnect back-off starts at 0.5 s
             got.polls.clear()
-            await _cycle(poller)
+            await sweep(poller)
             assert [p.ok for p in got.polls] == [True, True], [p.error for p in got.polls]
             assert got.health["m2"].state == "ok"
         finally:
@@ -240,7 +232,7 @@ def test_tcp_meters_poll_concurrently_within_the_per_host_limit(arun) -> None:
         got = Collector()
         poller = BusPoller(plan.buses[0], clock, got.on_poll, got.on_health)
         try:
-            took = await _cycle(poller)
+            took = await sweep(poller)
         finally:
             poller.close()
             await server.stop()
@@ -324,17 +316,17 @@ def test_tcp_host_that_goes_away_and_returns_is_reconnected(arun) -> None:
         got = Collector()
         poller = BusPoller(plan.buses[0], clock, got.on_poll, got.on_health)
         try:
-            await _cycle(poller)
+            await sweep(poller)
             assert got.polls[-1].ok
             await server.stop()  # the gateway reboots
             await asyncio.sleep(0.05)
-            await _cycle(poller)
+            await sweep(poller)
             assert got.polls[-1].error_kind == "io", got.polls[-1].error
             assert got.health["m1"].state == "down"
             server = SimMeterServer(units, tcp=("127.0.0.1", port))
             await server.start()
             await asyncio.sleep(0.6)  # past the reconnect back-off
-            await _cycle(poller)
+            await sweep(poller)
             assert got.polls[-1].ok, got.polls[-1].error
             assert got.health["m1"].state == "ok"
         finally:

@@ -11,6 +11,7 @@ import signal
 import sys
 
 import pytest
+from pollkit import sweep
 
 from agent.clock import Clock
 from agent.config import load_text
@@ -119,9 +120,7 @@ def test_run_backs_off_a_unit_the_gateway_says_is_absent(arun) -> None:
         poller = BusPoller(load_text(text, "t.toml").buses[0], clock, lambda raw: None,
                            lambda h: health.__setitem__(h.meter, h))
         try:
-            for st in poller.meters.values():
-                st.next_due = 0.0
-            await poller.run_cycle()
+            await sweep(poller)
         finally:
             poller.close()
             await server.stop()
