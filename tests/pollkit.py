@@ -1,11 +1,14 @@
 """Small parts that the polling tests of both protocols share: a frozen meter clock, a
-collector for a poller's callbacks and a sweep of every meter now (tests/ is on sys.path:
-``from pollkit import ...``)."""
+collector for a poller's callbacks, a poller wired to one and a sweep of every meter now
+(tests/ is on sys.path: ``from pollkit import ...``)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
+from agent.modbus.poller import BusPoller
 from agent.model import RawPoll
 
 
@@ -31,6 +34,18 @@ class Collector:
 
     def on_health(self, h) -> None:
         self.health[h.meter] = h
+
+
+@contextlib.asynccontextmanager
+async def polling(bus, clock) -> AsyncIterator[tuple[BusPoller, Collector]]:
+    """``async with polling(bus, clock) as (poller, got):`` a BusPoller for ``bus`` whose
+    polls and health go to the Collector ``got``; the poller is closed on the way out."""
+    got = Collector()
+    poller = BusPoller(bus, clock, got.on_poll, got.on_health)
+    try:
+        yield poller, got
+    finally:
+        poller.close()
 
 
 async def sweep(poller, backoff: bool = False) -> float:

@@ -17,14 +17,13 @@ import asyncio
 
 import dlt645  # the dev extra installs it (setup.cfg); a missing package fails here
 import pytest
-from pollkit import Collector
+from pollkit import polling
 
 from agent.clock import Clock
 from agent.config import load_text
 from agent.decode import Decoder
 from agent.dlt645.transport import Dlt645Transport
 from agent.link import TransportError
-from agent.modbus.poller import BusPoller
 from hil.rs485 import LinkEmulator
 
 from .rig import Rig, agent_config
@@ -72,9 +71,7 @@ def test_our_poller_reads_the_packages_slave_on_a_paced_pty(arun) -> None:
                 'kind = "rtu"\nport = "%s"\nparity = "N"\ntimeout_ms = 1500' % link.master_port,
                 [(ADDRESS, "dlt645_single")],
                 'quantities = ["p_w", "v_v", "i_a", "pf", "f_hz", "e_import_kwh"]'), "x.toml")
-            got = Collector()
-            poller = BusPoller(plan.buses[0], Clock(), got.on_poll, got.on_health)
-            try:
+            async with polling(plan.buses[0], Clock()) as (poller, got):
                 await poller.run_cycle()
                 raw = got.polls[0]
                 assert raw.ok, raw.error
@@ -87,8 +84,6 @@ def test_our_poller_reads_the_packages_slave_on_a_paced_pty(arun) -> None:
                 with pytest.raises(TransportError) as e:
                     await tr.read_item("000012345679", 0x02030000, 1.5)
                 assert e.value.kind != "timeout", e.value
-            finally:
-                poller.close()
         finally:
             await asyncio.to_thread(slave.server.stop)
             await link.stop()

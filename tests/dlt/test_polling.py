@@ -4,10 +4,9 @@ while the others keep their pace."""
 
 from __future__ import annotations
 
-from pollkit import Collector, sweep
+from pollkit import Collector, polling, sweep
 
 from agent.decode import Decoder
-from agent.modbus.poller import BusPoller
 from agent.model import Q_TIMEOUT
 
 from .rig import Rig
@@ -32,12 +31,8 @@ def _check_values(rig: Rig, got: Collector) -> None:
 def test_values_in_values_out_over_a_paced_pty(arun) -> None:
     async def main() -> None:
         async with Rig(3) as rig:
-            got = Collector()
-            poller = BusPoller(rig.plan.buses[0], rig.clock, got.on_poll, got.on_health)
-            try:
+            async with polling(rig.plan.buses[0], rig.clock) as (poller, got):
                 await sweep(poller)
-            finally:
-                poller.close()
             _check_values(rig, got)
             # Each of the 7 quantities is one DI read: 7 round trips per meter, paced.
             assert rig.link.stats()["frames"] == 2 * 7 * 3
@@ -50,12 +45,8 @@ def test_three_phase_block_reads_through_a_transparent_gateway(arun) -> None:
     async def main() -> None:
         async with Rig(2, profile="dlt645_three", gateway=True,
                        meter_extra='quantities = "all"') as rig:
-            got = Collector()
-            poller = BusPoller(rig.plan.buses[0], rig.clock, got.on_poll, got.on_health)
-            try:
+            async with polling(rig.plan.buses[0], rig.clock) as (poller, got):
                 await sweep(poller)
-            finally:
-                poller.close()
             _check_values(rig, got)
             m = rig.plan.meters[0]
             # 5 blocks + f_hz + 5 energies instead of 24 single reads
@@ -70,9 +61,7 @@ def test_dead_meter_is_isolated_and_backed_off(arun) -> None:
         # One quantity per meter keeps a sweep (~1 s at 2400 baud) inside the first
         # back-off period (2 s), so the next sweep must skip the dead meter.
         async with Rig(4, timeout_ms=300, meter_extra='quantities = ["p_w"]') as rig:
-            got = Collector()
-            poller = BusPoller(rig.plan.buses[0], rig.clock, got.on_poll, got.on_health)
-            try:
+            async with polling(rig.plan.buses[0], rig.clock) as (poller, got):
                 await sweep(poller)
                 healthy = await sweep(poller)
                 rig.meter(2).set_fault("silent")
@@ -90,7 +79,5 @@ def test_dead_meter_is_isolated_and_backed_off(arun) -> None:
                 during = await sweep(poller)
                 assert len(got.polls) == 3 and all(p.ok for p in got.polls)
                 assert during <= healthy, (during, healthy)
-            finally:
-                poller.close()
 
     arun(main())

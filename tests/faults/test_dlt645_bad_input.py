@@ -12,10 +12,9 @@ from __future__ import annotations
 import pytest
 from campaign import record
 from dlt.rig import Rig
-from pollkit import Collector, sweep
+from pollkit import polling, sweep
 
 from agent.decode import Decoder
-from agent.modbus.poller import BusPoller
 from agent.model import Q_CRC, Q_ERROR_REPLY, Q_MISSING, Q_NAN, quality_names
 
 # Fault campaigns (tests/faults): `make test` and `make faults` only.
@@ -43,11 +42,9 @@ def test_bad_input_is_flagged_and_polling_goes_on(arun, fault: str, kw: dict, fl
     async def main() -> None:
         async with Rig(3, timeout_ms=300, retries=0,
                        meter_extra='quantities = ["p_w"]') as rig:
-            got = Collector()
-            poller = BusPoller(rig.plan.buses[0], rig.clock, got.on_poll, got.on_health)
             decoders = {m.id: Decoder(m) for m in rig.plan.meters}
             bad_id = rig.plan.meters[1].id
-            try:
+            async with polling(rig.plan.buses[0], rig.clock) as (poller, got):
                 rig.meter(2).set_fault(fault, **kw)
                 await sweep(poller)
                 readings = {p.meter: decoders[p.meter].decode(p) for p in got.polls}
@@ -77,7 +74,5 @@ def test_bad_input_is_flagged_and_polling_goes_on(arun, fault: str, kw: dict, fl
                 await sweep(poller, backoff=True)
                 again = {p.meter: decoders[p.meter].decode(p) for p in got.polls}
                 assert again[bad_id].quality == 0 and got.health[bad_id].state == "ok"
-            finally:
-                poller.close()
 
     arun(main())
