@@ -244,6 +244,13 @@ class Device:
         assert self.proc is not None
         return await asyncio.wait_for(self.proc.wait(), timeout)
 
+    async def run_to_end(self, timeout: float) -> None:
+        """Start the device and wait up to ``timeout`` s for it to exit at its ``stop_at``;
+        an exit status other than 0 fails the test with the device's log."""
+        await self.start()
+        code = await self.wait(timeout)
+        assert code == 0, self.log()
+
     async def kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
@@ -267,9 +274,7 @@ async def run_bridged(micropython: str, fw_dir: Path, bus: BusPlan, clock: Clock
     task = asyncio.create_task(source.run())
     device = Device(micropython, fw_dir, log_path)
     try:
-        await device.start()
-        code = await device.wait(timeout)
-        assert code == 0, device.log()
+        await device.run_to_end(timeout)
         await asyncio.sleep(0.2)  # the last frames reach the source
     finally:
         await device.kill()

@@ -102,9 +102,7 @@ async def _scenario(tmp_path, micropython_bin, broker_port: int):
         await device.kill()  # SIGKILL: no shutdown, no last save
         await asyncio.sleep(0.2)
         restart_t = clock.now()
-        await device.start()
-        code = await device.wait(60.0)
-        assert code == 0, device.log()
+        await device.run_to_end(60.0)
     finally:
         await device.kill()
         await rig.stop()
@@ -159,9 +157,7 @@ async def _outage(tmp_path, micropython_bin, broker: MosquittoBroker):
         await device.kill()  # power cut with the alert only in the flash queue
         await loop.run_in_executor(None, broker.start)
         up_t = clock.now()
-        await device.start()
-        code = await device.wait(60.0)
-        assert code == 0, device.log()
+        await device.run_to_end(60.0)
     finally:
         await device.kill()
         await rig.stop()
