@@ -23,6 +23,7 @@ from agent.screen.problems import Problems
 from agent.screen.sources import InputError, Source, batches, estimate_rows, open_source
 
 if TYPE_CHECKING:
+    from agent.screen.local import Workers
     from agent.screen.spark import SparkJob
 
 UNIT_SAMPLE = 200_000  # samples looked at for unit mistakes before anything is scored
@@ -277,7 +278,7 @@ def _run(args: argparse.Namespace, settings: Settings, layout: Layout, units: Un
 
             try:
                 with Workers(workers) as pool:
-                    parts = _partition(sources, units, workers, est, spill_dir,
+                    parts = _partition(pool, sources, units, est, spill_dir,
                                        read_problems, progress, total)
                     pool.run(parts, settings, on_part)
             finally:
@@ -307,20 +308,17 @@ def _run(args: argparse.Namespace, settings: Settings, layout: Layout, units: Un
     return 0
 
 
-def _partition(sources: list[Source], units: Units, workers: int, est: int, spill_dir: str,
-               problems: Problems, progress: Progress, total: list[int]) -> list[str]:
-    from agent.screen.local import Spill, part_count
+def _partition(pool: Workers, sources: list[Source], units: Units, est: int,
+               spill_dir: str, problems: Problems, progress: Progress, total: list[int]
+               ) -> list[list[str]]:
+    from agent.screen.local import part_count
 
-    spill = Spill(spill_dir, part_count(est, workers), sources[0].layout.has_pf)
-    rows = 0
-    for src in sources:
-        for b in batches(src, problems):
-            lb = normalize(b, src.layout, units, problems)
-            spill.add(lb)
-            rows += len(lb)
-            progress.show("screen: reading %s: %s samples" % (src.path, _rate(rows)))
-    total[0] = rows
-    return spill.close()
+    def on_rows(path: str, rows: int) -> None:
+        progress.show("screen: reading %s: %s samples" % (path, _rate(rows)))
+        total[0] = rows
+
+    return pool.partition(sources, units, part_count(est, pool.workers), spill_dir,
+                          problems, on_rows)
 
 
 def _report(out: Outputs, ranked: list[MeterResult], elapsed: float,

@@ -2,9 +2,11 @@
 
 Memory stays bounded whatever the input size: pass 1 streams the input once and appends
 each batch's rows to one of K spill files chosen by a hash of the meter id (an external
-hash partition, so each meter's rows end up in one file, in input order); pass 2 reads
-one spill file at a time per worker, groups it by meter and runs ``screen_meter`` on each.
-K is chosen so that a spill file holds about ROWS_PER_PART samples.
+hash partition, so each meter's rows end up in one part, in input order); pass 2 reads
+one part at a time per worker, groups it by meter and runs ``screen_meter`` on each.
+K is chosen so that a part holds about ROWS_PER_PART samples. With several workers and
+Parquet input, pass 1 runs in the workers too, each on a range of row groups writing its
+own set of K files; a part is then those files, read in input order.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import multiprocessing
 import os
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agent.screen.layout import LongBatch
+from agent.screen.layout import LongBatch, Units, normalize
 from agent.screen.meter import MeterResult, Settings, screen_meter
+from agent.screen.problems import Problems
+from agent.screen.sources import Source, batches, row_groups
 
 ROWS_PER_PART = 1_000_000
 MAX_PARTS = 1024
@@ -43,13 +48,18 @@ def _schema(has_pf: bool) -> pa.Schema:
     return pa.schema(fields)
 
 
+def spill_path(workdir: str, part: int, tag: int) -> str:
+    """Part ``part``'s file written by pass-1 job ``tag`` (0 when the parent reads)."""
+    return os.path.join(workdir, "part-%04d-%03d.arrows" % (part, tag))
+
+
 class Spill:
     """K meter-hashed spill files (Arrow IPC streams, LZ4) in ``workdir``."""
 
-    def __init__(self, workdir: str, k: int, has_pf: bool) -> None:
+    def __init__(self, workdir: str, k: int, has_pf: bool, tag: int = 0) -> None:
         self.k = k
         self.schema = _schema(has_pf)
-        self.paths = [os.path.join(workdir, "part-%04d.arrows" % i) for i in range(k)]
+        self.paths = [spill_path(workdir, i, tag) for i in range(k)]
         self.rows = [0] * k
         self._writers: list[pa.ipc.RecordBatchStreamWriter | None] = [None] * k
         self._sinks: list[pa.OSFile | None] = [None] * k
@@ -123,11 +133,16 @@ def _numbers(arr: pa.Array | pa.ChunkedArray, dtype: type) -> np.ndarray:
                          offset=arr.offset * size)
 
 
-def score_part(path: str, settings: Settings) -> list[MeterResult]:
-    """Group one spill file by meter (input order kept per meter) and screen each meter."""
-    with pa.OSFile(path, "rb") as f:
-        table = pa.ipc.open_stream(f).read_all()
-    os.unlink(path)  # read whole: the disk space goes back as the run proceeds
+def score_part(paths: list[str], settings: Settings) -> list[MeterResult]:
+    """Group one part (its spill files, in input order) by meter, input order kept per
+    meter, and screen each meter."""
+    tables = []
+    for path in paths:
+        with pa.OSFile(path, "rb") as f:
+            tables.append(pa.ipc.open_stream(f).read_all())
+        os.unlink(path)  # read whole: the disk space goes back as the run proceeds
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    del tables
     meter = table.column("meter").combine_chunks()
     enc = pc.dictionary_encode(meter)
     codes = _numbers(enc.indices, np.int32)
@@ -147,7 +162,31 @@ def score_part(path: str, settings: Settings) -> list[MeterResult]:
     return out
 
 
-def _score_part_job(job: tuple[str, Settings]) -> list[MeterResult]:
+@dataclass(frozen=True)
+class SpillJob:
+    """Pass 1 for some row groups of one Parquet file, in a worker."""
+
+    src: Source
+    groups: tuple[int, ...]
+    units: Units
+    workdir: str
+    k: int
+    tag: int
+
+
+def spill_job(job: SpillJob) -> tuple[list[int], Problems]:
+    """Rows per part written by this job, and the input problems it met."""
+    problems = Problems()
+    spill = Spill(job.workdir, job.k, job.src.layout.has_pf, job.tag)
+    try:
+        for b in batches(job.src, problems, list(job.groups) or None):
+            spill.add(normalize(b, job.src.layout, job.units, problems))
+    finally:
+        spill.close()
+    return spill.rows, problems
+
+
+def _score_part_job(job: tuple[list[str], Settings]) -> list[MeterResult]:
     return score_part(*job)
 
 
@@ -183,15 +222,57 @@ class Workers:
             self._pool.join()
             self._pool = None
 
-    def run(self, paths: list[str], settings: Settings,
+    def partition(self, sources: list[Source], units: Units, k: int, workdir: str,
+                  problems: Problems, on_rows: Callable[[str, int], None]) -> list[list[str]]:
+        """Pass 1: every source's rows into K parts; each part's files, largest part first.
+        ``on_rows(path, rows so far)`` reports progress."""
+        has_pf = sources[0].layout.has_pf
+        groups = [row_groups(src) for src in sources] if self._pool is not None else []
+        if sum(groups) < 2:  # one process reads (CSV streams, a one-group Parquet file)
+            spill = Spill(workdir, k, has_pf)
+            rows = 0
+            for src in sources:
+                for b in batches(src, problems):
+                    lb = normalize(b, src.layout, units, problems)
+                    spill.add(lb)
+                    rows += len(lb)
+                    on_rows(src.path, rows)
+            return [[path] for path in spill.close()]
+        jobs = []
+        for src, n in zip(sources, groups):
+            if n == 0:  # a CSV among Parquet inputs: one job reads it whole
+                jobs.append(SpillJob(src, (), units, workdir, k, len(jobs) + 1))
+                continue
+            step = -(-n // (2 * self.workers))  # two jobs per worker: none waits long
+            for a in range(0, n, step):
+                jobs.append(SpillJob(src, tuple(range(a, min(n, a + step))), units,
+                                     workdir, k, len(jobs) + 1))
+        assert self._pool is not None
+        per_part = [0] * k
+        files: list[list[str]] = [[] for _ in range(k)]
+        done = 0
+        # imap (in order): a part's files are listed in job order, which is input order.
+        for job, (rows, found) in zip(jobs, self._pool.imap(spill_job, jobs)):
+            problems.add(found)
+            for i, n in enumerate(rows):
+                if n:
+                    per_part[i] += n
+                    files[i].append(spill_path(workdir, i, job.tag))
+            done += sum(rows)
+            on_rows(job.src.path, done)
+        used = [i for i in range(k) if per_part[i]]
+        used.sort(key=lambda i: -per_part[i])
+        return [files[i] for i in used]
+
+    def run(self, parts: list[list[str]], settings: Settings,
             on_part: Callable[[list[MeterResult]], None]) -> None:
-        """Score every spill file; results to on_part as each file finishes, so the caller
-        can write and report progress as it goes."""
-        if self._pool is None or len(paths) <= 1:
-            for path in paths:
-                on_part(score_part(path, settings))
+        """Score every part; results to on_part as each part finishes, so the caller can
+        write and report progress as it goes."""
+        if self._pool is None or len(parts) <= 1:
+            for paths in parts:
+                on_part(score_part(paths, settings))
             return
         results: Iterator[list[MeterResult]] = self._pool.imap_unordered(
-            _score_part_job, [(p, settings) for p in paths])
+            _score_part_job, [(paths, settings) for paths in parts])
         for res in results:
             on_part(res)

@@ -159,6 +159,51 @@ def test_parquet_and_partitioned_spill_give_replays_events(tmp_path: Path,
                  for e in ev]) == want
 
 
+def test_pass_one_in_the_workers_keeps_every_meters_rows_in_input_order(
+        tmp_path: Path) -> None:
+    """Parquet with several row groups and two workers: the workers partition row-group
+    ranges side by side, and each part, its files read in order, still holds every row
+    of a meter in the input's order (out-of-order rows included: screen sorts them later,
+    keeping the first of two equal times, so the order decides which one is kept)."""
+    rows = list(csv.DictReader(open(STREET, newline="")))
+    rows[10], rows[300] = rows[300], rows[10]  # out of time order within a meter
+    table = pa.table({"meter": [x["meter"] for x in rows],
+                      "timestamp": [x["timestamp"] for x in rows],
+                      "p_w": [float(x["p_w"]) + i * 1e-6 for i, x in enumerate(rows)]})
+    path = tmp_path / "in.parquet"
+    pq.write_table(table, path, row_group_size=400)  # 8 row groups
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    # In a process of its own, as screen runs it (a process pool leaves multiprocessing's
+    # resource tracker behind in the process that made it).
+    script = (
+        "import json, sys\n"
+        "from agent.screen import local\n"
+        "from agent.screen.layout import Units\n"
+        "from agent.screen.problems import Problems\n"
+        "from agent.screen.sources import open_source\n"
+        "if __name__ == '__main__':\n"
+        "    with local.Workers(2) as pool:\n"
+        "        parts = pool.partition([open_source(sys.argv[1])], Units(), 3, sys.argv[2],\n"
+        "                               Problems(), lambda path, rows: None)\n"
+        "    print(json.dumps(parts))\n")
+    r = subprocess.run([sys.executable, "-c", script, str(path), str(spill)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    parts = json.loads(r.stdout)
+    assert any(len(files) > 1 for files in parts)  # several workers' jobs wrote a part
+    want: dict[str, list[float]] = defaultdict(list)
+    for x in table.to_pylist():
+        want[x["meter"]].append(x["p_w"])
+    got: dict[str, list[float]] = defaultdict(list)
+    for files in parts:
+        for f in files:
+            with pa.OSFile(f, "rb") as fh:
+                for x in pa.ipc.open_stream(fh).read_all().to_pylist():
+                    got[x["meter"]].append(x["p"])
+    assert got == want
+
+
 BAD_CSV = """meter,timestamp,p_w,pf
 a,1000,100,0.9
 a,3000,100,0.9
