@@ -199,7 +199,14 @@ def screen_main(args: argparse.Namespace) -> int:
             msg = "%s: %s" % (args.config, msg)
         return _fail(msg)
     job = None
+    pool = None
     try:
+        if args.engine == "local":
+            from agent.screen.local import Workers
+
+            # Started first: the workers' own start-up runs while this process reads the
+            # header and the unit-check rows.
+            pool = Workers(args.workers)
         sources: list[Source] = []
         if args.engine == "local" or _driver_reads(args.inputs):
             # Files on this machine: the header and the unit check are read here, before
@@ -232,16 +239,19 @@ def screen_main(args: argparse.Namespace) -> int:
                 if found is None:
                     return 2
             sources = []  # Spark reads the data itself
-        return _run(args, settings, layout, units, sources, job, found)
+        return _run(args, settings, layout, units, sources, job, pool, found)
     except (InputError, LayoutError) as e:
         return _fail(str(e))
     finally:
         if job is not None:
             job.stop()
+        if pool is not None:
+            pool.close()
 
 
 def _run(args: argparse.Namespace, settings: Settings, layout: Layout, units: Units,
-         sources: list[Source], job: SparkJob | None, found: list[str]) -> int:
+         sources: list[Source], job: SparkJob | None, pool: Workers | None,
+         found: list[str]) -> int:
     err = sys.stderr
     try:
         out = Outputs(args.out, args.top)
@@ -261,26 +271,24 @@ def _run(args: argparse.Namespace, settings: Settings, layout: Layout, units: Un
                       % (out.meters, _rate(out.samples), _rate(rate), _eta(left)))
 
     try:
+        total = [0]
+        workers = 0
         if job is not None:
-            total = [0]  # Spark does not say how many rows it will read: no ETA
+            # (Spark does not say how many rows it will read: no ETA.)
             for r in job.results(layout, units, settings, read_problems):
                 on_result(r, total)
-            workers = 0
-        else:
+        elif pool is not None:
             workers = args.workers
-            total = [0]
             spill_dir = tempfile.mkdtemp(prefix=".spill-", dir=args.out)
-            from agent.screen.local import Workers
 
             def on_part(results: list[MeterResult]) -> None:
                 for r in results:
                     on_result(r, total)
 
             try:
-                with Workers(workers) as pool:
-                    parts = _partition(pool, sources, units, est, spill_dir,
-                                       read_problems, progress, total)
-                    pool.run(parts, settings, on_part)
+                parts = _partition(pool, sources, units, est, spill_dir, read_problems,
+                                   progress, total)
+                pool.run(parts, settings, on_part)
             finally:
                 shutil.rmtree(spill_dir, ignore_errors=True)
     except InputError as e:
