@@ -1,17 +1,19 @@
 """Throughput, scaling and memory of ``loadwatch screen`` (figures in README, "Screening").
 
-    .venv/bin/python bench/screen.py                      # rates and ratios, ~3 min
-    .venv/bin/python bench/screen.py --meters 400 --days 90
+    .venv/bin/python bench/screen.py                      # rates and ratios, ~3 min idle
+    .venv/bin/python bench/screen.py --meters 200 --days 60 --no-spark   # a quick look
     .venv/bin/python bench/screen.py --memory             # 10,000 meters x 1 year (long)
     .venv/bin/python bench/screen.py --memory --fraction 0.1   # a stated tenth of it
 
 Every figure is measured here, side by side in one run, on generated 30-min AMI data
 (households with a morning and an evening peak and noise; one meter in 20 gets a miner
 of 0.5-3 kW from a random day on): ``replay`` for reference, the local engine on 1 and
-on 2 worker processes, and Spark ``local[2]`` on the same file. Rates are samples scored
-per second of wall time, reading and writing included, and per second of CPU time used by
-the command's process tree (what one core delivers, whatever else the machine is doing;
-not shown for Spark, whose JVM is not a process the command waits for).
+on 2 worker processes (alternating, ``--repeat`` times each, the best wall of each
+compared), and Spark ``local[2]`` on the same file; then each engine's start-up, on a
+2-meter input. Rates are samples scored per second of wall time, reading and writing
+included, and per second of CPU time used by the command's process tree (what one core
+delivers, whatever else the machine is doing; for Spark, its JVM and Python workers as
+sampled from /proc, since the command does not wait for them).
 Peak RSS is the sum over the command's process tree (parent and workers, and for Spark
 its JVM and Python workers), sampled every 0.2 s from /proc; shared pages count once per
 process, so the figure errs high.
@@ -174,7 +176,9 @@ def screen(inp: Path, out: Path, *extra: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--meters", type=int, default=200)
+    # 2.88 M samples: Spark's ~10-17 s start-up is still visible in its ratio, the local
+    # engine's ~1 s no longer dominates the 2-worker run.
+    ap.add_argument("--meters", type=int, default=1000)
     ap.add_argument("--days", type=int, default=60)
     ap.add_argument("--no-spark", action="store_true")
     ap.add_argument("--repeat", type=int, default=2,
