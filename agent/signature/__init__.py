@@ -180,6 +180,7 @@ def default_settings():
         "learn_below": 40.0,  # a judged block is learned only if it scored below this
         "jitter_good": 0.02,  # in-slot relative spread in the block: rig-like at or below
         "jitter_bad": 0.1,  # ... thermostat / compressor at or above
+        "jitter_veto": 0.0,  # share of the score a thermostat-like jitter takes (0: see README)
         "pf_good": 0.93,  # power factor in the block: switch-mode PSU (APFC) at or above
         "pf_bad": 0.85,  # ... motor / pump at or below
         "pf_veto": 0.45,  # share of the score a motor-like pf takes away
@@ -198,7 +199,7 @@ def default_settings():
 # Settings that are shares of something (a rate per day, a share of the gate or the score):
 # above 1 they overshoot or turn a score negative.
 _SHARES = ("min_cover", "learn_up", "learn_down", "flat_gate", "shape_veto", "pf_veto",
-           "const_unknown")
+           "jitter_veto", "const_unknown")
 
 
 def checked_settings(settings):
@@ -530,7 +531,9 @@ class Detector:
     def _slot_shape(self, sidx, n, mean):
         """In-slot jitter and power factor feed slow averages, only for slots inside the
         judged block and near its level: that is where a rig shows itself (a kettle on
-        top of a rig, and the hours outside the block, are the household)."""
+        top of a rig, and the hours outside the block, are the household). The open hour
+        just after the block counts as inside: a run going on ends at the newest closed
+        hour, so otherwise no slot of it would ever count until it had lasted 24 h."""
         f = self._f
         h = (sidx // self._ring[SPB]) % NHOUR
         lvl = f[FIG + FG_LEVEL]
@@ -539,7 +542,7 @@ class Detector:
             lo = self._s["step_lo_kw"]
         x = mean / 1000.0 - f[BH + h]
         if f[DH + h] > 0.0 and lo <= x <= 1.3 * lvl + 0.05 \
-                and (h - int(f[FIG + FG_START])) % NHOUR < f[FIG + FG_LEN]:
+                and (h - int(f[FIG + FG_START])) % NHOUR <= f[FIG + FG_LEN]:
             if n >= 5.0:
                 var = f[SS] / n - (f[S] / n) * (f[S] / n)
                 j = (var ** 0.5) / mean if var > 0.0 else 0.0
@@ -740,6 +743,9 @@ class Detector:
             f[ONSET] = f[BL_SINCE]  # a schedule: since its first block
         elif pers > 0.0 and f[UP] <= 0.0:
             f[ONSET] = t - pers * 3600.0
+            # A new run: its jitter and pf are its own, not an earlier block's.
+            f[JIT] = -1.0
+            f[PF] = -1.0
         f[UP] = pers
         f[SCORE] = total
         ub = 1 << NHOUR if alive else 0

@@ -17,7 +17,10 @@ looks (vacant homes are flat too). Inside the gate the block's qualities add poi
 * **jitter** and **power factor** inside the block, where the samples carry them: a rig's
   switch-mode supplies hold pf >= 0.95 with ~1 % ripple, a pump motor sits at 0.7-0.85. A
   measured pf below ``pf_good`` also scales the whole score down (``pf_veto``): at 1 s
-  with pf a pool pump is not a rig, whatever its schedule.
+  with pf a pool pump is not a rig, whatever its schedule. ``jitter_veto`` (0 by default)
+  does the same for a jitter above ``jitter_good``: a heat pump's PFC holds a rig's pf,
+  but its defrost and a thermostat's cycling are not a rig's ~1 % ripple; a busy home's
+  own minute-to-minute spread on top of a rig is not either (README: why it is off).
 
 ``rise`` is weak, ungated evidence (at most ``w_rise``, below any alert) so that a small
 or not yet repeated rise still ranks above the same home without it; ``level`` is the
@@ -80,6 +83,8 @@ def points(gate, flat, var, edge, shift, jit, pf, rise, level_pts, s):
     k = 1.0
     if pf >= 0.0:
         k = 1.0 - s["pf_veto"] * (1.0 - f_pf)
+    if jit >= 0.0:
+        k *= 1.0 - s["jitter_veto"] * (1.0 - f_jit)
     c = [gate * s["w_step"] * k, gate * s["w_persistence"] * k, gate * f_flat * s["w_flatness"] * k,
          gate * f_const * s["w_constancy"] * k, gate * f_edge * s["w_edges"] * k,
          gate * f_jit * s["w_jitter"] * k, gate * f_pf * s["w_power_factor"] * k,

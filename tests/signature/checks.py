@@ -219,6 +219,58 @@ def check_pool_pump_with_motor_power_factor_is_not_raised():
     expect(top_pf < 72.0, "pool pump at pf 0.8 scored %r: %r" % (top_pf, with_pf.evidence()))
 
 
+def check_a_new_run_is_judged_on_its_own_jitter_and_pf():
+    # An inverter heat pump in frosty weather adds a flat, 24/7, kW-scale rise, and its
+    # PFC holds pf 0.97 as a rig's supplies do: at 30-min energy it is a rig's twin. At
+    # 1-min samples its in-slot spread differs: minute-to-minute modulation and a 4-min
+    # reverse-cycle defrost at about twice the input every 75 min (its slot's mean stays
+    # inside the block's level band), against a rig's ~1 % ripple. The spread and pf must
+    # be the new run's own and measured by the time it would raise (before, a run's slots
+    # never counted until it had lasted 24 h: it raised on energy alone). With
+    # ``jitter_veto`` (off by default, see README) the spread takes part of the score.
+    onset = T0 + 3 * DAY
+
+    def compressor(t):
+        if t < onset:
+            return 0.0
+        if (t - onset) % 4500.0 < 240.0:
+            return 1900.0
+        return 900.0 * (1.0 + 0.03 * (2.0 * _u(int(t // 60.0) + 77) - 1.0))
+
+    veto = {"jitter_veto": 0.5, "jitter_bad": 0.06}
+    hp = Detector({})
+    hp_veto = Detector(veto)
+    rig = Detector({})
+    rig_veto = Detector(veto)
+    at_raise = {}
+    top = [0.0, 0.0, 0.0, 0.0]
+    t = T0
+    while t < onset + 3 * DAY:
+        pf = 0.97 if t >= onset else 0.98
+        p_hp = household(t) + compressor(t)
+        p_rig = household(t) + miner(t, onset, 1000.0)
+        for i, (d, p) in enumerate(((hp, p_hp), (hp_veto, p_hp), (rig, p_rig),
+                                    (rig_veto, p_rig))):
+            x = d.update(t, p, pf)
+            if x > top[i]:
+                top[i] = x
+            if x >= 72.0 and i not in at_raise:
+                e = d.evidence()
+                at_raise[i] = (e["jitter_pct"], e["pf"])
+        t += 60.0
+    expect(0 in at_raise and 2 in at_raise, "heat pump / rig not scored as rigs without "
+           "the veto: %r" % (top,))
+    jit, pf = at_raise[0]
+    expect(jit is not None and jit >= 6.0 and pf == 0.97,
+           "the heat pump's own jitter/pf were not measured when it scored 72: %r" % (at_raise[0],))
+    jit, pf = at_raise[2]
+    expect(jit is not None and jit <= 3.0 and pf == 0.97,
+           "the rig's own jitter/pf were not measured when it scored 72: %r" % (at_raise[2],))
+    expect(top[3] >= 72.0, "with jitter_veto the rig scored only %r" % top[3])
+    expect(top[1] < 72.0, "with jitter_veto the heat pump scored %r: %r" % (top[1],
+                                                                           hp_veto.evidence()))
+
+
 def check_determinism():
     a = Detector({})
     b = Detector({})
