@@ -275,7 +275,11 @@ def _run(args: argparse.Namespace, settings: Settings, layout: Layout, units: Un
         workers = 0
         if job is not None:
             # (Spark does not say how many rows it will read: no ETA.)
-            for r in job.results(layout, units, settings, read_problems):
+            def waiting(done: int, parts: int) -> None:
+                progress.show("screen: spark: %d of %d partitions scored, %.0f s"
+                              % (done, parts, time.monotonic() - t0))
+
+            for r in job.results(layout, units, settings, read_problems, waiting):
                 on_result(r, total)
         elif pool is not None:
             workers = args.workers

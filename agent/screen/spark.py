@@ -15,7 +15,8 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
 from agent.screen.layout import Layout, Units, normalize
 from agent.screen.meter import EventRow, MeterResult, Settings, screen_meter
@@ -256,11 +257,19 @@ class SparkJob:
         return lb.t.tolist(), lb.p.tolist()
 
     def results(self, layout: Layout, units: Units, settings: Settings,
-                problems: Problems) -> Iterator[MeterResult]:
-        """Screen every meter; results stream back as partitions finish.
+                problems: Problems, waiting: Callable[[int, int], None] | None = None
+                ) -> Iterator[MeterResult]:
+        """Screen every meter; the results then stream back to the driver.
 
+        Every partition is scored at once, on all the cores Spark has, and kept by Spark
+        (memory, else its disk: ~1 KB a meter); only then are the results fetched a
+        partition at a time. ``toLocalIterator`` alone runs one job per partition, so
+        the scoring would run on two partitions at a time (with prefetch) whatever the
+        cluster's size. ``waiting(done, total)`` reports scored partitions meanwhile.
         Rows that never reach a meter (no meter id) add only to ``problems``.
         """
+        from pyspark import StorageLevel
+
         df = self._frame(layout)
         # Partitions by CPU, not by bytes: scoring costs a few us a sample in Python, so a
         # partition of a few MB is already seconds of work. Four per core keeps every core
@@ -270,14 +279,44 @@ class SparkJob:
         n_parts = max(2, self.spark.sparkContext.defaultParallelism * 4)
         out = df.repartition(n_parts, "meter").sortWithinPartitions("meter").mapInArrow(
             partition_function(layout, units, settings), RESULT_SCHEMA)
-        # prefetchPartitions: the next partition is computed while this one is written,
-        # so the driver does not leave the executors idle between partitions.
-        for row in out.toLocalIterator(prefetchPartitions=True):
-            r = _result(row.asDict())
-            if not r.meter:
-                problems.add(r.problems)
-                continue
-            yield r
+        out = out.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            self._materialize(out, n_parts, waiting)
+            for row in out.toLocalIterator():
+                r = _result(row.asDict())
+                if not r.meter:
+                    problems.add(r.problems)
+                    continue
+                yield r
+        finally:
+            out.unpersist()
+
+    def _materialize(self, out, n_parts: int,
+                     waiting: Callable[[int, int], None] | None) -> None:
+        """Run the scoring job (``count`` over the persisted result) and report the
+        scored partitions every second while it runs."""
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                out.count()
+            except BaseException as e:  # re-raised in the caller's thread
+                failed.append(e)
+
+        job = threading.Thread(target=run, name="screen-spark-job", daemon=True)
+        job.start()
+        tracker = self.spark.sparkContext.statusTracker()
+        while job.is_alive():
+            job.join(1.0)
+            if waiting is not None:
+                done = 0
+                for sid in tracker.getActiveStageIds():
+                    info = tracker.getStageInfo(sid)
+                    if info is not None and info.numTasks == n_parts:
+                        done = max(done, info.numCompletedTasks)
+                waiting(done, n_parts)
+        if failed:
+            raise failed[0]
 
 
 def _first_line(e: BaseException) -> str:
