@@ -123,8 +123,9 @@ def ramp_rig() -> str:
 def heat_and_grow() -> str:
     """A 1 kW GPU rig 24/7 from day 8, beside the look-alikes that 30-min energy confuses
     with one: an air-source heat pump in a cold spell and grow rooms on a 12/12 and an
-    18/6 photoperiod, and a plain home that must stay quiet (README, detector: grow lights are reported as their own class; what
-    the detector decides for each is pinned here, false alarms included)."""
+    18/6 photoperiod, and a plain home that must stay quiet (README, detector: grow
+    lights are reported as their own class; what the detector decides for each is pinned
+    here, false alarms included)."""
     return scheduled(16.0, 900.0, [
         ("gpu-rig", _home(61, gpu_rig(6, 145.0, 130.0, seed=10, tz_hours=TZ,
                                       start=T0 + 8 * DAY))),
