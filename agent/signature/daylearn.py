@@ -126,8 +126,16 @@ def blocks_ended(e, up, u, cn, h_now, t, f, s):
             b -= 1
         m = NHOUR - 2 - b
         if m >= min_h:
-            hs = (h_now + 2 + b) % NHOUR
-            lv, fl, ed, _ = describe(e, up, b + 1, m, s, f, hs)
+            a = b + 1
+            # Where the block ended: its last hours that rose by less than a quarter of
+            # its level are the household's (a morning on top of a large night block),
+            # not the block's; kept, they move its end from day to day with the
+            # household, and a rig's next night is taken for another block.
+            lv, _, _, _ = describe(e, up, a, m, s)
+            while m > min_h and e[a + m - 1] is not None and e[a + m - 1] < 0.25 * lv:
+                m -= 1
+            hs = (h_now + 1 + a) % NHOUR
+            lv, fl, ed, _ = describe(e, up, a, m, s, f, hs)
             block_closed(f, s, t, hs, m, lv, fl, ed)
     if h_now == NHOUR - 1 and cn >= NHOUR:
         lv, fl, ed, _ = describe(e, up, 0, NHOUR, s, f, 0)

@@ -528,6 +528,32 @@ def check_night_only_rig_is_caught_after_its_second_night():
            "summary %r" % ev["summary"])
 
 
+def check_a_busy_morning_does_not_move_a_night_blocks_end():
+    # A 10 kW rig runs 22:00-07:00; on its first morning the household also runs 1.5 kW
+    # until 10:00, so that night's block of up hours ends at 10:00. Those hours rose by far
+    # less than the block's level: the block is 22:00-07:00 and the second night repeats it
+    # (before, it ended at 10:00, the second night's end moved by 3 h and started anew).
+    onset = T0 + 6 * DAY + 22 * 3600.0
+    busy = onset + 9 * 3600.0
+
+    def load(t):
+        h = ((t - T0) % DAY) / 3600.0
+        p = household(t)
+        if h >= 22.0 or h < 7.0:
+            p += miner(t, onset, 10000.0)
+        if busy <= t < busy + 3 * 3600.0:
+            p += 1500.0
+        return p
+
+    d = Detector({})
+    top = _peak(d, T0, T0 + 8 * DAY + 12 * 3600.0, 300.0, load)
+    sc = d.evidence()["schedule"]
+    expect(sc is not None and sc["start_hour"] == 22 and sc["end_hour"] == 7
+           and sc["days_seen"] >= 2, "night rig's schedule %r" % (sc,))
+    expect(top >= 72.0, "10 kW night rig scored only %r after its second night: %r"
+           % (top, d.evidence()))
+
+
 def check_weather_shaped_heater_is_not_raised():
     # A heater that draws 1.6 kW in the small hours and 0.8 kW in the afternoon is steady
     # from day to day but not flat through its block; a rig is both.
