@@ -210,7 +210,10 @@ def app_boot_heap_per_meter(micropython: str, unix: Path) -> float:
                                   timeout=120, check=False)
             if proc.returncode != 0:
                 raise RuntimeError(proc.stdout + proc.stderr)
-            held[n] = int(proc.stdout.split()[-1])
+            count, heap = (int(x) for x in proc.stdout.split()[-2:])
+            if count != n:
+                raise RuntimeError("the app made %d meters of %d" % (count, n))
+            held[n] = heap
     finally:
         os.close(master)
         os.close(slave)
