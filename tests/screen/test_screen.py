@@ -62,6 +62,16 @@ def norm(events: list[dict]) -> list[tuple]:
                    json.dumps(e["evidence"], sort_keys=True, default=str)) for e in events)
 
 
+def write_milliseconds(rows: list[dict], path: Path) -> Path:
+    """The rows again with UNIX timestamps in milliseconds (a unit mistake screen stops on)."""
+    with open(path, "w") as f:
+        f.write("meter,timestamp,p_w\n")
+        for x in rows:
+            t = datetime.fromisoformat(x["timestamp"].replace("Z", "+00:00"))
+            f.write("%s,%d,%s\n" % (x["meter"], int(t.timestamp()) * 1000, x["p_w"]))
+    return path
+
+
 @pytest.mark.slow
 def test_replay_local_and_spark_give_identical_events(tmp_path: Path) -> None:
     want = replay_events(STREET)
@@ -97,12 +107,7 @@ def test_spark_reads_what_the_driver_cannot_open(tmp_path: Path) -> None:
                        parts / ("part-%05d.parquet" % i))
     got, summary = screen(parts, tmp_path / "o", "--engine", "spark", "--master", "local[2]")
     assert norm(got) == want and summary["samples"] == len(rows)
-    ms = tmp_path / "ms.csv"
-    with open(ms, "w") as f:
-        f.write("meter,timestamp,p_w\n")
-        for x in rows:
-            t = datetime.fromisoformat(x["timestamp"].replace("Z", "+00:00"))
-            f.write("%s,%d,%s\n" % (x["meter"], int(t.timestamp()) * 1000, x["p_w"]))
+    ms = write_milliseconds(rows, tmp_path / "ms.csv")
     r = cli("screen", str(ms), "--out", str(tmp_path / "m"), "--engine", "spark",
             "--master", "local[2]")
     assert r.returncode == 2 and "look like milliseconds" in r.stderr
@@ -250,13 +255,8 @@ def test_a_failing_meter_is_reported_not_raised() -> None:
 
 def test_unit_mistakes_stop_unless_forced_or_declared(tmp_path: Path) -> None:
     rows = list(csv.DictReader(open(STREET, newline="")))
-    ms = tmp_path / "ms.csv"
+    ms = write_milliseconds(rows, tmp_path / "ms.csv")
     kw = tmp_path / "kw.csv"
-    with open(ms, "w") as f:
-        f.write("meter,timestamp,p_w\n")
-        for x in rows:
-            t = datetime.fromisoformat(x["timestamp"].replace("Z", "+00:00"))
-            f.write("%s,%d,%s\n" % (x["meter"], int(t.timestamp()) * 1000, x["p_w"]))
     with open(kw, "w") as f:
         f.write("meter,timestamp,p_w\n")
         for x in rows:
